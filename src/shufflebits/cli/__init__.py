@@ -1,0 +1,53 @@
+"""``shufflebits`` command line: one sub-command module per architectural area.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds
+its sub-commands and sets ``func`` (a callable taking the parsed args and
+returning an exit code). Modules keep heavy imports (torch...) inside their
+handlers so ``shufflebits --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import ShuffleBitsError
+
+COMMAND_MODULES = (
+    "shufflebits.cli.crypto",  # keygen, encrypt, decrypt, inspect, bench
+    "shufflebits.cli.victim",  # synth, train, extract, reid, serve
+    "shufflebits.cli.attack",  # attack
+    "shufflebits.cli.study",  # study
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shufflebits",
+        description="Measure what deep feature vectors leak, and encrypt them.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ShuffleBitsError as error:
+        print(f"shufflebits: error: {error}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        print(f"shufflebits: error: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("shufflebits: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
