@@ -16,7 +16,10 @@ from ..errors import ShuffleBitsError
 
 COMMAND_MODULES = (
     "shufflebits.cli.crypto",  # keygen, encrypt, decrypt, inspect, bench
-    "shufflebits.cli.victim",  # synth, train, extract, reid, serve
+    "shufflebits.cli.data",  # synth
+    "shufflebits.cli.models",  # extract, reid
+    "shufflebits.cli.train",  # train
+    "shufflebits.cli.service",  # serve
     "shufflebits.cli.attack",  # attack
     "shufflebits.cli.study",  # study
 )

@@ -1,0 +1,5 @@
+"""CLI sub-commands (placeholder until implemented)."""
+
+
+def register(subparsers) -> None:
+    pass

@@ -1,0 +1,25 @@
+"""Shared fixtures: the read-only ../shared data, skipped cleanly when absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (real weights, vectors, crops)."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent (real data fixtures are optional)")
+    return SHARED
+
+
+def shared_file(relative: str) -> Path:
+    """Path inside ../shared, or skip the test when it is missing."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"../shared/{relative} is absent")
+    return path

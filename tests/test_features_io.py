@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from shufflebits.errors import ShuffleBitsError
+from shufflebits.features import load_features, save_features
+
+
+def test_npz_round_trip_keeps_paper_keys(tmp_path):
+    feats = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    out = tmp_path / "f.npz"
+    save_features(out, feats, [f"img{i}.jpg" for i in range(5)], pids=np.arange(5), camids=np.ones(5))
+    with np.load(out) as archive:
+        assert {"accumulated_image_file_paths", "accumulated_feature_array"} <= set(archive.files)
+    loaded = load_features(out)
+    assert loaded.features.tobytes() == feats.tobytes()
+    assert loaded.image_paths[3] == "img3.jpg"
+    assert loaded.pids.tolist() == list(range(5))
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ShuffleBitsError, match="2-D"):
+        save_features(tmp_path / "x.npz", np.zeros(3, np.float32))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ShuffleBitsError, match="cannot read"):
+        load_features(bad)
+    with pytest.raises(ShuffleBitsError, match="rows"):
+        save_features(tmp_path / "y.npz", np.zeros((3, 2), np.float32), ["a"])
+    assert not (tmp_path / "y.npz").exists()
+    assert list(tmp_path.glob(".*tmp")) == []
