@@ -1,5 +1,165 @@
-"""CLI sub-commands (placeholder until implemented)."""
+"""``keygen``, ``encrypt``, ``decrypt``, ``inspect`` and ``bench``.
+
+Handlers import the cipher package lazily so ``shufflebits --help`` stays fast.
+dtype problems (TypeError from the ciphers) become one-line errors like any
+other user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ShuffleBitsError
+
+CIPHER_CHOICES = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
 
 
 def register(subparsers) -> None:
-    pass
+    keygen = subparsers.add_parser("keygen", help="create a key file (0600, never overwritten)")
+    keygen.add_argument("--cipher", required=True, choices=CIPHER_CHOICES)
+    keygen.add_argument("--seed", type=int, help="paper-compatible INSECURE key (shufflebits only)")
+    keygen.add_argument("--out", required=True, type=Path, help="key file to create")
+    keygen.set_defaults(func=keygen_command)
+
+    encrypt = subparsers.add_parser("encrypt", help="encrypt a feature file (.npz paper layout or .npy)")
+    encrypt.add_argument("--key", required=True, type=Path)
+    encrypt.add_argument("input", type=Path)
+    encrypt.add_argument("output", type=Path, help="encrypted .npz")
+    encrypt.set_defaults(func=encrypt_command)
+
+    decrypt = subparsers.add_parser("decrypt", help="decrypt an encrypted feature file")
+    decrypt.add_argument("--key", required=True, type=Path)
+    decrypt.add_argument("input", type=Path)
+    decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy")
+    decrypt.set_defaults(func=decrypt_command)
+
+    inspect = subparsers.add_parser("inspect", help="show a key or feature file's metadata (never key material)")
+    inspect.add_argument("file", type=Path)
+    inspect.set_defaults(func=inspect_command)
+
+    bench = subparsers.add_parser("bench", help="throughput of every cipher and kernel")
+    bench.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    bench.add_argument("--size-mib", type=float, default=64.0)
+    bench.set_defaults(func=bench_command)
+
+
+def keygen_command(args: argparse.Namespace) -> int:
+    from ..ciphers.keys import generate_key, save_key, seed_key
+
+    if args.seed is not None:
+        if args.cipher != "shufflebits":
+            raise ShuffleBitsError("--seed is only for the paper-compatible fixed 'shufflebits' cipher")
+        key = seed_key(args.seed)
+        print(
+            "warning: a --seed key is the paper's INSECURE key (only the seed's entropy, one permutation); "
+            "use it for compatibility, not protection",
+            file=sys.stderr,
+        )
+    else:
+        key = generate_key(args.cipher)
+    save_key(args.out, key)
+    print(f"wrote {args.out} ({key.cipher}, mode {key.mode}, fingerprint {key.fingerprint})")
+    return 0
+
+
+def encrypt_command(args: argparse.Namespace) -> int:
+    from ..ciphers import cipher_for_key, load_key
+    from ..ciphers.files import save_encrypted
+    from ..features import load_features
+
+    cipher = cipher_for_key(load_key(args.key))
+    if args.output.suffix != ".npz":
+        raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
+    plain = load_features(args.input)
+    try:
+        sealed = cipher.encrypt(plain.features)
+    except TypeError as error:
+        raise ShuffleBitsError(f"{args.input}: {error}") from error
+    save_encrypted(args.output, cipher, sealed, plain.image_paths, pids=plain.pids, camids=plain.camids)
+    print(f"encrypted {sealed.shape[0]}x{sealed.shape[1]} {sealed.dtype} with {cipher.name} -> {args.output}")
+    return 0
+
+
+def decrypt_command(args: argparse.Namespace) -> int:
+    from ..ciphers import cipher_for_key, load_key
+    from ..ciphers.files import load_encrypted
+    from ..features import save_features
+
+    cipher = cipher_for_key(load_key(args.key))
+    sealed, passthrough = load_encrypted(args.input, cipher)
+    if sealed.dtype == "bfloat16":
+        raise ShuffleBitsError("bfloat16 features cannot be stored in .npz/.npy; decrypt them in Python")
+    features = cipher.decrypt(sealed)
+    save_features(
+        args.output,
+        features,
+        [str(p) for p in passthrough.get("image_paths", [])] or None,
+        pids=passthrough.get("pids"),
+        camids=passthrough.get("camids"),
+    )
+    print(f"decrypted {sealed.shape[0]}x{sealed.shape[1]} {sealed.dtype} -> {args.output}")
+    return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise ShuffleBitsError(f"{path} does not exist")
+    if path.suffix in (".npz", ".npy"):
+        for line in _describe_features(path):
+            print(line)
+        return 0
+    from ..ciphers.keys import read_key_record
+
+    record = read_key_record(path)
+    print(f"key file {path}")
+    for name in ("version", "cipher", "mode", "fingerprint"):
+        print(f"  {name}: {record.get(name)}")
+    if record.get("seed") is not None:
+        print("  seed key: yes (paper-compatible, INSECURE)")
+    return 0
+
+
+def _describe_features(path: Path) -> list[str]:
+    import zipfile
+
+    import numpy as np
+
+    from ..ciphers.files import read_header
+
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                encrypted = "header" in archive.files
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ShuffleBitsError(f"cannot read {path}: {error}") from error
+        if encrypted:
+            header, arrays = read_header(path)
+            lines = [f"encrypted feature file {path}"]
+            lines += [f"  {name}: {header.get(name)}" for name in ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")]
+            nonces = arrays.get("nonces")
+            lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
+            lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")
+            return lines
+    from ..features import load_features
+
+    plain = load_features(path)
+    return [
+        f"plaintext feature file {path}",
+        f"  shape: {list(plain.features.shape)}",
+        f"  dtype: {plain.features.dtype}",
+        f"  image paths: {sum(1 for p in plain.image_paths if p)}",
+    ]
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    from ..ciphers.bench import format_table, run_benchmark
+
+    if args.size_mib <= 0:
+        raise ShuffleBitsError("--size-mib must be positive")
+    rows = run_benchmark(size_mib=args.size_mib, progress=not args.json)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0

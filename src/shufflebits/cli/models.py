@@ -1,5 +1,141 @@
-"""CLI sub-commands (placeholder until implemented)."""
+"""``shufflebits extract`` (images -> feature file) and ``shufflebits reid`` (feature files -> CMC/mAP/mINP)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ShuffleBitsError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+# Market-1501 ("0001_c1s1_001051_00.jpg") and DukeMTMC-reID ("0001_c2_f0046182.jpg") names.
+REID_NAME = re.compile(r"^(-1|\d+)_c(\d+)")
+MARKET_SPLITS = {"query": "query", "gallery": "bounding_box_test", "train": "bounding_box_train"}
+SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class LabelledImage(NamedTuple):
+    """An image with identity and camera parsed from its name (what extract_features records)."""
+
+    path: Path
+    pid: int
+    camid: int
 
 
 def register(subparsers) -> None:
-    pass
+    extract = subparsers.add_parser(
+        "extract",
+        help="extract re-ID features of an image folder into a .npz (paper layout)",
+        description="Extract features of every .jpg/.png under --images (recursively). Market/Duke-style "
+        "names (0001_c1s1_...) add pids/camids to the file, which `shufflebits reid` needs.",
+    )
+    extract.add_argument("--model", required=True, help="osnet_x0_25, osnet_x1_0, resnet50_bot, ... or onnx:PATH")
+    extract.add_argument("--weights", help="torchreid state dict, FastReID checkpoint or shufflebits checkpoint")
+    extract.add_argument("--images", required=True, help="image folder, or a Market-1501 root with --split")
+    extract.add_argument("--split", choices=sorted(MARKET_SPLITS), help="which split of a Market-1501 root")
+    extract.add_argument("--out", required=True, help="output feature file (.npz or .npy)")
+    extract.add_argument("--size", help="input size HxW (default: the checkpoint's, else 256x128)")
+    extract.add_argument("--flip", action="store_true", help="flip-test: average with the mirrored image")
+    extract.add_argument("--batch-size", type=int, default=64)
+    extract.add_argument("--device", default="cpu", help="cpu or cuda")
+    extract.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                         help="L2-normalise features (default: as the weights' framework does)")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(func=run_extract)
+
+    reid = subparsers.add_parser("reid", help="rank-1/5/10, mAP and mINP of query vs gallery feature files")
+    reid.add_argument("--query", required=True, help="query .npz with pids/camids")
+    reid.add_argument("--gallery", required=True, help="gallery .npz with pids/camids")
+    reid.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
+    reid.add_argument("--max-rank", type=int, default=50)
+    reid.add_argument("--json", action="store_true", help="print the figures as JSON")
+    reid.set_defaults(func=run_reid)
+
+
+def find_images(folder: Path, split: str | None = None) -> list[Path]:
+    """Images under ``folder`` (sorted, recursive); a Market-1501 root needs ``split``."""
+    if not folder.is_dir():
+        raise ShuffleBitsError(f"image folder {folder} does not exist")
+    is_market_root = (folder / "query").is_dir() and (folder / "bounding_box_test").is_dir()
+    if split is not None:
+        if not is_market_root:
+            raise ShuffleBitsError(f"--split needs a Market-1501 root (query/, bounding_box_test/); {folder} is not one")
+        folder = folder / MARKET_SPLITS[split]
+    elif is_market_root:
+        raise ShuffleBitsError(f"{folder} is a Market-1501 root: pass --split query|gallery|train")
+    images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if not images:
+        raise ShuffleBitsError(f"no .jpg/.png images under {folder}")
+    return images
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x128' -> (256, 128)."""
+    match = SIZE.match(text)
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise ShuffleBitsError(f"--size must be HxW with positive integers, e.g. 256x128; got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_identity(path: Path) -> tuple[int, int] | None:
+    """(pid, 0-based camid) from a Market/Duke-style file name, or None."""
+    match = REID_NAME.match(path.name)
+    return (int(match.group(1)), int(match.group(2)) - 1) if match else None
+
+
+def run_extract(args) -> int:
+    from ..engine.extract import extract_features
+    from ..models import build_extractor
+
+    size = parse_size(args.size) if args.size else None
+    if args.batch_size <= 0:
+        raise ShuffleBitsError(f"--batch-size must be positive, got {args.batch_size}")
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".npy"):
+        raise ShuffleBitsError(f"--out must end in .npz or .npy, got {out.name}")
+    images = find_images(Path(args.images), args.split)
+    identities = [parse_identity(path) for path in images]
+    if all(identity is not None for identity in identities):
+        items = [LabelledImage(path, pid, camid) for path, (pid, camid) in zip(images, identities)]
+    else:
+        items = images
+    extractor = build_extractor(
+        args.model, weights=args.weights, device=args.device, size=size, normalize=args.normalize, batch_size=args.batch_size
+    )
+    extract_features(extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.quiet)
+    labelled = "with pids/camids" if items is not images else "without pids/camids (names are not Market-style)"
+    print(
+        f"wrote {len(images)} x {extractor.feature_dim} features to {out} ({labelled}; "
+        f"{extractor.input_size[0]}x{extractor.input_size[1]}, normalized={extractor.normalize_features}, "
+        f"compare with --metric {extractor.distance})"
+    )
+    return 0
+
+
+def run_reid(args) -> int:
+    from ..features import load_features
+    from ..reid import evaluate
+
+    files = {}
+    for role, path in (("query", args.query), ("gallery", args.gallery)):
+        loaded = load_features(path)
+        if loaded.pids is None or loaded.camids is None:
+            raise ShuffleBitsError(f"{path} has no pids/camids; extract it from Market-style image names")
+        files[role] = loaded
+    query, gallery = files["query"], files["gallery"]
+    result = evaluate(
+        query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids,
+        metric=args.metric, max_rank=args.max_rank,
+    )
+    if args.json:
+        print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
+        return 0
+    print(
+        f"rank-1 {result['rank1']:.2%}  rank-5 {result['rank5']:.2%}  rank-10 {result['rank10']:.2%}  "
+        f"mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}  ({args.metric}; {result['num_query']} queries, "
+        f"{result['num_skipped']} skipped without a valid match)"
+    )
+    return 0

@@ -1,5 +1,73 @@
-"""CLI sub-commands (placeholder until implemented)."""
+"""``shufflebits serve``: a model behind the HTTP black-box API, optionally encrypting."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import ShuffleBitsError
+
+TOKEN_VARIABLE = "SHUFFLEBITS_TOKEN"
 
 
 def register(subparsers) -> None:
-    pass
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a re-ID model as an HTTP black box (POST /v1/features)",
+        description=(
+            "Answer POST /v1/features (multipart field 'images', header 'Authorization: Bearer TOKEN') "
+            "with base64 little-endian feature bytes, encrypted with a server-held key when --encrypt-with is given. "
+            "GET /v1/health needs no token."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="registry name (osnet_x0_25, resnet50_bot, ...) or onnx:PATH")
+    parser.add_argument("--weights", help="checkpoint: ours, torchreid or FastReID (default: random weights)")
+    parser.add_argument(
+        "--token", help=f"bearer token clients must send (prefer the {TOKEN_VARIABLE} environment variable: "
+        "command lines are visible to other users)"
+    )
+    parser.add_argument("--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
+    parser.add_argument("--size", help="input HxW (default: the checkpoint's, 256x128 for torchreid weights)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--max-images", type=int, default=256, help="most images per request (default 256)")
+    parser.add_argument("--max-request-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise ShuffleBitsError(f"refusing to serve without a token: pass --token or set {TOKEN_VARIABLE}")
+    if not 1 <= args.port <= 65535:
+        raise ShuffleBitsError(f"--port must be in 1..65535, got {args.port}")
+    if args.max_request_mb <= 0 or args.max_images < 1:
+        raise ShuffleBitsError("--max-request-mb and --max-images must be positive")
+    from ..data.sizes import parse_size
+    from ..models import build_extractor
+    from ..service.app import create_app
+    from ..service.server import serve
+
+    cipher = None
+    if args.encrypt_with:
+        from ..ciphers import load_key
+        from ..registry import create_cipher
+
+        key = load_key(args.encrypt_with)
+        cipher = create_cipher(key.cipher, key=key)
+    size = parse_size(args.size) if args.size else None
+    extractor = build_extractor(args.model, weights=args.weights, device=args.device, size=size)
+    app = create_app(
+        extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
+    )
+    height, width = extractor.input_size
+    encryption = f"encrypting with {cipher.key.cipher} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
+    print(
+        f"shufflebits: serving {extractor.name} ({extractor.feature_dim}-d, input {height}x{width}, {encryption}) "
+        f"at http://{args.host}:{args.port}/v1/features",
+        file=sys.stderr,
+    )
+    serve(app, host=args.host, port=args.port)
+    return 0

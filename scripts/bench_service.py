@@ -1,0 +1,114 @@
+"""HTTP black-box throughput: requests/s and latency percentiles under a bounded local load.
+
+Starts `shufflebits serve` in a subprocess on 127.0.0.1 (so client and server do
+not share a GIL), sends --requests requests from --concurrency client threads,
+each carrying --images-per-request crops, and prints the figures. Random
+weights: speed does not depend on what the model learned.
+
+    .venv/bin/python scripts/bench_service.py --requests 200 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from shufflebits.service import HttpBlackBox
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def jpeg_crops(count: int, height: int, width: int) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    crops = []
+    for _ in range(count):
+        pixels = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).resize((width, height), Image.BILINEAR).save(buffer, format="JPEG", quality=90)
+        crops.append(buffer.getvalue())
+    return crops
+
+
+def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with code {process.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{url}/v1/health", timeout=2).json()
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("the server did not come up")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="osnet_x0_25")
+    parser.add_argument("--size", default="256x128", help="model input HxW (crops are sent at this size)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--images-per-request", type=int, default=1)
+    parser.add_argument("--cipher", help="encrypt on the server with a fresh key for this cipher (e.g. shufflebits-otp)")
+    args = parser.parse_args()
+    height, width = (int(part) for part in args.size.lower().split("x"))
+    token = secrets.token_urlsafe(16)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size, "--port", str(port)]
+        if args.cipher:
+            from shufflebits.ciphers import generate_key, save_key
+
+            key_path = Path(scratch) / "server.key"
+            save_key(key_path, generate_key(args.cipher))
+            command += ["--encrypt-with", str(key_path)]
+        log = Path(scratch) / "server.log"
+        with log.open("w") as log_file:
+            server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": token}, stderr=log_file)
+        try:
+            health = wait_for_health(url, server, log)
+            crops = jpeg_crops(64, height, width)
+            with HttpBlackBox(url, token, batch_size=args.images_per_request, retries=0) as box:
+
+                def one_request(index: int) -> float:
+                    images = [crops[(index + i) % len(crops)] for i in range(args.images_per_request)]
+                    started = time.perf_counter()
+                    box.features(images)
+                    return time.perf_counter() - started
+
+                for index in range(2 * args.concurrency):  # warm-up: first calls allocate
+                    one_request(index)
+                started = time.perf_counter()
+                with ThreadPoolExecutor(args.concurrency) as pool:
+                    latencies = np.array(list(pool.map(one_request, range(args.requests))))
+                wall = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    milliseconds = np.percentile(latencies, [50, 95, 99]) * 1000
+    print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({args.cipher or 'plaintext'})")
+    print(f"{args.requests} requests x {args.images_per_request} image(s), {args.concurrency} concurrent clients, {os.cpu_count()} CPU cores")
+    print(f"requests/s {args.requests / wall:.1f}   images/s {args.requests * args.images_per_request / wall:.1f}   wall {wall:.2f} s")
+    print(f"latency ms: p50 {milliseconds[0]:.1f}   p95 {milliseconds[1]:.1f}   p99 {milliseconds[2]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

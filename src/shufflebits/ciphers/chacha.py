@@ -1,0 +1,73 @@
+"""ChaChaPad: a format-preserving one-time pad from the ChaCha20 keystream.
+
+Each vector's bits are XOR-ed with RFC 8439 ChaCha20 keystream under the key and
+the vector's 16-byte nonce (4-byte little-endian block counter || 12-byte nonce,
+cryptography's layout). A batch gets one random 12-byte nonce and consecutive,
+block-aligned counters, so one OpenSSL call covers the whole batch while every
+vector still has its own keystream. Confidential, not authenticated: encrypted
+files add an HMAC (``files.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ShuffleBitsError
+from . import prf
+from .base import Cipher, Sealed
+from .keys import Key, generate_key
+
+_CHUNK_BYTES = 1 << 26
+
+
+class ChaChaPad(Cipher):
+    """XOR with ChaCha20 keystream; float in, same-dtype float out."""
+
+    ciphers = ("chacha20",)
+
+    @classmethod
+    def generate_key(cls) -> Key:
+        return generate_key("chacha20")
+
+    def _encrypt_words(self, words, dtype):
+        blocks = -(-words.shape[1] * words.itemsize // prf.BLOCK)
+        nonces = prf.batch_nonces(words.shape[0], blocks, os.urandom)
+        return self._xor(words, nonces), nonces
+
+    def _decrypt_words(self, words, sealed: Sealed):
+        if sealed.nonces is None or sealed.nonces.shape[1:] != (prf.NONCE_BYTES,):
+            raise ShuffleBitsError("chacha20 ciphertext needs uint8 (n, 16) nonces")
+        return self._xor(words, sealed.nonces)
+
+    def _xor(self, words: np.ndarray, nonces: np.ndarray) -> np.ndarray:
+        n, d = words.shape
+        row_bytes = d * words.itemsize
+        blocks = -(-row_bytes // prf.BLOCK)
+        out = np.empty_like(words)
+        raw_in = words.view(np.uint8).reshape(n, row_bytes)
+        raw_out = out.view(np.uint8).reshape(n, row_bytes)
+        rows_per_chunk = max(1, _CHUNK_BYTES // max(1, blocks * prf.BLOCK))
+        for start, stop in prf.contiguous_runs(nonces, blocks):
+            for a in range(start, stop, rows_per_chunk):
+                b = min(stop, a + rows_per_chunk)
+                if row_bytes % prf.BLOCK == 0:  # rows are block-aligned: OpenSSL XORs in place
+                    prf.chacha20_xor_into(self.key.material, bytes(nonces[a]), raw_in[a:b], raw_out[a:b])
+                else:
+                    pad = prf.keystream(self.key.material, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
+                    np.bitwise_xor(raw_in[a:b], pad.reshape(b - a, -1)[:, :row_bytes], out=raw_out[a:b])
+        return out
+
+    def encrypt_tensor(self, x):
+        """Torch path (CPU or CUDA, in-graph): ``(ciphertext tensor, nonces uint8 (n, 16) tensor)``."""
+        import torch
+
+        from . import kernels_torch
+
+        words = kernels_torch.int_view(x)
+        if words.ndim != 2:
+            raise ShuffleBitsError(f"chacha20 needs (n, d) tensors, got {tuple(words.shape)}")
+        blocks = -(-words.shape[1] * words.element_size() // prf.BLOCK)
+        nonces = torch.from_numpy(prf.batch_nonces(words.shape[0], blocks, os.urandom)).to(words.device)
+        return kernels_torch.xor_pad(words, self.key.material, nonces).view(x.dtype), nonces

@@ -1,0 +1,127 @@
+"""Torch kernels: run in-graph on CPU or CUDA, bit-identical to the numpy reference.
+
+Features are reinterpreted as signed integer tensors of the same width (views,
+no copies, no float arithmetic). Bit permutations gather from tables built from
+the same byte tables as the numba kernel. ChaCha20 is computed on int64 lanes
+masked to 32 bits, so nothing leaves the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+INT_VIEWS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+_MASK32 = 0xFFFFFFFF
+
+
+def int_view(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"cannot encrypt dtype {x.dtype}; supported: float16, bfloat16, float32, float64")
+    return x.contiguous().view(INT_VIEWS[x.element_size()])
+
+
+def wide_tables(tables: np.ndarray) -> np.ndarray:
+    """Merge byte tables ``(..., nbytes, 256)`` into 16-bit-index tables ``(..., nbytes // 2, 65536)``.
+
+    Half as many gathers; used for the fixed mode (per-dimension stays on byte tables).
+    """
+    values = np.arange(65536)
+    return tables[..., 0::2, :][..., values & 255] | tables[..., 1::2, :][..., values >> 8]
+
+
+def table_tensor(tables: np.ndarray, device) -> torch.Tensor:
+    """Unsigned numpy tables as a signed tensor of the same width on ``device``."""
+    signed = np.ascontiguousarray(tables).view(np.dtype(f"i{tables.dtype.itemsize}"))
+    return torch.from_numpy(signed.copy()).to(device)
+
+
+def _chunks(words: torch.Tensor, rows: int):
+    """CPU: row blocks that keep temporaries in cache; CUDA: one launch per op."""
+    step = words.shape[0] if words.is_cuda else max(1, rows)
+    for start in range(0, words.shape[0], step):
+        yield slice(start, start + step)
+
+
+def permute_fixed(words: torch.Tensor, wide: torch.Tensor) -> torch.Tensor:
+    """Fixed mode: ``wide`` ``(nbytes // 2, 65536)`` tables, any shape of ``words``."""
+    flat = words.reshape(-1)
+    out = torch.empty_like(flat)
+    for part in _chunks(flat, 1 << 18):
+        x = flat[part].to(torch.int32) if flat.dtype == torch.int16 else flat[part]
+        acc = wide[0][x & 0xFFFF]
+        for h in range(1, wide.shape[0]):
+            acc = acc | wide[h][(x >> (16 * h)) & 0xFFFF]
+        out[part] = acc
+    return out.reshape(words.shape)
+
+
+def permute_per_dimension(words: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+    """Per-dimension mode: ``words`` ``(n, d)``, byte ``tables`` ``(d, nbytes, 256)``."""
+    n, d = words.shape
+    nbytes = tables.shape[1]
+    flat = tables.reshape(-1)
+    offsets = (torch.arange(d, device=words.device)[:, None] * nbytes + torch.arange(nbytes, device=words.device)) * 256
+    out = torch.empty_like(words)
+    for part in _chunks(words, (1 << 16) // max(d, 1)):
+        index = words[part].view(torch.uint8).reshape(-1, d, nbytes).long() + offsets
+        # The moved bits of different bytes are disjoint, so their sum is their OR.
+        out[part] = flat.take(index).sum(-1, dtype=words.dtype)
+    return out
+
+
+def _rotl(x: torch.Tensor, n: int) -> torch.Tensor:
+    return ((x << n) | (x >> (32 - n))) & _MASK32
+
+
+def _quarter(s: list, a: int, b: int, c: int, d: int) -> None:
+    s[a] = (s[a] + s[b]) & _MASK32
+    s[d] = _rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & _MASK32
+    s[b] = _rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & _MASK32
+    s[d] = _rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & _MASK32
+    s[b] = _rotl(s[b] ^ s[c], 7)
+
+
+def chacha20_blocks(key: bytes, counters: torch.Tensor, nonce_words: torch.Tensor) -> torch.Tensor:
+    """RFC 8439 ChaCha20 blocks: ``counters`` ``(m,)`` int64, ``nonce_words`` ``(m, 3)`` int64.
+
+    Returns ``(m, 16)`` int64 keystream words (each < 2**32, little-endian order).
+    """
+    key_words = np.frombuffer(key, dtype="<u4").astype(np.int64)
+    constants = np.frombuffer(b"expand 32-byte k", dtype="<u4").astype(np.int64)
+    device = counters.device
+    fixed = torch.from_numpy(np.concatenate([constants, key_words])).to(device)
+    init = [fixed[i].expand_as(counters) for i in range(12)]
+    init += [counters & _MASK32, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
+    s = list(init)
+    for _ in range(10):
+        _quarter(s, 0, 4, 8, 12)
+        _quarter(s, 1, 5, 9, 13)
+        _quarter(s, 2, 6, 10, 14)
+        _quarter(s, 3, 7, 11, 15)
+        _quarter(s, 0, 5, 10, 15)
+        _quarter(s, 1, 6, 11, 12)
+        _quarter(s, 2, 7, 8, 13)
+        _quarter(s, 3, 4, 9, 14)
+    return torch.stack([(s[i] + init[i]) & _MASK32 for i in range(16)], dim=-1)
+
+
+def chacha20_rows(key: bytes, nonces: torch.Tensor, row_bytes: int) -> torch.Tensor:
+    """Keystream ``(n, row_bytes)`` uint8; row ``i`` starts at its 16-byte nonce (counter || nonce)."""
+    n = nonces.shape[0]
+    blocks = -(-row_bytes // 64)
+    words = nonces.view(torch.int32).long() & _MASK32  # (n, 4): counter, nonce0..2
+    counters = (words[:, :1] + torch.arange(blocks, device=nonces.device)).reshape(-1)
+    nonce_words = words[:, None, 1:].expand(n, blocks, 3).reshape(-1, 3)
+    stream = chacha20_blocks(key, counters, nonce_words).to(torch.int32)
+    return stream.view(torch.uint8).reshape(n, blocks * 64)[:, :row_bytes]
+
+
+def xor_pad(words: torch.Tensor, key: bytes, nonces: torch.Tensor) -> torch.Tensor:
+    """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream."""
+    n, d = words.shape
+    pad = chacha20_rows(key, nonces, d * words.element_size()).contiguous()
+    return words ^ pad.view(words.dtype).reshape(n, d)

@@ -1,0 +1,141 @@
+"""Key objects, key generation and key files.
+
+A key names its cipher (the mode is part of the cipher name), so a key can never
+be used with a construction it was not made for. Sub-keys for different purposes
+(permutations, one-time streams, file MACs, fingerprints) are derived with
+HMAC-SHA256 under distinct labels, so one purpose never reveals another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomic import atomic_write_text
+from ..errors import ShuffleBitsError
+
+CIPHERS = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
+MODES = {
+    "shufflebits": "fixed",
+    "shufflebits-dim": "per-dimension",
+    "shufflebits-otp": "one-time",
+    "chacha20": "pad",
+    "aes-gcm": "aead",
+}
+KEY_FORMAT = "shufflebits-key"
+KEY_VERSION = 1
+_LABEL = b"shufflebits/v1/"
+
+
+def check_cipher(name: str) -> str:
+    if name not in CIPHERS:
+        raise ShuffleBitsError(f"unknown cipher {name!r}; expected one of {', '.join(CIPHERS)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Key:
+    """A secret key bound to one cipher.
+
+    ``material`` is 32 random bytes, except for paper-compatible seed keys
+    (``seed`` set), whose material is just the seed: they have only the seed's
+    entropy and exist to reproduce the authors' published permutation.
+    """
+
+    cipher: str
+    material: bytes = field(repr=False)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_cipher(self.cipher)
+        if not isinstance(self.material, bytes):
+            raise TypeError("key material must be bytes")
+        if self.seed is None and len(self.material) != 32:
+            raise ShuffleBitsError(f"{self.cipher} key material must be 32 bytes, got {len(self.material)}")
+        if self.seed is not None and self.cipher != "shufflebits":
+            raise ShuffleBitsError("only the fixed-mode 'shufflebits' cipher has seed (paper-compatible) keys")
+        if self.seed is not None and self.material != int(self.seed).to_bytes(8, "little"):
+            raise ShuffleBitsError("seed key material must be the seed (8 bytes, little-endian)")
+
+    @property
+    def mode(self) -> str:
+        return MODES[self.cipher]
+
+    @property
+    def insecure(self) -> bool:
+        """True for seed keys: brute-forcing the seed recovers the key."""
+        return self.seed is not None
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte sub-key for ``purpose`` (domain-separated HMAC-SHA256)."""
+        return hmac.new(self.material, _LABEL + purpose.encode(), hashlib.sha256).digest()
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex identifier of the key (a labelled hash; reveals nothing about random keys)."""
+        digest = hashlib.sha256(_LABEL + b"fingerprint\0" + self.cipher.encode() + b"\0" + self.material)
+        return digest.hexdigest()[:32]
+
+
+def generate_key(cipher: str = "shufflebits-otp") -> Key:
+    """A fresh 256-bit random key for ``cipher`` (from the OS CSPRNG)."""
+    return Key(check_cipher(cipher), secrets.token_bytes(32))
+
+
+def seed_key(seed: int) -> Key:
+    """The authors' key for ``seed`` (fixed mode; INSECURE, for compatibility only)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ShuffleBitsError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return Key("shufflebits", seed.to_bytes(8, "little"), seed=seed)
+
+
+def key_to_json(key: Key) -> str:
+    record = {
+        "format": KEY_FORMAT,
+        "version": KEY_VERSION,
+        "cipher": key.cipher,
+        "mode": key.mode,
+        "material": base64.b64encode(key.material).decode(),
+        "seed": key.seed,
+        "fingerprint": key.fingerprint,
+    }
+    return json.dumps(record, indent=2) + "\n"
+
+
+def save_key(path: str | os.PathLike, key: Key) -> None:
+    """Write ``key`` atomically, mode 0600; an existing file is never replaced."""
+    atomic_write_text(path, key_to_json(key), overwrite=False, permissions=0o600)
+
+
+def read_key_record(path: str | os.PathLike) -> dict:
+    """The parsed JSON of a key file, validated (used by ``inspect`` too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShuffleBitsError(f"key file {path} does not exist")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ShuffleBitsError(f"{path} is not a shufflebits key file ({error})") from error
+    if not isinstance(record, dict) or record.get("format") != KEY_FORMAT:
+        raise ShuffleBitsError(f"{path} is not a shufflebits key file")
+    if record.get("version") != KEY_VERSION:
+        raise ShuffleBitsError(f"{path}: unsupported key file version {record.get('version')!r}")
+    return record
+
+
+def load_key(path: str | os.PathLike) -> Key:
+    """Read a key file; a corrupted key (fingerprint mismatch) is an error."""
+    record = read_key_record(path)
+    try:
+        key = Key(record["cipher"], base64.b64decode(record["material"], validate=True), record.get("seed"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ShuffleBitsError(f"{path}: malformed key file ({error})") from error
+    if record.get("fingerprint") != key.fingerprint:
+        raise ShuffleBitsError(f"{path}: key fingerprint does not match its material (corrupted key file)")
+    return key

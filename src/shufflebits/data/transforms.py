@@ -1,0 +1,123 @@
+"""Image reading and torchreid-style transforms with Pillow, numpy and torch only.
+
+torchvision does not import beside our pinned torch, so the few transforms
+re-ID needs are written here with torchreid's conventions: bilinear resize to
+(H, W), for training random horizontal flip, 10-pixel zero padding + random
+crop and random erasing, then [0, 1] scaling and ImageNet normalisation.
+Randomness comes from torch's generator, which DataLoader seeds per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..errors import ShuffleBitsError
+from .sizes import check_size
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB, with a clear error when missing or undecodable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShuffleBitsError(f"image {path} not found")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ShuffleBitsError(f"cannot decode image {path}: {error}") from error
+
+
+def to_unit_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> float32 tensor (3, H, W) in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def load_images(
+    items: Iterable, size: tuple[int, int] = (64, 32), progress: bool = False
+) -> np.ndarray:
+    """Images (paths, ``ImageRecord``s or PIL images) -> float32 ``(n, 3, H, W)`` in [0, 1].
+
+    Small copies like these feed the reconstruction attack (64x32 by default).
+    """
+    items = list(items)
+    height, width = check_size(size)
+    out = np.empty((len(items), 3, height, width), dtype=np.float32)
+    for row, item in enumerate(tqdm(items, desc="images", disable=not progress, leave=False)):
+        image = item if isinstance(item, Image.Image) else read_image(getattr(item, "path", item))
+        image = image.convert("RGB").resize((width, height), Image.BILINEAR)
+        out[row] = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return out
+
+
+def build_transforms(
+    size: tuple[int, int] = (256, 128),
+    train: bool = False,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    random_erasing: bool = True,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """A callable PIL image -> normalised float tensor (3, H, W).
+
+    ``train`` adds flip, pad-10 random crop and (if ``random_erasing``) erasing.
+    """
+    height, width = check_size(size)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB").resize((width, height), Image.BILINEAR)
+        if train:
+            if torch.rand(()) < 0.5:
+                image = ImageOps.mirror(image)
+            image = ImageOps.expand(image, border=10, fill=0)
+            top = int(torch.randint(0, 21, ()))
+            left = int(torch.randint(0, 21, ()))
+            image = image.crop((left, top, left + width, top + height))
+        tensor = (to_unit_tensor(image) - mean_t) / std_t
+        if train and random_erasing:
+            tensor = random_erase(tensor, fill=mean)
+        return tensor
+
+    return transform
+
+
+def random_erase(
+    tensor: torch.Tensor,
+    probability: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    min_aspect: float = 0.3,
+    fill: tuple[float, float, float] = IMAGENET_MEAN,
+) -> torch.Tensor:
+    """torchreid's RandomErasing: with ``probability``, fill one random rectangle.
+
+    The rectangle covers ``area`` of the image with aspect in [min_aspect, 1/min_aspect];
+    like torchreid it is filled with the per-channel ``fill`` values.
+    """
+    if torch.rand(()) >= probability:
+        return tensor
+    _, height, width = tensor.shape
+    for _ in range(100):
+        target = float(torch.empty(()).uniform_(*area)) * height * width
+        aspect = float(torch.empty(()).uniform_(min_aspect, 1.0 / min_aspect))
+        h = int(round(math.sqrt(target * aspect)))
+        w = int(round(math.sqrt(target / aspect)))
+        if 0 < h < height and 0 < w < width:
+            top = int(torch.randint(0, height - h + 1, ()))
+            left = int(torch.randint(0, width - w + 1, ()))
+            tensor = tensor.clone()
+            tensor[:, top : top + h, left : left + w] = torch.tensor(fill, dtype=tensor.dtype).view(3, 1, 1)
+            return tensor
+    return tensor
+

@@ -1,0 +1,278 @@
+"""Feature extractors: images in, ``(n, d)`` float32 features out, preprocessed as the model was trained.
+
+Preprocessing is torchreid's inference convention (RGB, resize to H x W with
+Pillow, scale to [0, 1], ImageNet mean/std), done here with Pillow + numpy
+because torchvision is unavailable; Pillow's resize is exactly what
+torchvision's ``Resize`` calls on PIL images. FastReID imports use bicubic
+resizing and their recorded pixel mean/std. Two backends share it: a PyTorch
+model from the registry, or any re-ID ONNX model run by onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ShuffleBitsError
+from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelWeights, load_model
+
+_PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def load_image(image: Image.Image | str | os.PathLike | np.ndarray) -> Image.Image:
+    """An RGB PIL image from a PIL image, a file path or a uint8 H x W x 3 array."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ShuffleBitsError(f"image arrays must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+        return Image.fromarray(image, "RGB")
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ShuffleBitsError(f"image {path} does not exist")
+        try:
+            with Image.open(path) as opened:
+                return opened.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise ShuffleBitsError(f"cannot read image {path}: {error}") from error
+    raise ShuffleBitsError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
+
+
+def check_device(device: str) -> str:
+    """Refuse a CUDA device that this torch build cannot use, with a clear message."""
+    device = str(device)
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ShuffleBitsError(f"--device {device} requested but CUDA is not available here; use --device cpu")
+        return device
+    raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
+
+
+class FeatureExtractor(ABC):
+    """Shared preprocessing, batching, flip-test and normalisation; backends run the model."""
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        feature_dim: int,
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        interpolation: str = "bilinear",
+        normalize_features: bool = False,
+        distance: str = "euclidean",
+        batch_size: int = 64,
+        name: str = "",
+        source: str = "random",
+    ):
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.feature_dim = int(feature_dim)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.interpolation = interpolation
+        self.normalize_features = bool(normalize_features)
+        self.distance = distance
+        self.batch_size = int(batch_size)
+        self.name = name
+        self.source = source
+
+    @property
+    def metadata(self) -> dict:
+        """What a consumer of the features needs to know to compare them correctly."""
+        return {
+            "model": self.name,
+            "weights": self.source,
+            "input_size": list(self.input_size),
+            "feature_dim": self.feature_dim,
+            "normalize_features": self.normalize_features,
+            "distance": self.distance,
+        }
+
+    def preprocess(self, images: Iterable) -> np.ndarray:
+        """``(n, 3, H, W)`` float32, resized to ``input_size`` and mean/std normalised."""
+        height, width = self.input_size
+        resample = _PIL_RESAMPLE[self.interpolation]
+        arrays = []
+        for image in images:
+            pil = load_image(image)
+            if pil.size != (width, height):
+                pil = pil.resize((width, height), resample)
+            pixels = np.asarray(pil, dtype=np.float32) / np.float32(255.0)
+            arrays.append(((pixels - self.mean) / self.std).transpose(2, 0, 1))
+        if not arrays:
+            return np.zeros((0, 3, height, width), dtype=np.float32)
+        return np.ascontiguousarray(np.stack(arrays))
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw ``(n, d)`` model outputs for a preprocessed batch."""
+
+    @abstractmethod
+    def embed_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a float batch ``(n, 3, H, W)`` in [0, 1], resized and normalised inside."""
+
+    def embed_array(self, batch: np.ndarray, flip: bool = False) -> np.ndarray:
+        """Features of a preprocessed batch; ``flip`` averages with the mirrored images (flip-test)."""
+        features = self._run(batch)
+        if flip:
+            features = (features + self._run(np.ascontiguousarray(batch[..., ::-1]))) / 2
+        if self.normalize_features:
+            features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return features.astype(np.float32, copy=False)
+
+    def __call__(self, images: Sequence, flip: bool = False) -> np.ndarray:
+        """``(n, feature_dim)`` float32 features of PIL images, paths or uint8 H x W x 3 arrays."""
+        if isinstance(images, (Image.Image, str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+            images = [images]
+        elif not isinstance(images, (list, tuple, np.ndarray)):
+            images = list(images)
+        chunks = [
+            self.embed_array(self.preprocess(images[start : start + self.batch_size]), flip=flip)
+            for start in range(0, len(images), self.batch_size)
+        ]
+        if not chunks:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def _prepare_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize a [0, 1] float batch to ``input_size`` and normalise it, differentiably."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ShuffleBitsError(f"embed_tensor expects (n, 3, H, W), got {tuple(x.shape)}")
+        if tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode=self.interpolation, align_corners=False, antialias=True)
+        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class TorchExtractor(FeatureExtractor):
+    """A registry model in ``eval()`` mode on ``device``."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", **kwargs):
+        super().__init__(feature_dim=model.feature_dim, **kwargs)
+        # Normalisation happens once, after the flip-test average, in embed_array.
+        model.normalize = False
+        # Inference only: gradients flow to the input images (embed_tensor), never to the weights.
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.device = device
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def embed_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a float batch in [0, 1] of any size; differentiable (gradient-based attacks use it)."""
+        features = self.model(self._prepare_tensor(x.to(self.device)))
+        return F.normalize(features, dim=1) if self.normalize_features else features
+
+
+class OnnxExtractor(FeatureExtractor):
+    """Any re-ID ONNX model with one image input (n, 3, H, W) and one (n, d) output."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", size: tuple[int, int] | None = None, **kwargs):
+        import onnxruntime
+
+        path = Path(path)
+        if not path.is_file():
+            raise ShuffleBitsError(f"ONNX model {path} does not exist")
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu":
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                raise ShuffleBitsError("--device cuda needs onnxruntime-gpu (CUDAExecutionProvider is not available)")
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for malformed files
+            raise ShuffleBitsError(f"cannot load ONNX model {path}: {str(error).splitlines()[0]}") from error
+        node = self.session.get_inputs()[0]
+        self.input_name = node.name
+        if len(node.shape) != 4:
+            raise ShuffleBitsError(f"{path}: expected an image input (n, 3, H, W), got shape {node.shape}")
+        fixed = tuple(node.shape[2:]) if all(isinstance(d, int) for d in node.shape[2:]) else None
+        if size is not None and fixed is not None and tuple(size) != fixed:
+            raise ShuffleBitsError(f"{path} takes {fixed[0]}x{fixed[1]} images only, not {size[0]}x{size[1]}")
+        self.fixed_batch = node.shape[0] if isinstance(node.shape[0], int) else None
+        input_size = size or fixed or DEFAULT_INPUT_SIZE
+        super().__init__(input_size=input_size, feature_dim=0, source=str(path), **kwargs)
+        output_dim = self.session.get_outputs()[0].shape[-1]
+        if isinstance(output_dim, int):
+            self.feature_dim = output_dim
+        else:
+            self.feature_dim = self._run(np.zeros((1, 3, *self.input_size), dtype=np.float32)).shape[1]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.fixed_batch is None:
+            return self.session.run(None, {self.input_name: batch})[0].reshape(len(batch), -1)
+        step = self.fixed_batch
+        outputs = []
+        for start in range(0, len(batch), step):
+            part = batch[start : start + step]
+            padded = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), np.float32)])
+            outputs.append(self.session.run(None, {self.input_name: padded})[0][: len(part)].reshape(len(part), -1))
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.feature_dim), np.float32)
+
+    def embed_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a float batch in [0, 1]; NOT differentiable (onnxruntime is a black box)."""
+        batch = self._prepare_tensor(x.detach().float().cpu()).numpy()
+        return torch.from_numpy(self.embed_array(np.ascontiguousarray(batch))).to(x.device)
+
+
+def build_extractor(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+    size: tuple[int, int] | None = None,
+    normalize: bool | None = None,
+    batch_size: int = 64,
+) -> FeatureExtractor:
+    """Extractor for registry model ``name`` (optionally with ``weights``) or ``"onnx:PATH"``.
+
+    ``size`` (H, W) defaults to the size recorded in our checkpoint, else 256x128
+    (torchreid and FastReID record none) or the ONNX model's fixed input.
+    ``normalize`` (L2) defaults to what the weights' framework does: off for
+    torchreid and our checkpoints unless recorded, on for FastReID imports.
+    """
+    device = check_device(device)
+    if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) <= 0):
+        raise ShuffleBitsError(f"size must be (height, width) with positive values, got {size}")
+    if batch_size <= 0:
+        raise ShuffleBitsError(f"batch size must be positive, got {batch_size}")
+    if name.startswith("onnx:"):
+        if weights is not None:
+            raise ShuffleBitsError("onnx:PATH models carry their weights; drop --weights")
+        return OnnxExtractor(
+            name[len("onnx:") :],
+            device=device,
+            size=size,
+            normalize_features=bool(normalize),
+            batch_size=batch_size,
+            name=name,
+        )
+    model, info = load_model(name, weights)
+    if info is None:
+        info = ModelWeights(source="random", state_dict={}, num_classes=model.num_classes)
+    if normalize is None:
+        normalize = info.normalize_features or bool(getattr(model, "normalize", False))
+    return TorchExtractor(
+        model,
+        device=device,
+        input_size=size or info.input_size,
+        mean=info.mean,
+        std=info.std,
+        interpolation=info.interpolation,
+        normalize_features=normalize,
+        distance=info.distance,
+        batch_size=batch_size,
+        name=name,
+        source=info.source,
+    )

@@ -1,0 +1,74 @@
+"""Make a model output ciphertext: ``EncryptedOutput(model, cipher)``.
+
+The wrapped module runs the model, reinterprets its feature tensor as integers
+and encrypts it with the torch kernels on the same device, so plaintext features
+never leave the graph and never visit the host. Works under ``torch.no_grad``,
+in ``eval()``, on CPU and CUDA.
+
+Supported ciphers: fixed and per-dimension ShuffleBits (output: a feature
+tensor of the same shape and dtype) and ChaChaPad. ChaChaPad is a nonce cipher,
+so its output also carries the per-vector nonces (uint8 ``(n, 16)``, computed
+on the host from ``os.urandom`` and copied to the device: 16 bytes per vector,
+no features). One-time ShuffleBits and AES-GCM have no torch kernel: encrypt
+those on the host with ``cipher.encrypt``.
+
+``torch.compile``: compiling the wrapper compiles the model; the encryption step
+is excluded from tracing (``torch.compiler.disable``: key schedules and nonces
+are host-side Python) and runs its torch kernels eagerly on the same device.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .ciphers import Cipher, Sealed
+from .errors import ShuffleBitsError
+
+
+class EncryptedFeatures(NamedTuple):
+    """Output of ``EncryptedOutput``: ciphertext tensor and nonces (None for ShuffleBits)."""
+
+    ciphertext: torch.Tensor
+    nonces: torch.Tensor | None
+
+
+class EncryptedOutput(torch.nn.Module):
+    """Wrap ``model`` (features out) so its forward returns ``EncryptedFeatures``."""
+
+    def __init__(self, model: torch.nn.Module, cipher: Cipher) -> None:
+        super().__init__()
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not hasattr(cipher, "encrypt_tensor") or getattr(cipher, "mode", None) == "one-time":
+            raise ShuffleBitsError(
+                f"{cipher.name} cannot run in-graph; use fixed/per-dimension shufflebits or chacha20 "
+                "(or encrypt on the host with cipher.encrypt)"
+            )
+        self.model = model
+        self.cipher = cipher
+
+    def forward(self, *args, **kwargs) -> EncryptedFeatures:
+        features = self.model(*args, **kwargs)
+        if not isinstance(features, torch.Tensor):
+            raise ShuffleBitsError(
+                f"the wrapped model must return a feature tensor, got {type(features).__name__} "
+                "(in train() many re-ID models return (logits, features); use eval())"
+            )
+        return self._encrypt(features.detach())
+
+    @torch.compiler.disable
+    def _encrypt(self, features: torch.Tensor) -> EncryptedFeatures:
+        ciphertext, nonces = self.cipher.encrypt_tensor(features)
+        return EncryptedFeatures(ciphertext, nonces)
+
+    def seal(self, output: EncryptedFeatures) -> Sealed:
+        """Move one output to the host as ``Sealed`` (for ``cipher.decrypt`` or encrypted files)."""
+        from .ciphers.words import to_words
+
+        words, dtype = to_words(output.ciphertext)
+        data = words if dtype == "bfloat16" else words.view(np.dtype(dtype))
+        nonces = None if output.nonces is None else output.nonces.cpu().numpy()
+        return Sealed(data, nonces, self.cipher.name, self.cipher.key.fingerprint, dtype, tuple(words.shape))

@@ -1,0 +1,96 @@
+"""``HttpBlackBox``: the client side of ``POST /v1/features``.
+
+Large image lists are sent in batches. Connection failures, timeouts and 5xx
+answers are retried with exponential backoff (features are idempotent, so a
+repeated request is harmless); 4xx answers are the caller's mistake and are
+reported at once, never retried.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import httpx
+
+from ..errors import ShuffleBitsError
+from .images import ImageSource, to_upload
+from .wire import concatenate_results, decode_result
+
+
+class HttpBlackBox:
+    """A remote black box at ``url`` (e.g. ``http://127.0.0.1:8000``)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        batch_size: int = 32,
+        retries: int = 3,
+        timeout: float = 60.0,
+        backoff: float = 0.5,
+    ):
+        if batch_size < 1 or retries < 0 or timeout <= 0 or backoff < 0:
+            raise ShuffleBitsError("batch_size and timeout must be positive, retries and backoff non-negative")
+        self.url = url.rstrip("/")
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self._client = httpx.Client(
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def __enter__(self) -> "HttpBlackBox":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def health(self) -> dict:
+        """The server's model name, feature dimension, input size and encryption state."""
+        return self._request("GET", "/v1/health").json()
+
+    def features(self, images: Sequence[ImageSource]) -> Any:
+        """Features of ``images``: ``(n, d)`` float32, or a ``Sealed`` if the server encrypts."""
+        images = list(images)
+        if not images:
+            raise ShuffleBitsError("no images given to the black box")
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            files = [("images", (*to_upload(image), "application/octet-stream")) for image in images[start : start + self.batch_size]]
+            response = self._request("POST", "/v1/features", files=files)
+            try:
+                body = response.json()
+            except ValueError as error:
+                raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
+            parts.append(decode_result(body))
+        return concatenate_results(parts)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request with retries on connection errors and 5xx, none on 4xx."""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                failure = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code < 400:
+                return response
+            if response.status_code < 500:
+                raise ShuffleBitsError(
+                    f"{self.url}{path} refused the request (HTTP {response.status_code}): {_detail(response)}"
+                )
+            failure = f"HTTP {response.status_code}: {_detail(response)}"
+        raise ShuffleBitsError(f"{self.url}{path} failed after {self.retries + 1} attempts; last error: {failure}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text[:200] or response.reason_phrase

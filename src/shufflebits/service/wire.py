@@ -1,0 +1,117 @@
+"""The JSON body of ``POST /v1/features``: arrays as base64 of little-endian bytes.
+
+Never JSON floats: ciphertext words are often NaN or Inf bit patterns, which JSON
+cannot carry and float parsing would canonicalise. Bytes are produced and read
+through unsigned-integer views, so no value is ever touched by float arithmetic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShuffleBitsError
+
+# What a response may declare; anything else is a malformed (or hostile) answer.
+DTYPES = ("float16", "float32", "float64", "uint8", "uint16", "uint32", "uint64")
+
+
+def encode_array(array: np.ndarray) -> tuple[str, list[int], str]:
+    """(base64 of little-endian bytes, shape, dtype name) of ``array``."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.name not in DTYPES:
+        raise ShuffleBitsError(f"cannot send a {array.dtype} array; expected one of {', '.join(DTYPES)}")
+    unsigned = np.dtype(f"u{array.dtype.itemsize}").newbyteorder(array.dtype.byteorder)
+    raw = array.view(unsigned).astype(unsigned.newbyteorder("<"), copy=False).tobytes()
+    return base64.b64encode(raw).decode("ascii"), list(array.shape), array.dtype.name
+
+
+def decode_array(text: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """Inverse of ``encode_array``; raises ShuffleBitsError on anything malformed."""
+    if dtype not in DTYPES:
+        raise ShuffleBitsError(f"response declares dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise ShuffleBitsError(f"response declares a malformed shape {shape!r}")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (TypeError, ValueError, binascii.Error) as error:
+        raise ShuffleBitsError(f"response carries malformed base64 ({error})") from error
+    itemsize = np.dtype(dtype).itemsize
+    if len(raw) != int(np.prod(shape, dtype=np.int64)) * itemsize:
+        raise ShuffleBitsError(f"response carries {len(raw)} bytes, which does not match shape {shape} of {dtype}")
+    words = np.frombuffer(raw, dtype=f"<u{itemsize}").astype(f"=u{itemsize}")
+    return words.view(dtype).reshape(shape)
+
+
+def encode_result(result: Any) -> dict:
+    """Response body for plaintext features or a ``Sealed`` (ciphertext + what decryption needs)."""
+    if isinstance(result, np.ndarray):
+        features, shape, dtype = encode_array(result)
+        return {"features": features, "shape": shape, "dtype": dtype, "encryption": None}
+    from ..ciphers.keys import MODES
+
+    features, shape, dtype = encode_array(result.data)
+    encryption = {
+        "cipher": result.cipher,
+        "mode": MODES[result.cipher],
+        "key_fingerprint": result.key_fingerprint,
+        "plaintext_dtype": result.dtype,
+        "plaintext_shape": list(result.shape),
+        "nonces": None,
+        "nonce_shape": None,
+        "nonce_dtype": None,
+    }
+    if result.nonces is not None:
+        encryption["nonces"], encryption["nonce_shape"], encryption["nonce_dtype"] = encode_array(result.nonces)
+    return {"features": features, "shape": shape, "dtype": dtype, "encryption": encryption}
+
+
+def decode_result(body: Any) -> Any:
+    """Inverse of ``encode_result``: an ndarray, or a ``Sealed`` rebuilt from its metadata."""
+    if not isinstance(body, dict) or not {"features", "shape", "dtype"} <= body.keys():
+        raise ShuffleBitsError("response is not a features answer (no features/shape/dtype)")
+    data = decode_array(body["features"], body["shape"], body["dtype"])
+    encryption = body.get("encryption")
+    if encryption is None:
+        if data.dtype != np.float32 or data.ndim != 2:
+            raise ShuffleBitsError(f"plaintext answer must be 2-D float32, got {data.dtype} {data.shape}")
+        return data
+    from ..ciphers import Sealed
+
+    try:
+        nonces = None
+        if encryption["nonces"] is not None:
+            nonces = decode_array(encryption["nonces"], encryption["nonce_shape"], encryption["nonce_dtype"])
+        return Sealed(
+            data=data,
+            nonces=nonces,
+            cipher=str(encryption["cipher"]),
+            key_fingerprint=str(encryption["key_fingerprint"]),
+            dtype=str(encryption["plaintext_dtype"]),
+            shape=tuple(int(size) for size in encryption["plaintext_shape"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ShuffleBitsError(f"response has malformed encryption metadata ({error!r})") from error
+
+
+def concatenate_results(parts: list[Any]) -> Any:
+    """Join per-batch answers; ciphertext batches must come from one cipher and key."""
+    if all(isinstance(part, np.ndarray) for part in parts):
+        return np.concatenate(parts)
+    first = parts[0]
+    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:]) for part in parts if not isinstance(part, np.ndarray)]
+    if len(same) != len(parts) or len(set(same)) != 1:
+        raise ShuffleBitsError("the service changed cipher, key or feature shape between batches; the answers cannot be combined")
+    if len(parts) == 1:
+        return first
+    return type(first)(
+        data=np.concatenate([part.data for part in parts]),
+        nonces=None if first.nonces is None else np.concatenate([part.nonces for part in parts]),
+        cipher=first.cipher,
+        key_fingerprint=first.key_fingerprint,
+        dtype=first.dtype,
+        shape=(sum(part.shape[0] for part in parts), *first.shape[1:]),
+    )

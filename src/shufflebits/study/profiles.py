@@ -1,0 +1,100 @@
+"""Study profiles: how big the worlds are, how long the victim trains, how hard the attacks try.
+
+One profile fixes every size so that a run is reproducible from its name and a
+seed. ``quick`` and ``default`` are sized for this project's 2-core CPU budget
+(3 and 15 minutes in total); ``paper`` follows the paper's image size and attack
+configuration and may take hours; ``smoke`` exists for the tests only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import ShuffleBitsError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size a study run depends on (hashed into the cache keys)."""
+
+    name: str
+    victim_identities: int  # identities in the victim-training world (the MSMT17 stand-in)
+    user_identities: int  # identities in the attacker/user world (the Market-1501 stand-in)
+    images_per_identity: int
+    image_size: tuple[int, int]  # (H, W) of the generated crops and of the victim's input
+    victim_model: str  # registry name of the model trained as the victim
+    epochs: int
+    max_minutes: float  # wall-time cap on victim training
+    attack_profile: str  # profile name passed to ``leakage_matrix``
+    recon_size: tuple[int, int]  # (H, W) of the image copies the reconstruction attack learns
+    bench_mib: int  # MiB of float32 features per cipher in the throughput benchmark
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        victim_identities=12,
+        user_identities=12,
+        images_per_identity=4,
+        image_size=(64, 32),
+        victim_model="osnet_x0_25",
+        epochs=1,
+        max_minutes=0.5,
+        attack_profile="smoke",
+        recon_size=(32, 16),
+        bench_mib=1,
+    ),
+    "quick": Profile(
+        name="quick",
+        victim_identities=60,
+        user_identities=60,
+        images_per_identity=8,
+        image_size=(128, 64),
+        victim_model="osnet_x0_25",
+        epochs=4,
+        max_minutes=1.0,
+        attack_profile="quick",
+        recon_size=(32, 16),
+        bench_mib=8,
+    ),
+    "default": Profile(
+        name="default",
+        victim_identities=300,
+        user_identities=200,
+        images_per_identity=12,
+        image_size=(128, 64),
+        victim_model="osnet_x0_25",
+        epochs=12,
+        max_minutes=5.0,
+        attack_profile="default",
+        recon_size=(64, 32),
+        bench_mib=64,
+    ),
+    "paper": Profile(
+        name="paper",
+        victim_identities=1041,
+        user_identities=751,
+        images_per_identity=16,
+        image_size=(256, 128),
+        victim_model="osnet_x0_25",
+        epochs=60,
+        max_minutes=600.0,
+        attack_profile="paper",
+        recon_size=(128, 64),
+        bench_mib=64,
+    ),
+}
+
+PUBLIC_PROFILES = ("quick", "default", "paper")
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """The named profile (a ``Profile`` passes through unchanged)."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ShuffleBitsError(f"unknown study profile {profile!r}; choose one of {', '.join(PUBLIC_PROFILES)}")
+    return PROFILES[profile]

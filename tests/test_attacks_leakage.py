@@ -1,0 +1,88 @@
+"""The leakage matrix end to end on a toy victim, its files, and the CLI's parser."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shufflebits.attacks.leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
+from shufflebits.errors import ShuffleBitsError
+from test_attacks_helpers import make_world
+
+METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1", "key_bits_recovered", "reid_rank1"}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    out = tmp_path_factory.mktemp("leakage")
+    attacker, query, gallery, embed = make_world(identities=40, per_id=4, d=24, size=(16, 8))
+    rows = leakage_matrix(attacker, query, gallery, embed, profile="smoke", seed=0, out_dir=out, progress=False)
+    return rows, out
+
+
+def _one(rows, cipher, metric):
+    found = [r for r in rows if r["cipher"] == cipher and r["metric"] == metric]
+    assert len(found) == 1, (cipher, metric, found)
+    return found[0]
+
+
+def test_rows_follow_the_schema(matrix):
+    rows, _ = matrix
+    for row in rows:
+        assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
+        assert row["metric"] in METRICS and row["cipher"] in ("plaintext", *CIPHERS)
+        assert isinstance(row["value"], float) and isinstance(row["n"], int) and row["n"] > 0
+        assert ("attribute" in row) == (row["metric"] == "attr_bacc")
+    for cipher in ("plaintext", *CIPHERS):
+        best = _one(rows, cipher, "attr_bacc_mean")
+        assert best["attack"] in best["candidates"]
+        lo, hi = best["chance_ci"]
+        assert lo <= hi and 0 < best["p_value"] <= 1
+        assert len([r for r in rows if r["cipher"] == cipher and r["metric"] == "attr_bacc"]) == 5
+        for metric in ("recon_cosine_distance", "recon_rank1", "reid_rank1"):
+            _one(rows, cipher, metric)
+    for cipher in ("shufflebits", "shufflebits-dim"):
+        key = _one(rows, cipher, "key_bits_recovered")
+        assert 0 <= key["value"] <= 32 and key["chance"] == 1.0
+
+
+def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
+    rows, _ = matrix
+    plain = _one(rows, "plaintext", "attr_bacc_mean")
+    assert plain["value"] > plain["chance_ci"][1] and plain["p_value"] < 0.05
+    for cipher in ("chacha20", "aes-gcm"):
+        row = _one(rows, cipher, "attr_bacc_mean")
+        lo, hi = row["chance_ci"]
+        assert lo - 0.05 <= row["value"] <= hi + 0.05  # within noise of chance
+        assert row["value"] < plain["value"]
+    zeros_reid = _one(rows, "shufflebits-otp", "reid_rank1")
+    assert zeros_reid["value"] > zeros_reid["chance"]  # the zero pattern survives one-time keys
+    assert _one(rows, "shufflebits", "key_bits_recovered")["value"] >= 8
+
+
+def test_files_are_written(matrix):
+    rows, out = matrix
+    json_path, md_path = write_leakage(rows, out)
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(rows))
+    table = md_path.read_text()
+    assert table.startswith("| cipher | attack | metric |") and table.count("\n") == len(rows) + 2
+    assert leakage_markdown(rows, per_attribute=False).count("attr_bacc |") == 0
+    assert sorted(p.name for p in out.glob("reconstruction_plaintext_*.png")) == ["reconstruction_plaintext_recon-autoencoder.png"]
+
+
+def test_bad_arguments_raise():
+    attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
+    with pytest.raises(ShuffleBitsError):
+        leakage_matrix(attacker, query, gallery, embed, profile="huge")
+    with pytest.raises(ShuffleBitsError):
+        leakage_matrix(attacker, query, gallery, embed, ciphers=("rot13",))
+
+
+def test_cli_registers_the_attack_command():
+    from shufflebits.cli import build_parser
+    from shufflebits.cli.attack import handler
+
+    args = build_parser().parse_args(["attack", "--profile", "quick", "--out", "x", "--seed", "3", "--no-progress"])
+    assert args.func is handler and args.seed == 3 and args.no_progress and args.victim is None

@@ -1,0 +1,79 @@
+"""Ciphertext views: integer-only, and what survives any bit permutation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shufflebits.attacks.views import (
+    apply_view,
+    as_words,
+    bit_view,
+    float_view,
+    invariant_view,
+    partial_decrypt,
+    permute_bits,
+    popcount_view,
+    zero_view,
+)
+from shufflebits.errors import ShuffleBitsError
+from test_attacks_helpers import relu_features
+
+
+def _permute_by_definition(word: int, idx) -> int:
+    """The paper's definition on bit strings: output character j is input character idx[j]."""
+    s = format(word, "032b")
+    return int("".join(s[i] for i in idx), 2)
+
+
+def test_permute_bits_matches_the_string_definition():
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2**32, (3, 5), dtype=np.uint32)
+    idx = rng.permutation(32)
+    out = permute_bits(words, idx)
+    assert all(int(out.flat[i]) == _permute_by_definition(int(words.flat[i]), idx) for i in range(words.size))
+
+
+def test_partial_decrypt_with_the_true_permutation_is_exact():
+    x = relu_features(20, 8)
+    perms = np.stack([np.random.default_rng(i).permutation(32) for i in range(8)])
+    assert np.array_equal(partial_decrypt(permute_bits(x.view(np.uint32), perms), perms), x)
+
+
+def test_float_view_is_a_view_with_non_finite_zeroed():
+    words = np.array([[0x3F800000, 0x7FC00000, 0xFF800000, 0x00000001]], dtype=np.uint32)  # 1.0, NaN, -inf, denormal
+    out = float_view(words)
+    assert out.dtype == np.float32
+    assert out[0, 0] == 1.0 and out[0, 1] == 0.0 and out[0, 2] == 0.0
+    assert out.view(np.uint32)[0, 3] == 1  # bits kept, not arithmetic
+
+
+def test_bit_and_invariant_views_shapes_and_values():
+    words = np.array([[0, 0xFFFFFFFF, 0x80000001]], dtype=np.uint32)
+    bits = bit_view(words)
+    assert bits.shape == (1, 96)
+    assert bits[0, :32].sum() == 0 and bits[0, 32:64].sum() == 32 and bits[0, 64] == 1 and bits[0, 95] == 1
+    assert popcount_view(words).tolist() == [[0, 32, 2]]
+    assert zero_view(words).tolist() == [[1, 0, 0]]
+    assert invariant_view(words).shape == (1, 6)
+
+
+def test_invariants_are_identical_under_any_key():
+    x = relu_features(30, 16).view(np.uint32)
+    assert (x == 0).mean() > 0.2  # post-ReLU zeros, the leak under test
+    rng = np.random.default_rng(1)
+    fixed = permute_bits(x, rng.permutation(32))
+    per_dim = permute_bits(x, np.stack([rng.permutation(32) for _ in range(16)]))
+    one_time = np.stack([permute_bits(row[None], np.stack([rng.permutation(32) for _ in range(16)]))[0] for row in x])
+    for c in (fixed, per_dim, one_time):
+        assert np.array_equal(invariant_view(c), invariant_view(x))
+    assert not np.array_equal(bit_view(fixed), bit_view(x))
+
+
+def test_aes_bytes_are_read_as_words_and_bad_input_raises():
+    data = np.arange(8, dtype=np.uint8).reshape(1, 8)
+    assert as_words(data).shape == (1, 2)
+    with pytest.raises(ShuffleBitsError):
+        as_words(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ShuffleBitsError):
+        apply_view("nope", np.zeros((1, 1), dtype=np.uint32))

@@ -1,0 +1,105 @@
+"""CLI: keygen / encrypt / decrypt / inspect / bench, exit codes, no output on failure."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import numpy as np
+import pytest
+
+from shufflebits.cli import main
+from shufflebits.ciphers import CIPHERS
+from shufflebits.features import load_features, save_features
+
+
+@pytest.fixture()
+def plain(tmp_path):
+    x = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+    x[0, :3] = [np.nan, -0.0, np.inf]
+    path = tmp_path / "plain.npz"
+    save_features(path, x, [f"q/{i:04d}.jpg" for i in range(6)], pids=np.arange(6), camids=np.ones(6))
+    return path, x
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("name", CIPHERS)
+def test_keygen_encrypt_decrypt_round_trip(tmp_path, capsys, plain, name):
+    path, x = plain
+    key = tmp_path / "key.json"
+    code, out, _ = run(capsys, "keygen", "--cipher", name, "--out", key)
+    assert code == 0 and "fingerprint" in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert run(capsys, "encrypt", "--key", key, path, tmp_path / "enc.npz")[0] == 0
+    assert run(capsys, "decrypt", "--key", key, tmp_path / "enc.npz", tmp_path / "dec.npz")[0] == 0
+    back = load_features(tmp_path / "dec.npz")
+    assert back.features.tobytes() == x.tobytes()
+    assert back.image_paths[5] == "q/0005.jpg" and back.pids.tolist() == list(range(6))
+    assert run(capsys, "decrypt", "--key", key, tmp_path / "enc.npz", tmp_path / "dec.npy")[0] == 0
+    assert np.load(tmp_path / "dec.npy").tobytes() == x.tobytes()
+
+
+def test_seed_key_warns_and_matches_paper(tmp_path, capsys, plain):
+    path, x = plain
+    code, _, err = run(capsys, "keygen", "--cipher", "shufflebits", "--seed", "0", "--out", tmp_path / "k.json")
+    assert code == 0 and "INSECURE" in err
+    code, _, err = run(capsys, "keygen", "--cipher", "chacha20", "--seed", "0", "--out", tmp_path / "c.json")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "c.json").exists()
+
+
+def test_inspect_never_prints_key_material(tmp_path, capsys, plain):
+    path, _ = plain
+    key = tmp_path / "k.json"
+    run(capsys, "keygen", "--cipher", "shufflebits-otp", "--out", key)
+    record = json.loads(key.read_text())
+    code, out, _ = run(capsys, "inspect", key)
+    assert code == 0 and record["fingerprint"] in out and "one-time" in out
+    assert record["material"] not in out
+    run(capsys, "encrypt", "--key", key, path, tmp_path / "e.npz")
+    code, out, _ = run(capsys, "inspect", tmp_path / "e.npz")
+    assert code == 0 and "shufflebits-otp" in out and "[6, 16]" in out and record["material"] not in out
+    code, out, _ = run(capsys, "inspect", path)
+    assert code == 0 and "plaintext" in out
+
+
+def test_failures_are_one_line_with_no_output_file(tmp_path, capsys, plain):
+    path, _ = plain
+    key, other = tmp_path / "k.json", tmp_path / "o.json"
+    run(capsys, "keygen", "--cipher", "chacha20", "--out", key)
+    run(capsys, "keygen", "--cipher", "chacha20", "--out", other)
+    code, _, err = run(capsys, "keygen", "--cipher", "chacha20", "--out", key)
+    assert code == 2 and "refusing to overwrite" in err
+    run(capsys, "encrypt", "--key", key, path, tmp_path / "e.npz")
+    data = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:-200])
+    np.save(tmp_path / "ints.npy", np.zeros((2, 3), np.int64))
+    cases = [
+        (("decrypt", "--key", other, tmp_path / "e.npz", tmp_path / "out1.npz"), "wrong key"),
+        (("decrypt", "--key", key, tmp_path / "cut.npz", tmp_path / "out2.npz"), "truncated"),
+        (("encrypt", "--key", key, tmp_path / "ints.npy", tmp_path / "out3.npz"), "cannot encrypt dtype"),
+        (("encrypt", "--key", key, tmp_path / "missing.npz", tmp_path / "out4.npz"), "does not exist"),
+        (("encrypt", "--key", path, path, tmp_path / "out5.npz"), "not a shufflebits key file"),
+        (("decrypt", "--key", key, path, tmp_path / "out6.npz"), "not an encrypted"),
+        (("inspect", tmp_path / "nothing.json"), "does not exist"),
+    ]
+    for argv, message in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_bench_json_small(capsys):
+    code, out, _ = run(capsys, "bench", "--json", "--size-mib", "0.25")
+    rows = json.loads(out)
+    assert code == 0
+    names = {row["name"] for row in rows}
+    assert {"numpy copy", "AES-256-GCM (cryptography, one call)", "ShuffleBits fixed"} <= names
+    assert all(row["mfloat_per_s"] > 0 and "ratio_vs_aes_gcm" in row for row in rows)
+    aes = [row for row in rows if row["name"].startswith("AES-256-GCM")][0]
+    assert aes["ratio_vs_aes_gcm"] == pytest.approx(1.0)

@@ -1,0 +1,177 @@
+"""The synthetic pedestrian world: layout, determinism, disjoint worlds, attribute round trip, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from shufflebits.cli import main
+from shufflebits.data import SCHEMAS, generate_world, load_attributes, load_market1501
+from shufflebits.data.synth import make_person, make_world, render_person
+from shufflebits.data.transforms import read_image
+from shufflebits.errors import ShuffleBitsError
+
+SMALL = dict(identities=8, images_per_identity=6, cameras=4, progress=False)
+
+
+def _digest(root) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth") / "world"
+    return generate_world(root, **SMALL)
+
+
+def test_market_layout_and_split(world):
+    assert world.name == "market1501"
+    assert {r.pid for r in world.train} == set(range(1, 5))
+    test_pids = set(range(5, 9))
+    assert {r.pid for r in world.query} == test_pids == {r.pid for r in world.gallery}
+    assert len(world.train) + len(world.query) + len(world.gallery) == 8 * 6
+    for pid in test_pids:
+        query_cams = [r.camid for r in world.query if r.pid == pid]
+        gallery_cams = {r.camid for r in world.gallery if r.pid == pid}
+        assert len(query_cams) == len(set(query_cams)) >= 2  # one query per camera
+        assert set(query_cams) == gallery_cams  # every query camera still has gallery images
+    assert all(0 <= r.camid < 4 for r in world.train + world.query + world.gallery)
+    image = read_image(world.train[0].path)
+    assert image.size == (64, 128)
+
+
+def test_attributes_round_trip_through_the_mat_file(world):
+    tables = load_attributes(world.root / "market_attribute.mat", "market")
+    assert set(tables["train"]) == set(range(1, 5)) and set(tables["test"]) == set(range(5, 9))
+    world_seed, season = 0, make_world(0, (128, 64), 4).season
+    for record in world.train + world.query:
+        truth = make_person(world_seed, record.pid, season)
+        for name in SCHEMAS["market"].plain:
+            assert record.attributes[name] == truth.attributes[name]
+        for name in ("up_colour", "down_colour"):
+            assert record.attributes[name] in (truth.attributes[name], -1)
+    assert world.attribute_names == SCHEMAS["market"].names
+    assert world.labels(world.gallery).min() >= -1
+
+
+def test_same_seed_same_bytes_other_seed_other_world(tmp_path, world):
+    again = generate_world(tmp_path / "again", **SMALL)
+    assert _digest(again.root) == _digest(world.root)
+    other = generate_world(tmp_path / "other", world_seed=1, **SMALL)
+    first, second = _digest(world.root), _digest(other.root)
+    assert not set(first.values()) & set(second.values())
+
+
+def test_world_seeds_give_disjoint_people_and_cameras():
+    a, b = make_world(0, (128, 64), 3), make_world(1, (128, 64), 3)
+    scenes_a = np.stack([np.asarray(scene) for c in a.cameras for scene in c.backgrounds])
+    scenes_b = np.stack([np.asarray(scene) for c in b.cameras for scene in c.backgrounds])
+    assert not np.array_equal(scenes_a, scenes_b)
+    mean_a, mean_b = scenes_a.mean(axis=(0, 1, 2)), scenes_b.mean(axis=(0, 1, 2))
+    assert np.abs(mean_a - mean_b).max() > 2  # a domain shift in the scenery
+    looks_a = {(p.up_rgb, p.down_rgb, p.skin) for p in (make_person(0, pid, a.season) for pid in range(1, 60))}
+    looks_b = {(p.up_rgb, p.down_rgb, p.skin) for p in (make_person(1, pid, b.season) for pid in range(1, 60))}
+    assert not looks_a & looks_b
+
+
+def test_people_are_varied_and_some_differ_in_one_attribute():
+    season = make_world(0, (128, 64), 2).season
+    people = [make_person(0, pid, season) for pid in range(1, 301)]
+    for name, classes in SCHEMAS["market"].num_classes.items():
+        counts = Counter(p.attributes[name] for p in people)
+        assert len(counts) >= min(classes, 3), name
+        assert max(counts.values()) < 0.99 * len(people), name
+    one_apart = sum(
+        sum(p.attributes[k] != q.attributes[k] for k in p.attributes) == 1 and p.up_rgb == q.up_rgb
+        for p, q in zip(people[::2], people[1::2])
+    )
+    assert one_apart >= 10
+    shared_colours = Counter((p.attributes["up_colour"], p.attributes["down_colour"]) for p in people)
+    assert shared_colours.most_common(1)[0][1] >= 10
+
+
+def test_images_of_one_person_vary(tmp_path):
+    world = make_world(3, (128, 64), 6)
+    person = make_person(3, 7, world.season)
+    images, cams = render_person(world, person, 12)
+    assert images.shape == (12, 128, 64, 3) and images.dtype == np.uint8
+    assert len(set(cams)) >= 2 and all(count >= 2 for count in Counter(cams).values())
+    flat = images.reshape(12, -1).astype(np.float32)
+    assert min(np.abs(flat[i] - flat[j]).mean() for i in range(12) for j in range(i)) > 1.0
+    centre = images[:, 40:90, 24:40].astype(np.float32).mean(axis=(0, 1, 2))
+    border = images[:, :, :4].astype(np.float32).mean(axis=(0, 1, 2))
+    assert np.abs(centre - border).max() > 3  # a person stands out from the background
+
+
+def test_distractors_are_unlabelled_gallery_images(tmp_path):
+    dataset = generate_world(tmp_path / "d", identities=4, images_per_identity=4, distractors=5, progress=False)
+    distractors = [r for r in dataset.gallery if r.pid == 0]
+    assert len(distractors) == 5 and not any(r.pid == 0 for r in dataset.train + dataset.query)
+    assert all(set(r.attributes.values()) == {-1} for r in distractors)
+    assert 0 not in load_attributes(dataset.root / "market_attribute.mat")["test"]
+
+
+def test_large_size_option(tmp_path):
+    dataset = generate_world(tmp_path / "big", identities=2, images_per_identity=4, size=(256, 128), progress=False)
+    assert read_image(dataset.train[0].path).size == (128, 256)
+
+
+def test_refuses_non_empty_folder_and_overwrites_on_request(tmp_path):
+    target = tmp_path / "world"
+    target.mkdir()
+    (target / "keep.txt").write_text("precious")
+    with pytest.raises(ShuffleBitsError, match="not empty"):
+        generate_world(target, identities=2, images_per_identity=4, progress=False)
+    assert (target / "keep.txt").read_text() == "precious"
+    dataset = generate_world(target, identities=2, images_per_identity=4, progress=False, overwrite=True)
+    assert not (target / "keep.txt").exists() and len(dataset.train) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["world"]  # no temp folders left behind
+
+
+def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
+    import shufflebits.data.synth as synth
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synth, "save_attributes", explode)
+    with pytest.raises(RuntimeError):
+        generate_world(tmp_path / "world", identities=2, images_per_identity=4, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(identities=1), "identities"),
+        (dict(images_per_identity=3), "images_per_identity"),
+        (dict(cameras=10), "cameras"),
+        (dict(distractors=-1), "distractors"),
+        (dict(world_seed=-3), "world_seed"),
+        (dict(size=(8, 64)), "size"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ShuffleBitsError, match=message):
+        generate_world(tmp_path / "w", progress=False, **{"identities": 2, "images_per_identity": 4, **kwargs})
+
+
+def test_cli_synth(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["synth", "--out", str(out), "--identities", "4", "--images-per-identity", "4", "--world-seed", "2", "--no-progress"])
+    assert code == 0
+    line = capsys.readouterr().out.strip()
+    assert "4 identities" in line and "16 images" in line and "images/s" in line and "\n" not in line
+    assert len(load_market1501(out).train) == 8
+    assert main(["synth", "--out", str(out), "--identities", "4", "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "x"), "--size", "12x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("shufflebits: error: size") and "\n" not in err

@@ -1,0 +1,122 @@
+"""Torch kernels and EncryptedOutput: same bits as numpy, in-graph, nonces returned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from shufflebits.ciphers import ChaChaPad, ShuffleBits, generate_key, kernels_torch, prf  # noqa: E402
+from shufflebits.errors import ShuffleBitsError  # noqa: E402
+from shufflebits.nn import EncryptedFeatures, EncryptedOutput  # noqa: E402
+from shufflebits.registry import create_cipher  # noqa: E402
+
+TORCH_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def random_tensor(shape, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    size = torch.empty((), dtype=dtype).element_size()
+    bits = torch.randint(-(2**15), 2**15, (*shape, size // 2), generator=g, dtype=torch.int16)
+    return bits.view(dtype).reshape(shape)
+
+
+def int_bits(t):
+    return t.contiguous().view(INT[t.element_size()])
+
+
+@pytest.mark.parametrize("name", ["shufflebits", "shufflebits-dim"])
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+def test_torch_kernel_bits_equal_numpy(name, dtype):
+    cipher = create_cipher(name)
+    x = random_tensor((7, 33), dtype, 1)
+    ciphertext, nonces = cipher.encrypt_tensor(x)
+    assert nonces is None and ciphertext.dtype == dtype and ciphertext.shape == x.shape
+    numpy_words = cipher.encrypt(x).words()
+    torch_words = int_bits(ciphertext).numpy().view(numpy_words.dtype)
+    assert np.array_equal(torch_words, numpy_words)
+
+
+def test_torch_fixed_mode_matches_paper_vectors(shared_dir):
+    ref = np.load(shared_dir / "vectors/shufflebits_reference.npz")
+    for k, seed in enumerate(ref["seeds"]):
+        x = torch.from_numpy(ref["plaintext_bits"].view(np.float32).copy())
+        ciphertext, _ = ShuffleBits.from_seed(int(seed)).encrypt_tensor(x)
+        assert np.array_equal(ciphertext.view(torch.int32).numpy().view(np.uint32), ref["ciphertext_bits"][k])
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+def test_torch_chacha_pad_equals_cryptography(dtype):
+    cipher = ChaChaPad(ChaChaPad.generate_key())
+    x = torch.zeros((3, 21), dtype=dtype)  # zero plaintext: ciphertext is the keystream itself
+    ciphertext, nonces = cipher.encrypt_tensor(x)
+    assert nonces.dtype == torch.uint8 and nonces.shape == (3, 16)
+    row_bytes = 21 * x.element_size()
+    for i in range(3):
+        expected = prf.keystream(cipher.key.material, bytes(nonces[i].numpy()), row_bytes)
+        assert int_bits(ciphertext[i]).numpy().tobytes() == expected.tobytes()
+
+
+def test_torch_chacha_block_counter_and_nonce_words():
+    key = bytes(range(32))
+    nonce = prf.nonce16(7, bytes(range(100, 112)))
+    nonces = torch.from_numpy(np.frombuffer(nonce, np.uint8).reshape(1, 16).copy())
+    stream = kernels_torch.chacha20_rows(key, nonces, 200)
+    assert stream.numpy().tobytes() == prf.keystream(key, nonce, 200).tobytes()
+
+
+class Backbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU())
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("name", ["shufflebits", "shufflebits-dim", "chacha20"])
+def test_encrypted_output_round_trip(name):
+    torch.manual_seed(0)
+    model = Backbone().eval()
+    cipher = create_cipher(name)
+    wrapped = EncryptedOutput(model, cipher).eval()
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        out = wrapped(x)
+        plain = model(x)
+    assert isinstance(out, EncryptedFeatures)
+    assert out.ciphertext.shape == plain.shape and out.ciphertext.dtype == torch.float32
+    assert not torch.equal(int_bits(out.ciphertext), int_bits(plain))
+    assert (out.nonces is None) == (name != "chacha20")
+    decrypted = cipher.decrypt(wrapped.seal(out))
+    assert decrypted.tobytes() == plain.numpy().tobytes()
+
+
+def test_encrypted_output_refuses_host_only_ciphers_and_non_tensors():
+    for name in ["shufflebits-otp", "aes-gcm"]:
+        with pytest.raises(ShuffleBitsError, match="in-graph"):
+            EncryptedOutput(Backbone(), create_cipher(name))
+    with pytest.raises(TypeError):
+        EncryptedOutput(object(), create_cipher("chacha20"))
+
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, x):
+            return x, x
+
+    with pytest.raises(ShuffleBitsError, match="feature tensor"):
+        EncryptedOutput(TwoOutputs(), create_cipher("shufflebits"))(torch.zeros(2, 4))
+
+
+def test_encrypted_output_under_torch_compile():
+    torch.manual_seed(1)
+    model = Backbone().eval()
+    cipher = ShuffleBits(generate_key("shufflebits"))
+    wrapped = EncryptedOutput(model, cipher)
+    compiled = torch.compile(wrapped)
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        out = compiled(x)
+        plain = model(x)
+    assert cipher.decrypt(wrapped.seal(out)).tobytes() == plain.numpy().tobytes()

@@ -1,0 +1,196 @@
+"""The black box over real HTTP: a uvicorn server on 127.0.0.1 and the client.
+
+The extractor is a small fake (features = SHA-256 of the pixels, viewed as
+float32) so the tests exercise the HTTP layer exactly, NaN bit patterns included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.responses import JSONResponse
+from PIL import Image
+
+from shufflebits.errors import ShuffleBitsError
+from shufflebits.service import BackgroundServer, HttpBlackBox, InProcessBlackBox, create_app
+from shufflebits.service.wire import decode_array, encode_array
+
+TOKEN = "s3cret-token"
+NAN_WORD = 0x7FA00001  # a signalling-NaN payload that any float round trip would alter
+
+
+class FakeExtractor:
+    """Deterministic 16-d 'features' from the pixels, with a NaN word in column 0."""
+
+    name = "fake"
+    feature_dim = 16
+    input_size = (32, 16)
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, images):
+        self.calls += 1
+        rows = [np.frombuffer(hashlib.sha256(image.tobytes()).digest() * 2, dtype=np.uint32).copy() for image in images]
+        words = np.stack(rows)
+        words[:, 0] = NAN_WORD
+        return words.view(np.float32)
+
+
+def make_images(count: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def post(url: str, blobs: list[bytes], token: str | None = TOKEN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    files = [("images", (f"{i}.png", blob, "image/png")) for i, blob in enumerate(blobs)]
+    return httpx.post(f"{url}/v1/features", files=files, headers=headers, timeout=30)
+
+
+class Counting:
+    """ASGI wrapper counting feature requests and failing the first ``fail`` with 503."""
+
+    def __init__(self, app, fail: int = 0):
+        self.app, self.fail, self.requests = app, fail, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/v1/features":
+            self.requests += 1
+            if self.requests <= self.fail:
+                await JSONResponse({"detail": "busy"}, status_code=503)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def plain_server():
+    with BackgroundServer(create_app(FakeExtractor(), TOKEN, max_request_bytes=256 * 1024, max_images=8)) as server:
+        yield server
+
+
+def test_wire_round_trip_keeps_nan_bit_patterns():
+    words = np.array([[NAN_WORD, 0x7F800000, 0xFFFFFFFF, 0]], dtype=np.uint32)
+    decoded = decode_array(*encode_array(words.view(np.float32)))
+    assert decoded.dtype == np.float32
+    assert np.array_equal(decoded.view(np.uint32), words)
+    with pytest.raises(ShuffleBitsError, match="does not match shape"):
+        decode_array(encode_array(words)[0], [2, 4], "uint32")
+    with pytest.raises(ShuffleBitsError, match="dtype"):
+        decode_array(encode_array(words)[0], [1, 4], "object")
+
+
+def test_token_required(plain_server):
+    blob = png_bytes(make_images(1)[0])
+    assert post(plain_server.url, [blob], token=None).status_code == 401
+    assert post(plain_server.url, [blob], token="wrong").status_code == 401
+    assert post(plain_server.url, [blob], token=TOKEN + "x").status_code == 401
+    answer = post(plain_server.url, [blob])
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/json")
+
+
+def test_features_are_the_extractor_bytes(plain_server):
+    images = make_images(3)
+    body = post(plain_server.url, [png_bytes(image) for image in images]).json()
+    assert body["dtype"] == "float32" and body["shape"] == [3, 16] and body["encryption"] is None
+    assert "NaN" not in post(plain_server.url, [png_bytes(images[0])]).text
+    expected = FakeExtractor()(images)
+    assert decode_array(body["features"], body["shape"], body["dtype"]).tobytes() == expected.tobytes()
+
+
+def test_bad_requests_get_clear_4xx(plain_server):
+    answer = post(plain_server.url, [png_bytes(make_images(1)[0]), b"not an image at all"])
+    assert answer.status_code == 400
+    assert "images[1]" in answer.json()["detail"] and "not a decodable image" in answer.json()["detail"]
+    big = png_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)))
+    assert len(big) > 256 * 1024
+    assert post(plain_server.url, [big]).status_code == 413
+    assert post(plain_server.url, [png_bytes(make_images(1)[0])] * 9).status_code == 413
+    empty = httpx.post(f"{plain_server.url}/v1/features", data={"other": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert empty.status_code == 422
+
+
+def test_health_needs_no_token(plain_server):
+    health = httpx.get(f"{plain_server.url}/v1/health").json()
+    assert health["model"] == "fake" and health["feature_dim"] == 16 and health["input_size"] == [32, 16]
+    assert health["encrypted"] is False and health["key_fingerprint"] is None
+
+
+def test_client_matches_in_process_for_every_input_kind(plain_server, tmp_path):
+    images = make_images(5, seed=2)
+    path = tmp_path / "crop.png"
+    images[1].save(path)
+    sources = [images[0], path, png_bytes(images[2]), np.asarray(images[3]), str(path)]
+    expected = InProcessBlackBox(FakeExtractor()).features(sources)
+    with HttpBlackBox(plain_server.url, TOKEN, batch_size=2) as box:
+        got = box.features(sources)
+    assert got.dtype == np.float32 and got.shape == (5, 16)
+    assert got.tobytes() == expected.tobytes()
+    assert got[1].tobytes() == got[4].tobytes()
+
+
+def test_client_reports_4xx_without_retrying():
+    counting = Counting(create_app(FakeExtractor(), TOKEN))
+    with BackgroundServer(counting) as server, HttpBlackBox(server.url, "wrong", retries=3, backoff=0) as box:
+        with pytest.raises(ShuffleBitsError, match="HTTP 401"):
+            box.features(make_images(1))
+    assert counting.requests == 1
+
+
+def test_client_batches_and_retries_5xx():
+    counting = Counting(create_app(FakeExtractor(), TOKEN), fail=1)
+    images = make_images(7, seed=3)
+    with BackgroundServer(counting) as server, HttpBlackBox(server.url, TOKEN, batch_size=3, backoff=0.01) as box:
+        got = box.features(images)
+    assert counting.requests == 1 + 3  # one 503, then batches of 3, 3 and 1
+    assert got.tobytes() == FakeExtractor()(images).tobytes()
+
+
+def test_client_gives_up_on_unreachable_server():
+    with BackgroundServer(create_app(FakeExtractor(), TOKEN)) as server:
+        url = server.url
+    with HttpBlackBox(url, TOKEN, retries=2, backoff=0.01, timeout=2) as box:
+        with pytest.raises(ShuffleBitsError, match="failed after 3 attempts"):
+            box.features(make_images(1))
+
+
+def test_concurrent_requests_are_all_correct():
+    extractor = FakeExtractor()
+    inside, overlap = [0], [False]
+    guard = threading.Lock()
+
+    def exclusive(images):
+        with guard:
+            inside[0] += 1
+            overlap[0] |= inside[0] > 1
+        try:
+            return extractor(images)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    image_sets = [make_images(3, seed=10 + i) for i in range(8)]
+    with BackgroundServer(create_app(exclusive, TOKEN)) as server, HttpBlackBox(server.url, TOKEN) as box:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda images: box.features(images * 4), image_sets))
+    for images, got in zip(image_sets, results):
+        assert got.tobytes() == FakeExtractor()(images * 4).tobytes()
+    assert extractor.calls == 8 and not overlap[0]
+
+
+def test_create_app_refuses_empty_token():
+    with pytest.raises(ShuffleBitsError, match="token"):
+        create_app(FakeExtractor(), "")
