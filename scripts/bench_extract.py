@@ -7,7 +7,11 @@ the .npz). Images are 128x64 JPEG crops written to a temporary folder (Market-
 torchreid weights are used when ../shared has them (speed does not depend on
 the weight values).
 
-    .venv/bin/python scripts/bench_extract.py [--images 512] [--batch-size 64]
+    .venv/bin/python scripts/bench_extract.py [--images 512] [--batch-size 64] [--threads N]
+
+Run it on an otherwise idle machine: with more busy processes than cores,
+torch's OpenMP threads wait on each other at every layer and OSNet's many
+small layers make that dominate (figures drop by 10x or more).
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     weights = SHARED_WEIGHTS if SHARED_WEIGHTS.is_file() else None
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights: {weights or 'random'}")
     print(f"{args.images} images, batch {args.batch_size}")

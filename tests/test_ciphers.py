@@ -74,24 +74,34 @@ def test_definition_bit_by_bit():
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     name=st.sampled_from(CIPHERS),
-    dtype=st.sampled_from(FLOAT_DTYPES),
+    dtype=st.sampled_from(["float16", "bfloat16", "float32", "float64"]),
     n=st.integers(0, 6),
     d=st.integers(1, 40),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_round_trip_every_cipher_and_dtype(name, dtype, n, d, seed):
     cipher = create_cipher(name)
-    features = random_bits((n, d), dtype, seed)
+    torch = pytest.importorskip("torch")
+    if dtype == "bfloat16":
+        words = random_bits((n, d), np.uint16, seed)
+        features = torch.from_numpy(words.view(np.int16)).view(torch.bfloat16)
+    else:
+        features = random_bits((n, d), np.dtype(dtype), seed)
+        words = features.view(np.dtype(f"u{features.itemsize}"))
     sealed = cipher.encrypt(features)
-    assert sealed.cipher == name and sealed.key_fingerprint == cipher.key.fingerprint
-    assert sealed.words().shape == (n, d)
-    assert sealed.words().dtype == np.dtype(f"u{np.dtype(dtype).itemsize}")
-    if name != "aes-gcm":
-        assert sealed.data.shape == (n, d) and sealed.data.dtype == dtype
-    assert same_bits(cipher.decrypt(sealed), features)
+    assert sealed.cipher == name and sealed.key_fingerprint == cipher.key.fingerprint and sealed.dtype == dtype
+    assert sealed.words().shape == (n, d) and sealed.words().dtype == words.dtype
+    if name != "aes-gcm" and dtype != "bfloat16":
+        assert sealed.data.shape == (n, d) and sealed.data.dtype == np.dtype(dtype)
+    back = cipher.decrypt(sealed)
+    back_words = back.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else back.view(words.dtype)
+    assert np.array_equal(back_words, words)
+    if n * d >= 8:  # nonce ciphers never repeat a ciphertext; fixed and per-dimension are deterministic
+        deterministic = name in ("shufflebits", "shufflebits-dim")
+        assert np.array_equal(cipher.encrypt(features).words(), sealed.words()) == deterministic
 
 
 @settings(max_examples=20, deadline=None)
@@ -210,13 +220,9 @@ def test_one_time_overflow_stream_path(monkeypatch):
     sealed = fast.encrypt(x)
     assert same_bits(slow.decrypt(sealed), x)
     assert same_bits(fast.decrypt(sealed), x)
-    # with 40 bytes per element, some elements really do exhaust their region
+    # with 40 bytes per element (41 expected), about half the elements really do exhaust their region
     region = prf.keystream(fast._subkey("one-time"), bytes(sealed.nonces[0]), 40 * 24).reshape(24, 40)
-    assert any(prf.fisher_yates(r, 32) is None for r in region) or any(
-        prf.fisher_yates(r, 32) is None
-        for i in range(1, 4)
-        for r in prf.keystream(fast._subkey("one-time"), bytes(sealed.nonces[i]), 40 * 24).reshape(24, 40)
-    )
+    assert any(prf.fisher_yates(r, 32) is None for r in region)
 
 
 def test_fisher_yates_is_unbiased_enough():
@@ -368,3 +374,27 @@ def test_reference_kernels_match_definition_on_words():
     tables = kernels_numpy.lookup_tables(dst, np.uint16)
     assert np.array_equal(tables[0][words & 255] | tables[1][words >> 8], out)
     assert np.array_equal(kernels_numpy.permute(out, kernels_numpy.inverse(dst)), words)
+
+
+def test_batch_nonces_never_overflow_the_block_counter():
+    nonces = prf.batch_nonces(5, 2**31, os.urandom)
+    assert len({bytes(row[4:]) for row in nonces}) == 3  # a fresh 12-byte nonce every 2 rows
+    assert prf.counters(nonces).tolist() == [0, 2**31, 0, 2**31, 0]
+    assert prf.contiguous_runs(nonces, 2**31) == [(0, 2), (2, 4), (4, 5)]
+    bad = nonces.copy()
+    bad[0, :4] = 255
+    with pytest.raises(IntegrityError, match="overflows"):
+        prf.contiguous_runs(bad, 2)
+
+
+def test_corrupted_sealed_inputs_are_clear_errors():
+    cipher = create_cipher("shufflebits-otp")
+    sealed = cipher.encrypt(random_bits((3, 8), np.float32))
+    no_nonces = Sealed(sealed.data, None, sealed.cipher, sealed.key_fingerprint, sealed.dtype, sealed.shape)
+    with pytest.raises(ShuffleBitsError, match="nonces"):
+        cipher.decrypt(no_nonces)
+    wrong_shape = Sealed(sealed.data, sealed.nonces, sealed.cipher, sealed.key_fingerprint, sealed.dtype, (3, 9))
+    with pytest.raises(ShuffleBitsError, match="shape"):
+        cipher.decrypt(wrong_shape)
+    with pytest.raises(ShuffleBitsError, match="made with 'chacha20'"):
+        cipher.decrypt(create_cipher("chacha20").encrypt(random_bits((3, 8), np.float32)))

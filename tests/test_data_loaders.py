@@ -230,6 +230,13 @@ def test_duke_file_names(tmp_path):
         load_dukemtmc(tmp_path)
 
 
+def test_unpacked_archive_folder_is_found(tmp_path):
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        _jpeg(tmp_path / "DukeMTMC-reID" / folder / "0001_c2_f0046182.jpg")
+    dataset = load_dukemtmc(tmp_path)
+    assert dataset.root == tmp_path / "DukeMTMC-reID" and len(dataset.query) == 1
+
+
 def test_duke_reads_its_attribute_file_from_root(tmp_path):
     _jpeg(tmp_path / "bounding_box_train" / "0370_c2_f0046182.jpg")
     (tmp_path / "query").mkdir()
@@ -244,7 +251,9 @@ def _msmt_fixture(root, version_dirs=("train", "test")):
     train_dir, test_dir = version_dirs
     (root / train_dir).mkdir(parents=True)
     (root / test_dir).mkdir()
-    (root / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_004_15_0303noon_0042_1.jpg 1\n")
+    (root / "list_train.txt").write_text(
+        "0000/0000_000_01_0303morning_0015_0.jpg 0\n0001/0001_004_15_0303noon_0042_1.jpg 1\n"
+    )
     (root / "list_val.txt").write_text("0000/0000_001_03_0303morning_0016_0.jpg 0\n")
     (root / "list_query.txt").write_text("0000/0000_000_07_0303afternoon_0100_0.jpg 0\n\n")
     (root / "list_gallery.txt").write_text(

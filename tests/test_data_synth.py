@@ -69,6 +69,11 @@ def test_same_seed_same_bytes_other_seed_other_world(tmp_path, world):
     assert not set(first.values()) & set(second.values())
 
 
+def test_parallel_workers_write_the_same_bytes(tmp_path, world):
+    parallel = generate_world(tmp_path / "parallel", workers=2, **SMALL)
+    assert _digest(parallel.root) == _digest(world.root)
+
+
 def test_world_seeds_give_disjoint_people_and_cameras():
     a, b = make_world(0, (128, 64), 3), make_world(1, (128, 64), 3)
     scenes_a = np.stack([np.asarray(scene) for c in a.cameras for scene in c.backgrounds])
@@ -155,6 +160,7 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
         (dict(cameras=10), "cameras"),
         (dict(distractors=-1), "distractors"),
         (dict(world_seed=-3), "world_seed"),
+        (dict(workers=0), "workers"),
         (dict(size=(8, 64)), "size"),
     ],
 )
@@ -165,7 +171,8 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 def test_cli_synth(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["synth", "--out", str(out), "--identities", "4", "--images-per-identity", "4", "--world-seed", "2", "--no-progress"])
+    arguments = ["--identities", "4", "--images-per-identity", "4", "--world-seed", "2", "--no-progress"]
+    code = main(["synth", "--out", str(out), *arguments])
     assert code == 0
     line = capsys.readouterr().out.strip()
     assert "4 identities" in line and "16 images" in line and "images/s" in line and "\n" not in line

@@ -206,3 +206,12 @@ def test_weight_errors_are_one_line_and_actionable(tmp_path):
     with pytest.raises(ShuffleBitsError) as error:
         load_model("osnet_x0_25", tmp_path / "missing.pth")
     assert "\n" not in str(error.value)
+
+
+def test_torchreid_training_checkpoint_wrapper_and_module_prefix(tmp_path):
+    model = create_model("osnet_x0_5", num_classes=9)
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 60, "rank1": 0.9}
+    torch.save(wrapped, tmp_path / "model.pth.tar-60")
+    loaded, info = load_model("osnet_x0_5", tmp_path / "model.pth.tar-60")
+    assert info.source == "torchreid" and info.num_classes == 9 and info.model_name == "osnet_x0_5"
+    assert torch.equal(loaded.conv1.conv.weight, model.conv1.conv.weight)

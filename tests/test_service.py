@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -86,6 +91,8 @@ def test_wire_round_trip_keeps_nan_bit_patterns():
     decoded = decode_array(*encode_array(words.view(np.float32)))
     assert decoded.dtype == np.float32
     assert np.array_equal(decoded.view(np.uint32), words)
+    big_endian = words.astype(">u4").view(">f4")
+    assert encode_array(big_endian) == encode_array(words.view(np.float32))
     with pytest.raises(ShuffleBitsError, match="does not match shape"):
         decode_array(encode_array(words)[0], [2, 4], "uint32")
     with pytest.raises(ShuffleBitsError, match="dtype"):
@@ -137,9 +144,10 @@ def test_client_matches_in_process_for_every_input_kind(plain_server, tmp_path):
     expected = InProcessBlackBox(FakeExtractor()).features(sources)
     with HttpBlackBox(plain_server.url, TOKEN, batch_size=2) as box:
         got = box.features(sources)
+        single = box.features(str(path))  # one path, not a list of its characters
     assert got.dtype == np.float32 and got.shape == (5, 16)
     assert got.tobytes() == expected.tobytes()
-    assert got[1].tobytes() == got[4].tobytes()
+    assert got[1].tobytes() == got[4].tobytes() == single.tobytes()
 
 
 def test_client_reports_4xx_without_retrying():
@@ -194,3 +202,83 @@ def test_concurrent_requests_are_all_correct():
 def test_create_app_refuses_empty_token():
     with pytest.raises(ShuffleBitsError, match="token"):
         create_app(FakeExtractor(), "")
+
+
+@pytest.fixture(scope="module", params=["shufflebits", "shufflebits-otp", "chacha20", "aes-gcm"])
+def sealed_server(request):
+    from shufflebits.registry import create_cipher
+
+    cipher = create_cipher(request.param)
+    with BackgroundServer(create_app(FakeExtractor(), TOKEN, cipher)) as server:
+        yield server, cipher
+
+
+def test_encrypted_answers_decrypt_bit_exact(sealed_server):
+    server, cipher = sealed_server
+    images = make_images(5, seed=4)
+    with HttpBlackBox(server.url, TOKEN, batch_size=2) as box:
+        sealed = box.features(images)
+    assert sealed.cipher == cipher.name and sealed.key_fingerprint == cipher.key.fingerprint
+    assert sealed.shape == (5, 16) and sealed.data.shape[0] == 5
+    assert cipher.decrypt(sealed).tobytes() == FakeExtractor()(images).tobytes()
+    body = post(server.url, [png_bytes(images[0])]).json()
+    assert body["encryption"]["cipher"] == cipher.name and body["encryption"]["key_fingerprint"] == cipher.key.fingerprint
+    if cipher.name == "aes-gcm":
+        assert body["dtype"] == "uint8" and body["shape"] == [1, 16 * 4 + 16]
+    else:
+        assert body["dtype"] == "float32" and body["shape"] == [1, 16]
+    health = httpx.get(f"{server.url}/v1/health").json()
+    assert health["encrypted"] is True and health["key_fingerprint"] == cipher.key.fingerprint
+
+
+def test_nonces_are_fresh_per_vector_and_request(sealed_server):
+    server, cipher = sealed_server
+    image = make_images(1, seed=5)[0]
+    with HttpBlackBox(server.url, TOKEN) as box:
+        first, second = box.features([image, image]), box.features([image])
+    words = {row.tobytes() for row in np.concatenate([first.words(), second.words()])}
+    if cipher.name == "shufflebits":  # the paper's fixed mode: deterministic by design, no nonces
+        assert first.nonces is None and len(words) == 1
+    else:
+        assert len({row.tobytes() for row in np.concatenate([first.nonces, second.nonces])}) == 3
+        assert len(words) == 3
+
+
+def test_serve_cli_refuses_to_run_without_a_token(monkeypatch, capsys):
+    from shufflebits.cli import main
+
+    monkeypatch.delenv("SHUFFLEBITS_TOKEN", raising=False)
+    assert main(["serve", "--model", "osnet_x0_25", "--port", "8123"]) == 2
+    assert "token" in capsys.readouterr().err
+
+
+def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
+    from shufflebits.ciphers import generate_key, load_key, cipher_for_key, save_key
+
+    save_key(tmp_path / "server.key", generate_key("shufflebits-otp"))
+    cipher = cipher_for_key(load_key(tmp_path / "server.key"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "shufflebits", "serve", "--model", "osnet_x0_25", "--size", "64x32",
+               "--port", str(port), "--encrypt-with", str(tmp_path / "server.key")]
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": TOKEN}, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                health = httpx.get(f"{url}/v1/health").json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert health["model"] == "osnet_x0_25" and health["input_size"] == [64, 32] and health["feature_dim"] == 512
+        assert health["key_fingerprint"] == cipher.key.fingerprint
+        with HttpBlackBox(url, TOKEN) as box:
+            features = cipher.decrypt(box.features(make_images(2)))
+        assert features.shape == (2, 512) and features.dtype == np.float32 and np.isfinite(features).all()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

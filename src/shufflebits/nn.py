@@ -5,12 +5,14 @@ and encrypts it with the torch kernels on the same device, so plaintext features
 never leave the graph and never visit the host. Works under ``torch.no_grad``,
 in ``eval()``, on CPU and CUDA.
 
-Supported ciphers: fixed and per-dimension ShuffleBits (output: a feature
-tensor of the same shape and dtype) and ChaChaPad. ChaChaPad is a nonce cipher,
-so its output also carries the per-vector nonces (uint8 ``(n, 16)``, computed
-on the host from ``os.urandom`` and copied to the device: 16 bytes per vector,
-no features). One-time ShuffleBits and AES-GCM have no torch kernel: encrypt
-those on the host with ``cipher.encrypt``.
+Supported ciphers: every format-preserving one (output: a ciphertext tensor of
+the features' shape and dtype). Fixed and per-dimension ShuffleBits need no
+nonces (``nonces`` is None). ChaChaPad and one-time ShuffleBits are nonce
+ciphers: the output also carries the per-vector nonces (uint8 ``(n, 16)``,
+drawn on the host from ``os.urandom`` and copied to the device; one-time mode
+also uploads its key-derived per-element permutations; neither involves the
+features). AES-GCM is not format-preserving and has no torch kernel: encrypt
+on the host with ``cipher.encrypt``.
 
 ``torch.compile``: compiling the wrapper compiles the model; the encryption step
 is excluded from tracing (``torch.compiler.disable``: key schedules and nonces
@@ -29,7 +31,7 @@ from .errors import ShuffleBitsError
 
 
 class EncryptedFeatures(NamedTuple):
-    """Output of ``EncryptedOutput``: ciphertext tensor and nonces (None for ShuffleBits)."""
+    """Output of ``EncryptedOutput``: ciphertext tensor and nonces (None for fixed / per-dimension)."""
 
     ciphertext: torch.Tensor
     nonces: torch.Tensor | None
@@ -42,9 +44,9 @@ class EncryptedOutput(torch.nn.Module):
         super().__init__()
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not hasattr(cipher, "encrypt_tensor") or getattr(cipher, "mode", None) == "one-time":
+        if not hasattr(cipher, "encrypt_tensor"):
             raise ShuffleBitsError(
-                f"{cipher.name} cannot run in-graph; use fixed/per-dimension shufflebits or chacha20 "
+                f"{cipher.name} cannot run in-graph; use a shufflebits mode or chacha20 "
                 "(or encrypt on the host with cipher.encrypt)"
             )
         self.model = model

@@ -39,16 +39,17 @@ class AttackProfile:
     paper_epochs: int
     hidden: int
     recon_epochs: int
+    recon_width: int
     recon_variants: tuple[str, ...]
     surrogate_epochs: int
     permutations: int  # label shuffles behind each chance interval
 
 
 PROFILES = {
-    "smoke": AttackProfile(mlp_epochs=4, paper_epochs=4, hidden=64, recon_epochs=2, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
-    "quick": AttackProfile(mlp_epochs=30, paper_epochs=100, hidden=256, recon_epochs=15, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
-    "default": AttackProfile(mlp_epochs=60, paper_epochs=100, hidden=512, recon_epochs=40, recon_variants=("autoencoder", "gan"), surrogate_epochs=10, permutations=500),
-    "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, recon_epochs=100, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
+    "smoke": AttackProfile(mlp_epochs=4, paper_epochs=4, hidden=64, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
+    "quick": AttackProfile(mlp_epochs=30, paper_epochs=100, hidden=256, recon_epochs=15, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
+    "default": AttackProfile(mlp_epochs=60, paper_epochs=100, hidden=512, recon_epochs=40, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=10, permutations=500),
+    "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
 }
 
 
@@ -152,7 +153,7 @@ class _Matrix:
         if self.can_reconstruct:
             for variant in self.profile.recon_variants:
                 decoders[variant] = Reconstructor(
-                    variant=variant, epochs=self.profile.recon_epochs, surrogate_epochs=self.profile.surrogate_epochs,
+                    variant=variant, epochs=self.profile.recon_epochs, width=self.profile.recon_width, surrogate_epochs=self.profile.surrogate_epochs,
                     device=self.device, random_state=self.seed, progress=self.progress,
                 ).fit(a.features, a.images)
                 self.add_reconstruction_rows("plaintext", f"recon-{variant}", decoders[variant].predict(self.query.features), models["attr-mlp"])
@@ -189,7 +190,7 @@ class _Matrix:
                 self.add_reconstruction_rows(name, f"key-recovery+recon-{variant}", decoder.predict(decrypt(Q)), plain_model)
         else:
             decoder = Reconstructor(
-                variant="autoencoder", view="invariants", epochs=self.profile.recon_epochs,
+                variant="autoencoder", view="invariants", epochs=self.profile.recon_epochs, width=self.profile.recon_width,
                 device=self.device, random_state=self.seed, progress=self.progress,
             ).fit(A, a.images)
             self.add_reconstruction_rows(name, "invariants+recon-autoencoder", decoder.predict(Q), plain_model)

@@ -66,6 +66,33 @@ def per_dimension(words, tables, out):
     return out
 
 
+@njit(error_model="numpy", cache=True)
+def _masks():
+    masks = np.zeros(64, dtype=np.int64)
+    for s in range(1, 64):
+        m = 1
+        while m < s:
+            m = (m << 1) | 1
+        masks[s] = m
+    return masks
+
+
+@njit(error_model="numpy", cache=True)
+def _draw_swaps(region, bits, masks, swaps):
+    """Fisher-Yates draws (masked bytes, rejection) into ``swaps[s]``; False if ``region`` ran out."""
+    pos = 0
+    for s in range(bits - 1, 0, -1):
+        while True:
+            if pos >= region.size:
+                return False
+            r = region[pos] & masks[s]
+            pos += 1
+            if r <= s:
+                break
+        swaps[s] = r
+    return True
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def one_time(words, stream, bits, decrypt, out):
     """Per-element Fisher-Yates from ``stream`` ``(n, d, E)`` bytes, applied as bit swaps.
@@ -74,36 +101,15 @@ def one_time(words, stream, bits, decrypt, out):
     left unchanged (the caller finishes it with the reference code).
     """
     n, d = words.shape
-    budget = stream.shape[2]
     exhausted = np.zeros((n, d), dtype=np.bool_)
     top = np.uint64(bits - 1)
     one = np.uint64(1)
-    masks = np.zeros(64, dtype=np.int64)
-    for s in range(1, 64):
-        m = 1
-        while m < s:
-            m = (m << 1) | 1
-        masks[s] = m
+    masks = _masks()
     for i in prange(n):
         swaps = np.zeros(64, dtype=np.int64)
         for j in range(d):
-            pos = 0
-            ok = True
-            for s in range(bits - 1, 0, -1):
-                mask = masks[s]
-                while True:
-                    if pos >= budget:
-                        ok = False
-                        break
-                    r = stream[i, j, pos] & mask
-                    pos += 1
-                    if r <= s:
-                        break
-                if not ok:
-                    break
-                swaps[s] = r
             x = np.uint64(words[i, j])
-            if not ok:
+            if not _draw_swaps(stream[i, j], bits, masks, swaps):
                 exhausted[i, j] = True
             elif decrypt:
                 for s in range(1, bits):
@@ -118,4 +124,29 @@ def one_time(words, stream, bits, decrypt, out):
                     t = ((x >> p) ^ (x >> q)) & one
                     x ^= (t << p) | (t << q)
             out[i, j] = x
+    return exhausted
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def one_time_destinations(stream, bits, dst):
+    """Per-element destinations ``dst`` ``(n, d, bits)`` (LSB numbering) for the torch kernel.
+
+    Same draws as ``one_time``; returns ``exhausted`` like it.
+    """
+    n, d = stream.shape[0], stream.shape[1]
+    exhausted = np.zeros((n, d), dtype=np.bool_)
+    masks = _masks()
+    for i in prange(n):
+        swaps = np.zeros(64, dtype=np.int64)
+        idx = np.zeros(64, dtype=np.int64)
+        for j in range(d):
+            if not _draw_swaps(stream[i, j], bits, masks, swaps):
+                exhausted[i, j] = True
+                continue
+            for k in range(bits):
+                idx[k] = k
+            for s in range(bits - 1, 0, -1):
+                idx[s], idx[swaps[s]] = idx[swaps[s]], idx[s]
+            for k in range(bits):
+                dst[i, j, bits - 1 - idx[k]] = bits - 1 - k
     return exhausted

@@ -63,10 +63,18 @@ def permute_per_dimension(words: torch.Tensor, tables: torch.Tensor) -> torch.Te
     flat = tables.reshape(-1)
     offsets = (torch.arange(d, device=words.device)[:, None] * nbytes + torch.arange(nbytes, device=words.device)) * 256
     out = torch.empty_like(words)
-    for part in _chunks(words, (1 << 16) // max(d, 1)):
+    for part in _chunks(words, (1 << 18) // max(d, 1)):
         index = words[part].view(torch.uint8).reshape(-1, d, nbytes).long() + offsets
         # The moved bits of different bytes are disjoint, so their sum is their OR.
         out[part] = flat.take(index).sum(-1, dtype=words.dtype)
+    return out
+
+
+def permute_elements(words: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """One permutation per element: ``dst`` ``(n, d, bits)`` uint8 destinations on the device."""
+    out = torch.zeros_like(words)
+    for p in range(dst.shape[-1]):
+        out |= ((words >> p) & 1) << dst[..., p].to(words.dtype)
     return out
 
 
@@ -123,5 +131,9 @@ def chacha20_rows(key: bytes, nonces: torch.Tensor, row_bytes: int) -> torch.Ten
 def xor_pad(words: torch.Tensor, key: bytes, nonces: torch.Tensor) -> torch.Tensor:
     """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream."""
     n, d = words.shape
-    pad = chacha20_rows(key, nonces, d * words.element_size()).contiguous()
-    return words ^ pad.view(words.dtype).reshape(n, d)
+    row_bytes = d * words.element_size()
+    out = torch.empty_like(words)
+    for part in _chunks(words, (1 << 14) // max(1, -(-row_bytes // 64))):
+        pad = chacha20_rows(key, nonces[part], row_bytes).contiguous()
+        out[part] = words[part] ^ pad.view(words.dtype).reshape(-1, d)
+    return out

@@ -8,9 +8,20 @@ Modes (the mode is part of the key, see ``keys.MODES``):
   key and a random per-vector nonce that travels with the ciphertext. No two
   elements of a vector (and no two vectors) share a permutation.
 
-Real keys are 256-bit secrets; permutations come from unbiased Fisher-Yates on
-ChaCha20 keystreams under domain-separated sub-keys. ``from_seed`` reproduces the
-authors' numpy-seeded permutation for compatibility only.
+Real keys are 256-bit secrets; permutations come from unbiased Fisher-Yates
+(``prf.fisher_yates``: masked bytes with rejection) on ChaCha20 keystreams under
+domain-separated sub-keys:
+
+- fixed / per-dimension: sub-key ``permutations``, nonce = (mode tag, word bits,
+  dimension), counter 0; derived once per key and cached as lookup tables.
+- one-time: sub-key ``one-time``; vector ``i``'s 16-byte nonce (counter ||
+  12-byte nonce) starts its keystream, and element ``j`` draws from bytes
+  ``[j*E, (j+1)*E)`` (``E = REGION_BYTES[bits]``). In the rare case (a few
+  float32 elements per million) that ``E`` bytes do not finish the shuffle, it
+  continues on its own overflow stream (sub-key ``one-time-overflow``, nonce
+  from SHA-256(vector nonce || j)), so every permutation stays exactly uniform.
+
+``from_seed`` reproduces the authors' numpy-seeded permutation for compatibility only.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ class ShuffleBits(Cipher):
 
         The key has only the seed's entropy and one permutation for everything;
         use it to read or reproduce the paper's ciphertexts, not to protect data.
+        float16 / float64 use the same recipe on ``np.arange(16 or 64)``.
         """
         return cls(seed_key(seed), kernel=kernel)
 
@@ -139,23 +151,48 @@ class ShuffleBits(Cipher):
             return kernels_numba.per_dimension(words, self.tables(bits, d, decrypt), np.empty_like(words)), None
         return self._one_time(words, bits, nonces, decrypt)
 
-    def _one_time(self, words, bits, nonces, decrypt):
-        n, d = words.shape
+    def _one_time_streams(self, n: int, d: int, bits: int, nonces):
+        """``(nonces, chunks)``: chunks of ``(start, stop, stream (rows, d, E))`` covering all rows."""
         region = REGION_BYTES[bits]
         blocks = -(-d * region // prf.BLOCK)
         if nonces is None:
             nonces = prf.batch_nonces(n, blocks, os.urandom)
-        out = np.empty_like(words)
         rows_per_chunk = max(1, _CHUNK_BYTES // max(1, blocks * prf.BLOCK))
         stream_key = self._subkey("one-time")
-        for start, stop in prf.contiguous_runs(nonces, blocks):
-            for a in range(start, stop, rows_per_chunk):
-                b = min(stop, a + rows_per_chunk)
-                nonce = bytes(nonces[a])
-                stream = prf.keystream(stream_key, nonce, (b - a) * blocks * prf.BLOCK)
-                stream = stream.reshape(b - a, blocks * prf.BLOCK)[:, : d * region].reshape(b - a, d, region)
-                out[a:b] = self._one_time_rows(words[a:b], stream, nonces[a:b], bits, decrypt)
+
+        def chunks():
+            for start, stop in prf.contiguous_runs(nonces, blocks):
+                for a in range(start, stop, rows_per_chunk):
+                    b = min(stop, a + rows_per_chunk)
+                    stream = prf.keystream(stream_key, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
+                    yield a, b, stream.reshape(b - a, blocks * prf.BLOCK)[:, : d * region].reshape(b - a, d, region)
+
+        return nonces, chunks()
+
+    def _one_time(self, words, bits, nonces, decrypt):
+        n, d = words.shape
+        out = np.empty_like(words)
+        nonces, chunks = self._one_time_streams(n, d, bits, nonces)
+        for a, b, stream in chunks:
+            out[a:b] = self._one_time_rows(words[a:b], stream, nonces[a:b], bits, decrypt)
         return out, nonces
+
+    def one_time_destinations(self, n: int, d: int, bits: int = 32, nonces=None):
+        """``(nonces, dst)``: every element's permutation as destinations ``(n, d, bits)`` uint8.
+
+        Depends only on the key and nonces, never on features: the torch path
+        computes it on the host and ships it to the device beside the features.
+        """
+        from . import kernels_numba
+
+        dst = np.empty((n, d, bits), dtype=np.uint8)
+        nonces, chunks = self._one_time_streams(n, d, bits, nonces)
+        for a, b, stream in chunks:
+            exhausted = kernels_numba.one_time_destinations(stream, bits, dst[a:b])
+            for i, j in zip(*np.nonzero(exhausted)):
+                idx = self._element_permutation(stream[i, j], nonces[a + i], j, bits)
+                dst[a + i, j] = kernels_numpy.destinations(idx)
+        return nonces, dst
 
     def _one_time_rows(self, words, stream, nonces, bits, decrypt):
         if self.kernel == "numpy":
@@ -187,19 +224,29 @@ class ShuffleBits(Cipher):
     # -- torch ----------------------------------------------------------------
 
     def encrypt_tensor(self, x):
-        """Torch path (CPU or CUDA, in-graph): ``(ciphertext tensor, None)``; fixed and per-dimension."""
+        """Torch path (CPU or CUDA, in-graph): ``(ciphertext tensor, nonces tensor or None)``.
+
+        Fixed and per-dimension modes gather from lookup tables on the device
+        (no nonces). One-time mode derives each element's permutation on the
+        host from key + fresh nonces (no feature data involved), uploads them
+        as uint8 destinations (``bits`` bytes per element) and moves the bits
+        on the device; it returns the uint8 ``(n, 16)`` nonces.
+        """
+        import torch
+
         from . import kernels_torch
 
-        if self.mode == "one-time":
-            raise ShuffleBitsError(
-                "one-time ShuffleBits has no torch kernel yet; use chacha20 or per-dimension in-graph, "
-                "or cipher.encrypt on the host"
-            )
         words = kernels_torch.int_view(x)
         bits = 8 * words.element_size()
-        cache_key = ("torch", bits, None if self.mode == "fixed" else words.shape[-1], str(words.device))
+        if self.mode != "fixed" and words.ndim != 2:
+            raise ShuffleBitsError(f"{self.name} needs (n, d) tensors, got {tuple(words.shape)}")
+        if self.mode == "one-time":
+            nonces, dst = self.one_time_destinations(words.shape[0], words.shape[1], bits)
+            out = kernels_torch.permute_elements(words, torch.from_numpy(dst).to(words.device))
+            return out.view(x.dtype), torch.from_numpy(nonces).to(words.device)
+        d = None if self.mode == "fixed" else words.shape[-1]
+        cache_key = ("torch", bits, d, str(words.device))
         if cache_key not in self._cache:
-            d = None if self.mode == "fixed" else words.shape[-1]
             tables = self.tables(bits, d, decrypt=False)
             if self.mode == "fixed":
                 tables = kernels_torch.wide_tables(tables)
@@ -207,7 +254,5 @@ class ShuffleBits(Cipher):
         if self.mode == "fixed":
             out = kernels_torch.permute_fixed(words, self._cache[cache_key])
         else:
-            if words.ndim != 2:
-                raise ShuffleBitsError(f"per-dimension ShuffleBits needs (n, d) tensors, got {tuple(words.shape)}")
             out = kernels_torch.permute_per_dimension(words, self._cache[cache_key])
         return out.view(x.dtype), None

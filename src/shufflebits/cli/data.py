@@ -14,11 +14,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder (created atomically)")
     parser.add_argument("--identities", type=int, default=200, help="number of identities (half train, half test)")
-    parser.add_argument("--world-seed", type=int, default=0, help="world seed: other seeds give disjoint people and cameras")
+    parser.add_argument(
+        "--world-seed", type=int, default=0, help="world seed: other seeds give disjoint people and cameras"
+    )
     parser.add_argument("--size", default="128x64", help="image size HxW (default 128x64; 256x128 also common)")
     parser.add_argument("--images-per-identity", type=int, default=16, help="images of each identity")
     parser.add_argument("--cameras", type=int, default=6, help="number of cameras (2-9)")
     parser.add_argument("--distractors", type=int, default=0, help="extra 0000 gallery images (bad detections)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (same output)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run_synth)
@@ -37,6 +40,7 @@ def run_synth(args: argparse.Namespace) -> int:
         images_per_identity=args.images_per_identity,
         cameras=args.cameras,
         distractors=args.distractors,
+        workers=args.workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )

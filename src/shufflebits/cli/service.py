@@ -52,18 +52,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
     cipher = None
     if args.encrypt_with:
-        from ..ciphers import load_key
-        from ..registry import create_cipher
+        from ..ciphers import cipher_for_key, load_key
 
-        key = load_key(args.encrypt_with)
-        cipher = create_cipher(key.cipher, key=key)
+        cipher = cipher_for_key(load_key(args.encrypt_with))
     size = parse_size(args.size) if args.size else None
     extractor = build_extractor(args.model, weights=args.weights, device=args.device, size=size)
     app = create_app(
         extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
     )
     height, width = extractor.input_size
-    encryption = f"encrypting with {cipher.key.cipher} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
+    encryption = f"encrypting with {cipher.name} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
     print(
         f"shufflebits: serving {extractor.name} ({extractor.feature_dim}-d, input {height}x{width}, {encryption}) "
         f"at http://{args.host}:{args.port}/v1/features",

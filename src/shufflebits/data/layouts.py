@@ -19,27 +19,36 @@ from .records import ImageRecord, ReidDataset
 MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d+)_(\d+)\.jpg$")
 DUKE_NAME = re.compile(r"^(-1|\d{4})_c(\d+)_f(\d+)\.jpg$")
-MSMT_LISTS = {"train": "list_train.txt", "val": "list_val.txt", "query": "list_query.txt", "gallery": "list_gallery.txt"}
+MSMT_LISTS = {split: f"list_{split}.txt" for split in ("train", "val", "query", "gallery")}
 MSMT_VERSIONS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}
 
 
 def load_market1501(root: str | os.PathLike, attribute_file: str | os.PathLike | None = None) -> ReidDataset:
     """Market-1501 (``PPPP_cCsS_FFFFFF_NN.jpg``), with ``market_attribute.mat`` labels when found.
 
-    ``attribute_file=None`` uses ``root/market_attribute.mat`` if it exists.
+    ``root`` holds the three image folders, or is the parent of the unpacked
+    ``Market-1501-v15.09.15/``. ``attribute_file=None`` uses
+    ``market_attribute.mat`` from that folder if it exists.
     """
-    return _load_folder_layout(root, "market1501", "market", MARKET_NAME, attribute_file)
+    return _load_folder_layout(root, "market1501", "market", MARKET_NAME, attribute_file, "Market-1501-v15.09.15")
 
 
 def load_dukemtmc(root: str | os.PathLike, attribute_file: str | os.PathLike | None = None) -> ReidDataset:
-    """DukeMTMC-reID (``PPPP_cC_fFFFFFFF.jpg``), with ``duke_attribute.mat`` labels when found."""
-    return _load_folder_layout(root, "dukemtmc", "duke", DUKE_NAME, attribute_file)
+    """DukeMTMC-reID (``PPPP_cC_fFFFFFFF.jpg``), with ``duke_attribute.mat`` labels when found.
+
+    ``root`` holds the three image folders, or is the parent of ``DukeMTMC-reID/``.
+    """
+    return _load_folder_layout(root, "dukemtmc", "duke", DUKE_NAME, attribute_file, "DukeMTMC-reID")
 
 
-def _load_folder_layout(root, name: str, schema_name: str, pattern: re.Pattern, attribute_file) -> ReidDataset:
+def _load_folder_layout(
+    root, name: str, schema_name: str, pattern: re.Pattern, attribute_file, unpacked: str
+) -> ReidDataset:
     root = Path(root)
     if not root.is_dir():
         raise ShuffleBitsError(f"dataset folder {root} does not exist")
+    if not (root / MARKET_FOLDERS["train"]).is_dir() and (root / unpacked / MARKET_FOLDERS["train"]).is_dir():
+        root = root / unpacked
     missing = [folder for folder in MARKET_FOLDERS.values() if not (root / folder).is_dir()]
     if missing:
         raise ShuffleBitsError(
@@ -110,7 +119,9 @@ def load_msmt17(root: str | os.PathLike, include_val: bool = False) -> ReidDatas
     if not (root / MSMT_LISTS["train"]).is_file():
         candidates = [root / version for version in MSMT_VERSIONS if (root / version / MSMT_LISTS["train"]).is_file()]
         if not candidates:
-            raise ShuffleBitsError(f"{root} is not an MSMT17 folder: no {MSMT_LISTS['train']} in it or in MSMT17_V1/, MSMT17_V2/")
+            raise ShuffleBitsError(
+                f"{root} is not an MSMT17 folder: no {MSMT_LISTS['train']} in it or in MSMT17_V1/, MSMT17_V2/"
+            )
         base = candidates[0]
     folders = [
         (base / train, base / test) for train, test in MSMT_VERSIONS.values() if (base / train).is_dir()

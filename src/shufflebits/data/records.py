@@ -73,9 +73,8 @@ class ReidDataset:
                 attributes = {name: record.attributes.get(name, -1) for name in self.attribute_names}
                 if labelled_only and all(value < 0 for value in attributes.values()):
                     continue
-                rows.append(
-                    {"path": str(record.path), "pid": record.pid, "camid": record.camid, "split": split_name, **attributes}
-                )
+                row = {"path": str(record.path), "pid": record.pid, "camid": record.camid, "split": split_name}
+                rows.append({**row, **attributes})
         return rows
 
     def write_csv(self, path: str | os.PathLike, splits: tuple[str, ...] = SPLITS, labelled_only: bool = False) -> int:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import colorsys
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +71,7 @@ HAIR_COLOURS = ((22, 18, 16), (40, 28, 20), (74, 48, 30), (120, 84, 50), (190, 1
 CLONE_RATE = 0.25  # even identities copied from the previous one with one attribute changed
 MISSING_COLOUR_RATE = 0.04  # identities left without a colour label, as in the real file
 VIEW_PROBS = (0.3, 0.3, 0.2, 0.2)  # front, back, side facing left, side facing right
+JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _shade(rgb: tuple, factor: float) -> tuple:
     return tuple(int(min(255, max(0, round(c * factor)))) for c in rgb)
 
 
-def _muted(rng: np.random.Generator, v: tuple[float, float] = (0.3, 0.75), s: tuple[float, float] = (0.05, 0.35)) -> tuple:
+def _muted(rng: np.random.Generator, v: tuple = (0.3, 0.75), s: tuple = (0.05, 0.35)) -> tuple:
     rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*s), rng.uniform(*v))
     return tuple(int(round(255 * c)) for c in rgb)
 
@@ -254,15 +257,18 @@ def make_world(world_seed: int, size: tuple[int, int] = (128, 64), cameras: int 
     return World(seed=world_seed, season=season, size=(height, width), cameras=cams, noise_bank=noise)
 
 
-def _backgrounds(rng: np.random.Generator, h2: int, w2: int, palette_hue: float, variants: int = 6) -> tuple[Image.Image, ...]:
+def _backgrounds(rng: np.random.Generator, h2: int, w2: int, hue: float, variants: int = 6) -> tuple[Image.Image, ...]:
     """A camera's scene: wall and ground colours, structures and clutter, blurred."""
     bh, bw = h2 + h2 // 4, w2 + w2 // 2
-    hue = (palette_hue + rng.normal(0, 0.08)) % 1.0
+    hue = (hue + rng.normal(0, 0.08)) % 1.0
     wall = colorsys.hsv_to_rgb(hue, rng.uniform(0.05, 0.35), rng.uniform(0.35, 0.85))
     ground = colorsys.hsv_to_rgb((hue + rng.uniform(-0.15, 0.15)) % 1.0, rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.6))
     wall, ground = (tuple(int(255 * c) for c in rgb) for rgb in (wall, ground))
     horizon = rng.uniform(0.35, 0.7)
-    layout = [(rng.uniform(0, 1), rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.3)) for _ in range(rng.integers(2, 7))]
+    layout = [  # x, width, top (fraction of the wall) and brightness of each structure
+        (rng.uniform(0, 1), rng.uniform(0.05, 0.3), rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.3))
+        for _ in range(rng.integers(2, 7))
+    ]
     out = []
     for _ in range(variants):
         image = Image.new("RGB", (bw, bh), wall)
@@ -305,6 +311,10 @@ class _Figure:
     def poly(self, points, fill) -> None:
         self.draw.polygon([self.pt(v, u) for v, u in points], fill=fill)
 
+    def quad(self, u0, left0, right0, u1, left1, right1, fill) -> None:
+        """A four-sided shape with a horizontal top edge at u0 and bottom edge at u1."""
+        self.poly([(left0, u0), (right0, u0), (right1, u1), (left1, u1)], fill)
+
     def limb(self, a, b, wa, wb, fill, round_end: bool = True) -> None:
         """A tapered segment from a=(v, u) to b with full widths wa, wb, round at b."""
         (xa, ya), (xb, yb) = self.pt(*a), self.pt(*b)
@@ -312,7 +322,12 @@ class _Figure:
         nx, ny = -(yb - ya) / length, (xb - xa) / length
         ha, hb = wa * self.h / 2, wb * self.h / 2
         self.draw.polygon(
-            [(xa + nx * ha, ya + ny * ha), (xb + nx * hb, yb + ny * hb), (xb - nx * hb, yb - ny * hb), (xa - nx * ha, ya - ny * ha)],
+            [
+                (xa + nx * ha, ya + ny * ha),
+                (xb + nx * hb, yb + ny * hb),
+                (xb - nx * hb, yb - ny * hb),
+                (xa - nx * ha, ya - ny * ha),
+            ],
             fill=fill,
         )
         if round_end:
@@ -331,6 +346,7 @@ def _draw_person(fig: _Figure, p: Person, view: int, phase: float) -> None:
     ww = min(sw, hw) * 0.92
     stride = p.gait * np.sin(phase)
     dark_down = _shade(p.down_rgb, 0.72)
+    pack_strap = _shade(p.backpack_rgb, 0.7)
     lower_end = 0.93 if a["down"] == 0 else 0.7  # long / short lower body
     dress_hem = 0.86 if a["down"] == 0 else 0.7
 
@@ -369,7 +385,8 @@ def _draw_person(fig: _Figure, p: Person, view: int, phase: float) -> None:
              (hw, hip + 0.015), (-hw, hip + 0.015), (-ww, hip - 0.1), (-sw, shoulder_u + 0.03)],
             p.up_rgb,
         )
-        fig.poly([(sw * 0.55, shoulder_u + 0.03), (sw, shoulder_u + 0.03), (ww, hip - 0.1), (hw, hip + 0.015), (hw * 0.6, hip + 0.015)], _shade(p.up_rgb, 0.84))  # shadow side
+        shadow = [(sw * 0.55, shoulder_u + 0.03), (sw, shoulder_u + 0.03), (ww, hip - 0.1), (hw, hip + 0.015)]
+        fig.poly([*shadow, (hw * 0.6, hip + 0.015)], _shade(p.up_rgb, 0.84))
         pattern = p.pattern
         if pattern == "stripes":
             u = shoulder_u + 0.04
@@ -378,9 +395,10 @@ def _draw_person(fig: _Figure, p: Person, view: int, phase: float) -> None:
                 u += 0.05
         elif pattern == "vstripes":
             for v in (-0.6, 0.0, 0.6):
-                fig.poly([(v * ww - 0.01, shoulder_u + 0.02), (v * ww + 0.01, shoulder_u + 0.02), (v * ww + 0.01, hip), (v * ww - 0.01, hip)], p.up_alt_rgb)
+                left, right = v * ww - 0.01, v * ww + 0.01
+                fig.quad(shoulder_u + 0.02, left, right, hip, left, right, p.up_alt_rgb)
         elif pattern == "band":
-            fig.poly([(-ww, shoulder_u + 0.13), (ww, shoulder_u + 0.13), (ww, shoulder_u + 0.18), (-ww, shoulder_u + 0.18)], p.up_alt_rgb)
+            fig.quad(shoulder_u + 0.13, -ww, ww, shoulder_u + 0.18, -ww, ww, p.up_alt_rgb)
         elif pattern == "jacket" and view == 0:
             fig.poly([(-0.022, shoulder_u), (0.022, shoulder_u), (0.028, hip), (-0.028, hip)], p.up_alt_rgb)
         elif pattern == "logo" and view == 0:
@@ -424,37 +442,42 @@ def _draw_person(fig: _Figure, p: Person, view: int, phase: float) -> None:
             fig.ellipse(0.052 * hs, head_u + 0.02, 0.01, 0.012, p.skin)  # nose
         if a["hair"] == 1 and view != 0:
             back = -0.02 if side else 0.0
-            fig.poly([(back - 0.05 * hs, head_u), (back + (0.02 if side else 0.05) * hs, head_u), (back + 0.06, 0.24), (back - 0.06, 0.24)], p.hair_rgb)
+            right = back + (0.02 if side else 0.05) * hs
+            fig.quad(head_u, back - 0.05 * hs, right, 0.24, back - 0.06, back + 0.06, p.hair_rgb)
         if a["hat"]:
             fig.ellipse(0.0, head_u - 0.035 * hs, 0.056 * hs, 0.04 * hs, p.hat_rgb)
             if view != 1:
                 brim = (0.0, 0.075) if side else (-0.065, 0.065)
-                fig.poly([(brim[0] * hs, head_u - 0.02 * hs), (brim[1] * hs, head_u - 0.02 * hs), (brim[1] * hs, head_u - 0.008 * hs), (brim[0] * hs, head_u - 0.008 * hs)], _shade(p.hat_rgb, 0.8))
+                left, right = brim[0] * hs, brim[1] * hs
+                fig.quad(head_u - 0.02 * hs, left, right, head_u - 0.008 * hs, left, right, _shade(p.hat_rgb, 0.8))
 
     def backpack_back():
-        fig.poly([(-0.085 * w, shoulder_u + 0.03), (0.085 * w, shoulder_u + 0.03), (0.09 * w, shoulder_u + 0.28), (-0.09 * w, shoulder_u + 0.28)], p.backpack_rgb)
-        fig.poly([(-0.06 * w, shoulder_u + 0.17), (0.06 * w, shoulder_u + 0.17), (0.06 * w, shoulder_u + 0.25), (-0.06 * w, shoulder_u + 0.25)], _shade(p.backpack_rgb, 0.8))
+        fig.quad(shoulder_u + 0.03, -0.085 * w, 0.085 * w, shoulder_u + 0.28, -0.09 * w, 0.09 * w, p.backpack_rgb)
+        pocket = _shade(p.backpack_rgb, 0.8)
+        fig.quad(shoulder_u + 0.17, -0.06 * w, 0.06 * w, shoulder_u + 0.25, -0.06 * w, 0.06 * w, pocket)
 
     def bag_strap(sign):
-        fig.limb((sign * sw * 0.7, shoulder_u + 0.005), (-sign * hw, hip - 0.03), 0.014, 0.014, _shade(p.bag_rgb, 0.7), round_end=False)
+        strap = _shade(p.bag_rgb, 0.7)
+        fig.limb((sign * sw * 0.7, shoulder_u + 0.005), (-sign * hw, hip - 0.03), 0.014, 0.014, strap, round_end=False)
 
     def bag_box(sign):
         v = -sign * (hw + 0.02) if not side else sign * 0.02
-        fig.poly([(v - 0.045, hip - 0.06), (v + 0.045, hip - 0.06), (v + 0.05, hip + 0.06), (v - 0.05, hip + 0.06)], p.bag_rgb)
+        fig.quad(hip - 0.06, v - 0.045, v + 0.045, hip + 0.06, v - 0.05, v + 0.05, p.bag_rgb)
 
     def handbag(wrist):
         v, u = wrist
         fig.limb((v, u), (v, u + 0.03), 0.01, 0.01, _shade(p.handbag_rgb, 0.6), round_end=False)
-        fig.poly([(v - 0.04, u + 0.03), (v + 0.04, u + 0.03), (v + 0.045, u + 0.11), (v - 0.045, u + 0.11)], p.handbag_rgb)
+        fig.quad(u + 0.03, v - 0.04, v + 0.04, u + 0.11, v - 0.045, v + 0.045, p.handbag_rgb)
 
     if side:
         if a["backpack"]:
-            fig.poly([(-sw - 0.075, shoulder_u + 0.04), (-sw + 0.01, shoulder_u + 0.02), (-sw + 0.01, shoulder_u + 0.28), (-sw - 0.08, shoulder_u + 0.27)], p.backpack_rgb)
+            pack = [(-sw - 0.075, shoulder_u + 0.04), (-sw + 0.01, shoulder_u + 0.02), (-sw + 0.01, shoulder_u + 0.28)]
+            fig.poly([*pack, (-sw - 0.08, shoulder_u + 0.27)], p.backpack_rgb)
         arm(1, -stride, far=True)
         legs((-1, 1))
         torso()
         if a["backpack"]:
-            fig.limb((0.01, shoulder_u + 0.005), (-0.02, shoulder_u + 0.16), 0.018, 0.018, _shade(p.backpack_rgb, 0.7), round_end=False)
+            fig.limb((0.01, shoulder_u + 0.005), (-0.02, shoulder_u + 0.16), 0.018, 0.018, pack_strap, round_end=False)
         if a["bag"]:
             bag_strap(1)
             bag_box(p.bag_side)
@@ -468,7 +491,8 @@ def _draw_person(fig: _Figure, p: Person, view: int, phase: float) -> None:
     if view == 0:
         if a["backpack"]:
             for sign in (-1, 1):
-                fig.limb((sign * sw * 0.55, shoulder_u), (sign * sw * 0.75, shoulder_u + 0.2), 0.018, 0.018, _shade(p.backpack_rgb, 0.7), round_end=False)
+                top, bottom = (sign * sw * 0.55, shoulder_u), (sign * sw * 0.75, shoulder_u + 0.2)
+                fig.limb(top, bottom, 0.018, 0.018, pack_strap, round_end=False)
         if a["bag"]:
             bag_strap(p.bag_side)
     wrists = {sign: arm(sign, stride * sign) for sign in (-1, 1)}
@@ -500,7 +524,9 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h2: int,
         edge = 0 if rng.random() < 0.5 else w2
         cx = edge + (1 if edge == 0 else -1) * rng.uniform(-0.1, 0.12) * w2
         top = rng.uniform(0.05, 0.2) * h2
-        draw.polygon([(cx - 0.22 * w2, top + 0.14 * h2), (cx + 0.22 * w2, top + 0.14 * h2), (cx + 0.2 * w2, h2), (cx - 0.2 * w2, h2)], fill=colour)
+        shoulders = top + 0.14 * h2
+        body = [(cx - 0.22 * w2, shoulders), (cx + 0.22 * w2, shoulders), (cx + 0.2 * w2, h2), (cx - 0.2 * w2, h2)]
+        draw.polygon(body, fill=colour)
         draw.ellipse([cx - 0.1 * w2, top, cx + 0.1 * w2, top + 0.13 * h2], fill=_muted(rng, (0.3, 0.8)))
 
 
@@ -596,6 +622,7 @@ def generate_world(
     images_per_identity: int = 16,
     cameras: int = 6,
     distractors: int = 0,
+    workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
 ) -> ReidDataset:
@@ -604,9 +631,10 @@ def generate_world(
     Identities ``1..identities//2`` form ``bounding_box_train``; the rest give
     one query per camera they appear in, their other images forming
     ``bounding_box_test``, with ``distractors`` extra ``0000`` images of
-    passers-by cut off by a bad detection. The folder appears atomically
-    (built beside it, then renamed); a non-empty ``out_dir`` is refused unless
-    ``overwrite``.
+    passers-by cut off by a bad detection. ``workers > 1`` renders identities
+    in that many processes (same bytes, as each identity has its own seed).
+    The folder appears atomically (built beside it, then renamed); a
+    non-empty ``out_dir`` is refused unless ``overwrite``.
     """
     out_dir = Path(out_dir)
     height, width = check_size(size)
@@ -620,13 +648,32 @@ def generate_world(
         raise ShuffleBitsError(f"distractors must be between 0 and 999999, got {distractors}")
     if min(height, width) < 16:
         raise ShuffleBitsError(f"size must be at least 16x16, got {height}x{width}")
+    if world_seed < 0:
+        raise ShuffleBitsError(f"world_seed must be a non-negative integer, got {world_seed}")
+    if workers < 1:
+        raise ShuffleBitsError(f"workers must be at least 1, got {workers}")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise ShuffleBitsError(f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    total = identities * images_per_identity + distractors
     try:
-        world = make_world(world_seed, (height, width), cameras)
-        tables = _write_images(tmp, world, identities, images_per_identity, distractors, progress)
+        with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
+            for name in MARKET_FOLDERS.values():
+                (tmp / name).mkdir()
+            job = _Job(tmp, world_seed, (height, width), cameras, images_per_identity, identities // 2)
+            chunks = [list(range(start, min(start + 8, identities + 1))) for start in range(1, identities + 1, 8)]
+            tables: dict = {"train": {}, "test": {}}
+            for labels in _run_chunks(job, chunks, workers):
+                for pid, (split, attributes) in labels.items():
+                    tables[split][pid] = attributes
+                bar.update(len(labels) * images_per_identity)
+            world = _world(world_seed, (height, width), cameras)
+            for index in range(distractors):
+                image, cam = render_distractor(world, index)
+                name = f"0000_c{cam + 1}s1_{index:06d}_01.jpg"
+                Image.fromarray(image).save(tmp / MARKET_FOLDERS["gallery"] / name, quality=JPEG_QUALITY)
+                bar.update(1)
         save_attributes(tmp / "market_attribute.mat", tables, "market")
         _replace_folder(tmp, out_dir)
     except BaseException:
@@ -635,38 +682,57 @@ def generate_world(
     return load_market1501(out_dir)
 
 
-def _write_images(
-    folder: Path, world: World, identities: int, images_per_identity: int, distractors: int, progress: bool
-) -> dict:
-    for name in MARKET_FOLDERS.values():
-        (folder / name).mkdir()
-    n_train = identities // 2
-    tables: dict = {"train": {}, "test": {}}
-    bar = tqdm(total=identities * images_per_identity + distractors, desc="synth", unit="img", disable=not progress)
-    for pid in range(1, identities + 1):
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to render and write a chunk of identities."""
+
+    folder: Path
+    world_seed: int
+    size: tuple[int, int]
+    cameras: int
+    images_per_identity: int
+    n_train: int
+
+
+@lru_cache(maxsize=2)
+def _world(world_seed: int, size: tuple[int, int], cameras: int) -> World:
+    """``make_world``, built once per process."""
+    return make_world(world_seed, size, cameras)
+
+
+def _run_chunks(job: _Job, chunks: list[list[int]], workers: int):
+    """Yield ``{pid: (split, labels)}`` per chunk, in this process or in a pool."""
+    if workers == 1:
+        for chunk in chunks:
+            yield _write_chunk(job, chunk)
+        return
+    context = multiprocessing.get_context("spawn")  # safe beside torch's threads, unlike fork
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(_write_chunk, [job] * len(chunks), chunks)
+
+
+def _write_chunk(job: _Job, pids: list[int]) -> dict[int, tuple[str, dict[str, int]]]:
+    """Render and write the images of ``pids``; return their split and attribute labels."""
+    world = _world(job.world_seed, job.size, job.cameras)
+    out = {}
+    for pid in pids:
         person = make_person(world.seed, pid, world.season)
-        images, cams = render_person(world, person, images_per_identity)
-        split = "train" if pid <= n_train else "test"
+        images, cams = render_person(world, person, job.images_per_identity)
+        split = "train" if pid <= job.n_train else "test"
         labels = dict(person.attributes)
         if not person.label_colours:
             labels["up_colour"] = labels["down_colour"] = -1
-        tables[split][pid] = labels
+        out[pid] = (split, labels)
         seen: set[int] = set()
         for frame, (image, cam) in enumerate(zip(images, cams)):
             if split == "train":
                 subfolder = MARKET_FOLDERS["train"]
-            else:
+            else:  # Market-style: the first image from each camera is that camera's query
                 subfolder = MARKET_FOLDERS["gallery"] if cam in seen else MARKET_FOLDERS["query"]
                 seen.add(cam)
             name = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_01.jpg"
-            Image.fromarray(image).save(folder / subfolder / name, quality=90)
-        bar.update(len(images))
-    for index in range(distractors):
-        image, cam = render_distractor(world, index)
-        Image.fromarray(image).save(folder / MARKET_FOLDERS["gallery"] / f"0000_c{cam + 1}s1_{index:06d}_01.jpg", quality=90)
-        bar.update(1)
-    bar.close()
-    return tables
+            Image.fromarray(image).save(job.folder / subfolder / name, quality=JPEG_QUALITY)
+    return out
 
 
 def _replace_folder(tmp: Path, out_dir: Path) -> None:

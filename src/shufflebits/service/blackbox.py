@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ShuffleBitsError
-from .images import ImageSource, to_pil
+from .images import ImageSource, as_image_list, to_pil
 
 
 class BlackBox(Protocol):
@@ -37,9 +37,7 @@ class InProcessBlackBox:
 
     def features(self, images: Sequence[ImageSource]) -> Any:
         """Features of ``images``; decoded in batches so large lists stay in bounded memory."""
-        images = list(images)
-        if not images:
-            raise ShuffleBitsError("no images given to the black box")
+        images = as_image_list(images)
         parts = []
         for start in range(0, len(images), self.batch_size):
             batch = [to_pil(image) for image in images[start : start + self.batch_size]]

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import httpx
 
 from ..errors import ShuffleBitsError
-from .images import ImageSource, to_upload
+from .images import ImageSource, as_image_list, to_upload
 from .wire import concatenate_results, decode_result
 
 
@@ -55,9 +55,7 @@ class HttpBlackBox:
 
     def features(self, images: Sequence[ImageSource]) -> Any:
         """Features of ``images``: ``(n, d)`` float32, or a ``Sealed`` if the server encrypts."""
-        images = list(images)
-        if not images:
-            raise ShuffleBitsError("no images given to the black box")
+        images = as_image_list(images)
         parts = []
         for start in range(0, len(images), self.batch_size):
             files = [("images", (*to_upload(image), "application/octet-stream")) for image in images[start : start + self.batch_size]]

@@ -64,6 +64,17 @@ def to_pil(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     raise ShuffleBitsError(f"cannot use a {type(source).__name__} as an image (PIL image, path, bytes or uint8 array)")
 
 
+def as_image_list(images) -> list:
+    """A list of image sources; a single image (even a path string) becomes a list of one."""
+    single = (Image.Image, str, os.PathLike, bytes, bytearray, memoryview)
+    if isinstance(images, single) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        images = [images]
+    images = list(images)
+    if not images:
+        raise ShuffleBitsError("no images given to the black box")
+    return images
+
+
 def to_upload(source: ImageSource) -> tuple[str, bytes]:
     """(file name, encoded bytes) to send over HTTP; files go as they are on disk."""
     if isinstance(source, (str, os.PathLike)):

@@ -10,6 +10,7 @@ the trained victim. Every expensive stage is cached by a hash of its inputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
@@ -245,14 +246,10 @@ def _start_black_box(extractor, via_http: bool):
     from ..service import BackgroundServer, HttpBlackBox, create_app
 
     token = secrets.token_urlsafe(24)
-    server = BackgroundServer(create_app(extractor, token)).__enter__()
-    client = HttpBlackBox(server.url, token)
-
-    def stop() -> None:
-        client.close()
-        server.close()
-
-    return client, server.url, stop
+    running = contextlib.ExitStack()
+    server = running.enter_context(BackgroundServer(create_app(extractor, token)))
+    client = running.enter_context(HttpBlackBox(server.url, token))
+    return client, server.url, running.close
 
 
 def _features(black_box, records: list, what: str, progress: bool) -> np.ndarray:
