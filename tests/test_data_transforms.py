@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def test_train_transform_augments_but_keeps_shape():
     # flips happen: the red channel (x gradient) sometimes decreases left to right
     directions = {bool(out[0, 32, 20] > out[0, 32, 10]) for out in outputs}
     assert directions == {True, False}
+
+
+def test_transform_pickles_for_dataloader_workers():
+    transform = build_transforms((64, 32), train=False)
+    copy = pickle.loads(pickle.dumps(transform))
+    assert torch.equal(copy(_gradient_image()), transform(_gradient_image()))
 
 
 def test_random_erase_fills_a_rectangle_with_the_mean():

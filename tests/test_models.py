@@ -8,7 +8,7 @@ import torch
 
 from conftest import shared_file
 from shufflebits.errors import ShuffleBitsError
-from shufflebits.models import CHECKPOINT_FORMAT, build_extractor, create_model, load_model
+from shufflebits.models import CHECKPOINT_FORMAT, build_extractor, create_model, load_model, parse_weights
 from shufflebits.registry import available
 
 MSMT_PTH = "weights/osnet_x0_25_msmt17.pth"
@@ -139,24 +139,21 @@ def test_fastreid_checkpoint_round_trip(tmp_path, fastreid_source):
         assert torch.equal(loaded[key], value), key
 
 
-def test_fastreid_older_naming_without_batch_counters(tmp_path, fastreid_source):
+def test_fastreid_older_naming_without_batch_counters(fastreid_source):
     state = {k: v for k, v in _to_fastreid_names(fastreid_source.state_dict()).items() if "num_batches" not in k}
     state["heads.classifier.weight"] = state.pop("heads.weight")
-    path = tmp_path / "old.pth"
-    torch.save({"model": state}, path)
-    model, info = load_model("resnet50_bot", path)
+    info = parse_weights({"model": state})
+    model, _ = load_model("resnet50_bot", info)
     assert info.source == "fastreid" and info.model_kwargs == {"gem": True} and info.num_classes == 7
     assert torch.equal(model.classifier.weight, fastreid_source.classifier.weight)
     assert np.allclose(info.mean, (0.485, 0.456, 0.406), atol=1e-4)  # no pixel_mean saved: ImageNet
 
 
-def test_fastreid_variants_we_cannot_map_are_refused(tmp_path, fastreid_source):
+def test_fastreid_variants_we_cannot_map_are_refused(fastreid_source):
     state = _to_fastreid_names(fastreid_source.state_dict())
     state["backbone.NL_2.0.g.weight"] = torch.zeros(1)
-    path = tmp_path / "nl.pth"
-    torch.save({"model": state}, path)
     with pytest.raises(ShuffleBitsError, match="non-local"):
-        load_model("resnet50_bot", path)
+        parse_weights({"model": state})
 
 
 def test_our_checkpoint_format_records_size_and_normalisation(tmp_path):

@@ -4,7 +4,8 @@ Kernels write into a preallocated output and the AES-GCM reference row uses
 ``encrypt_into`` the same way, so the ratios compare the work itself; the
 allocating and ``cipher.encrypt`` rows add allocation (page faults) and checks,
 which is what an API caller sees. The load average is recorded because the
-machine may be shared: parallel kernels suffer most from other processes.
+machine may be shared: parallel kernels suffer most from other processes, so
+the "1 thread" rows give per-core figures comparable with single-threaded OpenSSL.
 The per-element reference re-creates the definition (bit strings in pure
 Python); it is timed on a small sample and extrapolated.
 """
@@ -32,6 +33,25 @@ def _time(run: Callable[[], object], repeats: int = 3) -> float:
         if best > 1.0:
             break
     return best
+
+
+def _one_thread(run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with numba and torch limited to one thread: a per-core figure that
+    stays comparable with single-threaded OpenSSL when other processes share the CPUs."""
+    import numba
+    import torch
+
+    def limited():
+        numba_threads, torch_threads = numba.get_num_threads(), torch.get_num_threads()
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+        try:
+            return run()
+        finally:
+            numba.set_num_threads(numba_threads)
+            torch.set_num_threads(torch_threads)
+
+    return limited
 
 
 def _reference_encrypt(values: list[int], idx: list[int]) -> list[int]:
@@ -96,7 +116,9 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         ("per-element reference (pure Python, extrapolated)", "python", lambda: _reference_encrypt(sample, idx), len(sample)),
         ("ShuffleBits fixed", "numpy reference", lambda: kernels_numpy.permute(words, fixed.destinations(32)), count),
         ("ShuffleBits fixed", "numba", lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1)), count),
+        ("ShuffleBits fixed, 1 thread", "numba", _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))), count),
         ("ShuffleBits fixed", "torch cpu", lambda: fixed.encrypt_tensor(x), count),
+        ("ShuffleBits fixed, 1 thread", "torch cpu", _one_thread(lambda: fixed.encrypt_tensor(x)), count),
         ("ShuffleBits fixed, cipher.encrypt", "numba", lambda: fixed.encrypt(features), count),
         ("ShuffleBits per-dimension", "numba", lambda: kernels_numba.per_dimension(words, dim_tables, out), count),
         ("ShuffleBits per-dimension", "torch cpu", lambda: per_dim.encrypt_tensor(x), count),

@@ -51,18 +51,33 @@ def fixed(words, tables, out):
     return out
 
 
+@njit(error_model="numpy", cache=True)
+def _row32(x, o, tables):
+    for j in range(x.size):
+        v = x[j]
+        t = tables[j]
+        o[j] = t[0, v & _M] | t[1, (v >> _S8) & _M] | t[2, (v >> _S16) & _M] | t[3, v >> _S24]
+
+
+@njit(error_model="numpy", cache=True)
+def _row(x, o, tables):
+    nbytes = tables.shape[1]
+    for j in range(x.size):
+        v = np.uint64(x[j])
+        acc = tables[j, 0, v & np.uint64(255)]
+        for k in range(1, nbytes):
+            acc |= tables[j, k, (v >> np.uint64(8 * k)) & np.uint64(255)]
+        o[j] = acc
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def per_dimension(words, tables, out):
     """``words``/``out`` ``(n, d)``, ``tables`` ``(d, nbytes, 256)``."""
-    n, d = words.shape
-    nbytes = tables.shape[1]
-    for i in prange(n):
-        for j in range(d):
-            v = np.uint64(words[i, j])
-            acc = tables[j, 0, v & np.uint64(255)]
-            for k in range(1, nbytes):
-                acc |= tables[j, k, (v >> np.uint64(8 * k)) & np.uint64(255)]
-            out[i, j] = acc
+    for i in prange(words.shape[0]):
+        if tables.shape[1] == 4:
+            _row32(words[i], out[i], tables)
+        else:
+            _row(words[i], out[i], tables)
     return out
 
 

@@ -49,9 +49,10 @@ def permute_fixed(words: torch.Tensor, wide: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(flat)
     for part in _chunks(flat, 1 << 18):
         x = flat[part].to(torch.int32) if flat.dtype == torch.int16 else flat[part]
-        acc = wide[0][x & 0xFFFF]
+        # index_select is several times faster than advanced indexing on CPU
+        acc = wide[0].index_select(0, x & 0xFFFF)
         for h in range(1, wide.shape[0]):
-            acc = acc | wide[h][(x >> (16 * h)) & 0xFFFF]
+            acc |= wide[h].index_select(0, (x >> (16 * h)) & 0xFFFF)
         out[part] = acc
     return out.reshape(words.shape)
 
@@ -61,12 +62,15 @@ def permute_per_dimension(words: torch.Tensor, tables: torch.Tensor) -> torch.Te
     n, d = words.shape
     nbytes = tables.shape[1]
     flat = tables.reshape(-1)
-    offsets = (torch.arange(d, device=words.device)[:, None] * nbytes + torch.arange(nbytes, device=words.device)) * 256
+    device = words.device
+    offsets = (torch.arange(d, device=device)[:, None] * nbytes + torch.arange(nbytes, device=device)) * 256
+    offsets = offsets.to(torch.int32)
     out = torch.empty_like(words)
     for part in _chunks(words, (1 << 18) // max(d, 1)):
-        index = words[part].view(torch.uint8).reshape(-1, d, nbytes).long() + offsets
+        index = words[part].view(torch.uint8).reshape(-1, d, nbytes).to(torch.int32) + offsets
         # The moved bits of different bytes are disjoint, so their sum is their OR.
-        out[part] = flat.take(index).sum(-1, dtype=words.dtype)
+        moved = flat.index_select(0, index.reshape(-1)).reshape(index.shape)
+        out[part] = moved.sum(-1, dtype=words.dtype)
     return out
 
 

@@ -72,25 +72,32 @@ def build_transforms(
 
     ``train`` adds flip, pad-10 random crop and (if ``random_erasing``) erasing.
     """
-    height, width = check_size(size)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return ReidTransform(check_size(size), train, tuple(mean), tuple(std), random_erasing)
 
-    def transform(image: Image.Image) -> torch.Tensor:
+
+class ReidTransform:
+    """The transform ``build_transforms`` returns; a class so DataLoader workers can pickle it."""
+
+    def __init__(self, size: tuple[int, int], train: bool, mean: tuple, std: tuple, random_erasing: bool):
+        self.height, self.width = size
+        self.train, self.mean, self.random_erasing = train, mean, random_erasing
+        self.mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        height, width = self.height, self.width
         image = image.convert("RGB").resize((width, height), Image.BILINEAR)
-        if train:
+        if self.train:
             if torch.rand(()) < 0.5:
                 image = ImageOps.mirror(image)
             image = ImageOps.expand(image, border=10, fill=0)
             top = int(torch.randint(0, 21, ()))
             left = int(torch.randint(0, 21, ()))
             image = image.crop((left, top, left + width, top + height))
-        tensor = (to_unit_tensor(image) - mean_t) / std_t
-        if train and random_erasing:
-            tensor = random_erase(tensor, fill=mean)
+        tensor = (to_unit_tensor(image) - self.mean_t) / self.std_t
+        if self.train and self.random_erasing:
+            tensor = random_erase(tensor, fill=self.mean)
         return tensor
-
-    return transform
 
 
 def random_erase(
