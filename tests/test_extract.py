@@ -20,6 +20,15 @@ SIZE = (64, 32)
 Record = namedtuple("Record", "path pid camid")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is as fast, and immune to OpenMP stalls on a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def extractor():
     torch.manual_seed(0)

@@ -15,6 +15,15 @@ from shufflebits.cli import main
 from shufflebits.features import load_features, save_features
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is as fast, and immune to OpenMP stalls on a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture()
 def market(tmp_path) -> Path:
     """A tiny Market-1501 root: 3 identities, query in camera 1, gallery in cameras 1 and 2."""

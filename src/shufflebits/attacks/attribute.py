@@ -89,7 +89,7 @@ def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutation
 
 @contextlib.contextmanager
 def _threads(n: int | None):
-    """Run with ``n`` torch threads: a linear model's tiny steps are slower split across cores."""
+    """Run with ``n`` torch threads (``None``: unchanged): small models' steps are slower split across cores."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..errors import ShuffleBitsError
-from .attribute import AttributeInference, attribute_scores, permutation_null
+from .attribute import AttributeInference, _threads, attribute_scores, permutation_null
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .reconstruction import Reconstructor, evaluate_reconstruction, rank1, save_grid, shuffled_rank1
 from .types import LabelledFeatures
@@ -216,6 +216,8 @@ def leakage_matrix(
     sets carry images; grids go to ``out_dir``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ShuffleBits fixed and per-dimension, against the true key).
+    Torch runs on one CPU thread: the attack models are small, so their steps
+    gain little from a second core and lose a lot when the cores are busy.
     """
     if profile not in PROFILES:
         raise ShuffleBitsError(f"unknown attack profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -226,7 +228,7 @@ def leakage_matrix(
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
     matrix = _Matrix(attacker, user_query, user_gallery, embed, PROFILES[profile], seed, device, out_dir, progress)
     steps = ["plaintext", *ciphers]
-    with tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
+    with _threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
             bar.set_postfix_str(step)
             if step == "plaintext":
