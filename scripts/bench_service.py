@@ -81,7 +81,7 @@ def main() -> int:
             command += ["--encrypt-with", str(key_path)]
         log = Path(scratch) / "server.log"
         with log.open("w") as log_file:
-            server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": token}, stderr=log_file)
+            server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": token}, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             health = wait_for_health(url, server, log)
             crops = jpeg_crops(64, height, width)

@@ -17,7 +17,7 @@ METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1"
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     out = tmp_path_factory.mktemp("leakage")
-    attacker, query, gallery, embed = make_world(identities=40, per_id=4, d=24, size=(16, 8))
+    attacker, query, gallery, embed = make_world(identities=60, per_id=4, d=24, size=(16, 8))
     rows = leakage_matrix(attacker, query, gallery, embed, profile="smoke", seed=0, out_dir=out, progress=False)
     return rows, out
 

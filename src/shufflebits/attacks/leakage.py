@@ -46,7 +46,7 @@ class AttackProfile:
 
 
 PROFILES = {
-    "smoke": AttackProfile(mlp_epochs=4, paper_epochs=4, hidden=64, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
+    "smoke": AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
     "quick": AttackProfile(mlp_epochs=30, paper_epochs=100, hidden=256, recon_epochs=15, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
     "default": AttackProfile(mlp_epochs=60, paper_epochs=100, hidden=512, recon_epochs=40, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=10, permutations=500),
     "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),

@@ -62,7 +62,7 @@ def find_images(folder: Path, split: str | None = None) -> list[Path]:
     is_market_root = (folder / "query").is_dir() and (folder / "bounding_box_test").is_dir()
     if split is not None:
         if not is_market_root:
-            raise ShuffleBitsError(f"--split needs a Market-1501 root (query/, bounding_box_test/); {folder} is not one")
+            raise ShuffleBitsError(f"--split needs a Market-1501 root (with query/, bounding_box_test/), not {folder}")
         folder = folder / MARKET_SPLITS[split]
     elif is_market_root:
         raise ShuffleBitsError(f"{folder} is a Market-1501 root: pass --split query|gallery|train")
@@ -103,7 +103,12 @@ def run_extract(args) -> int:
     else:
         items = images
     extractor = build_extractor(
-        args.model, weights=args.weights, device=args.device, size=size, normalize=args.normalize, batch_size=args.batch_size
+        args.model,
+        weights=args.weights,
+        device=args.device,
+        size=size,
+        normalize=args.normalize,
+        batch_size=args.batch_size,
     )
     extract_features(extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.quiet)
     labelled = "with pids/camids" if items is not images else "without pids/camids (names are not Market-style)"

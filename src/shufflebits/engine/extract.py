@@ -26,7 +26,8 @@ def _split_records(images: Sequence) -> tuple[list, np.ndarray | None, np.ndarra
     """Paths plus pids/camids when ``images`` are records (anything with ``path``, ``pid``, ``camid``)."""
     if all(hasattr(item, "path") and hasattr(item, "pid") and hasattr(item, "camid") for item in images):
         paths = [item.path for item in images]
-        return paths, np.array([item.pid for item in images], np.int64), np.array([item.camid for item in images], np.int64)
+        pids = np.array([item.pid for item in images], np.int64)
+        return paths, pids, np.array([item.camid for item in images], np.int64)
     return list(images), None, None
 
 
@@ -58,7 +59,8 @@ def extract_features(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".rows.npy", dir=out_path.parent)
     os.close(fd)
     try:
-        rows = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=(len(paths), extractor.feature_dim))
+        shape = (len(paths), extractor.feature_dim)
+        rows = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape)
         with ThreadPoolExecutor(max_workers=1) as loader, tqdm(
             total=len(paths), unit="img", desc="extract", disable=not progress
         ) as bar:

@@ -145,7 +145,7 @@ def _run_epoch(model, optimizer, dataset, records, config: dict, epoch: int, dev
         bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}", acc=f"{sums['accuracy'] / (step + 1):.2f}")
     bar.close()
     entry = {"epoch": epoch + 1, **{key: value / max(steps, 1) for key, value in sums.items()}}
-    entry.update(lr=lr if steps else 0.0, steps=steps, seconds=time.monotonic() - started)
+    entry.update(lr=optimizer.param_groups[0]["lr"], steps=steps, seconds=time.monotonic() - started)
     return entry
 
 

@@ -72,7 +72,7 @@ def read_checkpoint(path: str | os.PathLike) -> object:
         ) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, IndexError, KeyError, struct.error) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ShuffleBitsError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {detail}") from error
+        raise ShuffleBitsError(f"{path} is not a readable PyTorch checkpoint (truncated?): {detail}") from error
 
 
 def _strip_module_prefix(state: dict) -> dict:
@@ -159,7 +159,9 @@ def load_model(
     origin = str(weights) if not isinstance(weights, ModelWeights) else "weights"
     info = weights if isinstance(weights, ModelWeights) else parse_weights(read_checkpoint(weights), origin)
     if info.model_name is not None and info.model_name != name:
-        raise ShuffleBitsError(f"{origin} holds {info.source} {info.model_name} weights, not {name}; pass --model {info.model_name}")
+        raise ShuffleBitsError(
+            f"{origin} holds {info.source} {info.model_name} weights, not {name}; pass --model {info.model_name}"
+        )
     classes = info.num_classes if num_classes is None else num_classes
     model = create_model(name, num_classes=classes, **{**info.model_kwargs, **model_kwargs})
     state = info.state_dict

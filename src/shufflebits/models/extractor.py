@@ -172,7 +172,9 @@ class TorchExtractor(FeatureExtractor):
         self.device = device
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        step = len(batch) if self.device != "cpu" else max(1, CPU_PIXELS_PER_FORWARD // (batch.shape[2] * batch.shape[3]))
+        step = len(batch)
+        if self.device == "cpu":
+            step = max(1, CPU_PIXELS_PER_FORWARD // (batch.shape[2] * batch.shape[3]))
         with torch.inference_mode():
             outputs = [
                 self.model(torch.from_numpy(batch[start : start + step]).to(self.device)).float().cpu().numpy()

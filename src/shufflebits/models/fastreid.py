@@ -8,11 +8,13 @@ keys ``backbone.conv1.weight``, ``backbone.layer1.0.conv1.weight``...,
 The mapping below renames them onto ``resnet50_bot``; nothing else is converted.
 
 Preprocessing and metric differ from torchreid's and are recorded with the
-weights: FastReID resizes with bicubic interpolation and its evaluator compares
-L2-normalised features by cosine distance, so an imported model's extractor
-normalises its output (``normalize_features=True``) and reports
-``distance="cosine"``; torchreid models give raw features compared by Euclidean
-distance. A user with the real file runs::
+weights: FastReID resizes with bicubic interpolation and L2-normalises its
+features (inside the model in early releases, in the evaluator later) before
+ranking by cosine similarity, so an imported model's extractor normalises its
+output (``normalize_features=True``) and reports ``distance="cosine"``.
+torchreid normalises nothing by default and ranks raw features by Euclidean
+distance (``normalize_features=False``, ``distance="euclidean"``). A user with
+the real file runs::
 
     shufflebits extract --model resnet50_bot --weights msmt_bot_R50.pth \\
         --images Market-1501/query --out query.npz

@@ -99,7 +99,8 @@ class OSBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.conv1(x)
-        x2 = self.gate(self.conv2a(x1)) + self.gate(self.conv2b(x1)) + self.gate(self.conv2c(x1)) + self.gate(self.conv2d(x1))
+        streams = (self.conv2a(x1), self.conv2b(x1), self.conv2c(x1), self.conv2d(x1))
+        x2 = sum(self.gate(stream) for stream in streams)
         identity = x if self.downsample is None else self.downsample(x)
         return F.relu(self.conv3(x2) + identity)
 

@@ -106,6 +106,8 @@ class ResNet50BoT(nn.Module):
 
 
 @register("model", "resnet50_bot")
-def resnet50_bot(num_classes: int = 1000, gem: bool = False, last_stride: int = 1, normalize: bool = False) -> ResNet50BoT:
+def resnet50_bot(
+    num_classes: int = 1000, gem: bool = False, last_stride: int = 1, normalize: bool = False
+) -> ResNet50BoT:
     """ResNet50-BoT (BNNeck, last stride 1); ``gem=True`` for GeM pooling."""
     return ResNet50BoT(num_classes=num_classes, gem=gem, last_stride=last_stride, normalize=normalize)

@@ -24,7 +24,7 @@ def _as_features(name: str, values) -> np.ndarray:
     if array.ndim != 2:
         raise ShuffleBitsError(f"{name} must be 2-D (n, d), got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):
-        raise ShuffleBitsError(f"{name} must be floating point, got {array.dtype} (encrypted features? decrypt them first)")
+        raise ShuffleBitsError(f"{name} must be floating point, got {array.dtype} (encrypted? decrypt them first)")
     if not np.isfinite(array).all():
         raise ShuffleBitsError(f"{name} contain NaN or Inf (encrypted features? decrypt them first)")
     return array.astype(np.float64, copy=False)

@@ -44,7 +44,7 @@ figure { display: inline-block; margin: 0.6em 1em 0.6em 0; vertical-align: top; 
 figure img { max-width: 100%; border: 1px solid #d5dbe1; image-rendering: pixelated; }
 figure img.grid { width: 900px; }
 figcaption { color: #5b6570; font-size: 0.85em; }
-details { margin: 0.6em 0; } code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
+section { overflow-x: auto; } details { margin: 0.6em 0; } code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
 .note { color: #5b6570; font-size: 0.9em; max-width: 60em; }
 """
 
@@ -121,14 +121,17 @@ def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
     return best
 
 
+SHADED = {"attr_bacc_mean", "attr_bacc", "recon_rank1", "reid_rank1"}  # rates in [0, 1], higher = more leak
+
+
 def _advantage(row: dict) -> float:
-    """How far the attack beats its chance level, 0 (chance) to 1 (perfect), for cell shading."""
+    """How far a rate beats its chance level, 0 (chance) to 1 (perfect), for cell shading.
+
+    Only rates are shaded: distances and bit counts have no scale on which
+    "how far above chance" reads the same.
+    """
     value, chance = row.get("value"), row.get("chance")
-    if value is None or chance is None:
-        return 0.0
-    if row["metric"] in LOWER_IS_BETTER:
-        return float(np.clip((chance - value) / chance, 0, 1)) if chance > 0 else 0.0
-    if not 0 <= chance < 1 or value > 1:
+    if row["metric"] not in SHADED or value is None or chance is None or not 0 <= chance < 1:
         return 0.0
     return float(np.clip((value - chance) / (1 - chance), 0, 1))
 
@@ -172,7 +175,7 @@ def leakage_html(rows: list[dict]) -> str:
         "guessing; with a 95% interval and p-value from a label-permutation test where measured), the number of "
         "user samples and the attack. Attribute inference picks its attack on the attacker's own validation split; "
         "where a cell has several attacks (all in the full table below) the best on the users' data is shown, an "
-        "upper bound. Shading: how far the attack beats chance (none = at chance). Keys derive from the seed, "
+        "upper bound. Shading (rates only): how far the attack beats chance (none = at chance). Keys derive from the seed, "
         "but ciphers with per-vector nonces (shufflebits-otp, chacha20, aes-gcm) draw fresh random nonces in every "
         "run, so their rows are new samples each time; the other rows repeat exactly.</p>",
     ]
