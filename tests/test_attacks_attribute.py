@@ -14,7 +14,7 @@ from shufflebits.attacks.attribute import (
 )
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.registry import create_attack
-from test_attacks_helpers import make_world
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ like a post-ReLU re-ID feature (about a third exact zeros).
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from shufflebits.attacks.types import LabelledFeatures
 
@@ -81,3 +83,12 @@ def relu_features(n: int, d: int, seed: int = 0, population: int = 0) -> np.ndar
     mu, sd = pop.normal(0.1, 0.5, d), pop.uniform(0.3, 1.0, d)
     rng = np.random.default_rng(seed)
     return np.maximum(rng.normal(mu, sd, (n, d)) * 0.7, 0).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The toy models are tiny: a second thread only adds synchronisation (and spinning on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

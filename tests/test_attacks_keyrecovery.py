@@ -6,7 +6,7 @@ import numpy as np
 
 from shufflebits.attacks.keyrecovery import recover_permutation, score_recovery, true_permutation
 from shufflebits.attacks.views import permute_bits
-from test_attacks_helpers import relu_features
+from test_attacks_helpers import relu_features, one_torch_thread  # noqa: F401 (autouse fixture)
 
 D = 64
 

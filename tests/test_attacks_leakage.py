@@ -9,7 +9,7 @@ import pytest
 
 from shufflebits.attacks.leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
 from shufflebits.errors import ShuffleBitsError
-from test_attacks_helpers import make_world
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1", "key_bits_recovered", "reid_rank1"}
 
@@ -86,3 +86,33 @@ def test_cli_registers_the_attack_command():
 
     args = build_parser().parse_args(["attack", "--profile", "quick", "--out", "x", "--seed", "3", "--no-progress"])
     assert args.func is handler and args.seed == 3 and args.no_progress and args.victim is None
+
+
+def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys):
+    """The handler with the study's victim preparation and the matrix replaced by stand-ins."""
+    import contextlib
+
+    from shufflebits.attacks import leakage
+    from shufflebits.cli import main
+    from shufflebits.study import pipeline
+
+    calls = {}
+    attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
+
+    @contextlib.contextmanager
+    def fake_prepare(profile, out_dir, **kwargs):
+        calls["prepare"] = (profile.name, kwargs)
+        yield type("Victim", (), dict(attacker=attacker, user_query=query, user_gallery=gallery, embed=embed, victim="toy", dataset="toy world"))()
+
+    def fake_matrix(*args, **kwargs):
+        calls["matrix"] = kwargs
+        return [{"cipher": "plaintext", "attack": "attr-mlp", "metric": "attr_bacc_mean", "value": 0.7, "chance": 0.4, "n": 3}]
+
+    monkeypatch.setattr(pipeline, "prepare_victim", fake_prepare)
+    monkeypatch.setattr(leakage, "leakage_matrix", fake_matrix)
+    out = tmp_path / "run"
+    assert main(["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]) == 0
+    assert calls["prepare"][0] == "quick" and calls["prepare"][1]["seed"] == 5 and not calls["prepare"][1]["progress"]
+    assert calls["matrix"]["profile"] == "quick" and calls["matrix"]["out_dir"] == out
+    assert json.loads((out / "leakage.json").read_text())[0]["value"] == 0.7
+    assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from shufflebits.attacks.views import (
     zero_view,
 )
 from shufflebits.errors import ShuffleBitsError
-from test_attacks_helpers import relu_features
+from test_attacks_helpers import relu_features, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def _permute_by_definition(word: int, idx) -> int:

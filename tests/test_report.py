@@ -39,7 +39,7 @@ def _results(**overrides) -> dict:
         "throughput": [{"name": "ShuffleBits fixed", "kernel": "numba", "mfloat_per_s": 900.0}],
         "timings": {"victim": 1.5, "leakage": 2.5, "total": 4.0},
         "failures": {},
-        "environment": {"started_utc": "2026-01-01 00:00:00", "seeds": {"seed": 0}, "python": "3.11"},
+        "environment": {"started_utc": "2026-01-01 00:00:00", "seeds": {"seed": 0}, "python": "3.11", "profile": {"epochs": 2}},
     }
     results.update(overrides)
     return results
@@ -95,3 +95,10 @@ def test_summary_lists_best_attack_per_cipher():
 def test_no_training_curve_without_history(history):
     figures = build_figures(_results(training_history=history), None)
     assert "training" not in figures
+
+
+def test_cached_stages_are_marked_in_the_timings_table():
+    results = _results(cached_stages=["leakage"])
+    page = render_html(results, {})
+    timings = page.split('<table id="timings">')[1].split("</table>")[0]
+    assert "leakage (cached)" in timings and "victim (cached)" not in timings

@@ -131,6 +131,9 @@ def test_http_black_box_gives_the_in_process_features(smoke):
                 assert np.array_equal(getattr(local, name).features, getattr(remote, name).features)
             images = local.user_query.images[:3]
             assert np.array_equal(local.embed(images), remote.embed(images))
+            diverged, black = images.copy(), images.copy()
+            diverged[0, :, 0, 0], black[0, :, 0, 0] = np.nan, 0.0  # a NaN pixel is sent as black
+            assert np.array_equal(remote.embed(diverged), local.embed(black))
     assert images.shape[1:] == (3, *get_profile("smoke").recon_size)
 
 

@@ -1,1 +1,44 @@
-"""(in progress)"""
+"""Attacks on leaked feature vectors, and on their ciphertexts.
+
+Attribute inference and image reconstruction (the paper's attacks), adaptive
+attacks for an attacker who knows the cipher but not the key (same-key
+learning on ciphertext views, permutation invariants, ShuffleBits key
+recovery), and the leakage matrix that runs them all against every cipher.
+Importing this package registers ``attr-mlp``, ``attr-paper``,
+``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
+"""
+
+from .attribute import AttributeInference, attribute_scores, balanced_accuracy, permutation_null
+from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
+from .leakage import CIPHERS, PROFILES, leakage_markdown, leakage_matrix, write_leakage
+from .reconstruction import Reconstructor, SurrogatePerceptual, evaluate_reconstruction, save_grid
+from .types import LabelledFeatures
+from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
+
+__all__ = [
+    "CIPHERS",
+    "PROFILES",
+    "AttributeInference",
+    "LabelledFeatures",
+    "RecoveredKey",
+    "Reconstructor",
+    "SurrogatePerceptual",
+    "apply_view",
+    "attribute_scores",
+    "balanced_accuracy",
+    "bit_view",
+    "evaluate_reconstruction",
+    "float_view",
+    "invariant_view",
+    "leakage_markdown",
+    "leakage_matrix",
+    "partial_decrypt",
+    "permutation_null",
+    "popcount_view",
+    "recover_permutation",
+    "save_grid",
+    "score_recovery",
+    "true_permutation",
+    "write_leakage",
+    "zero_view",
+]

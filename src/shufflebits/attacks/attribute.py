@@ -88,7 +88,7 @@ def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutation
 
 
 @contextlib.contextmanager
-def _threads(n: int | None):
+def torch_threads(n: int | None):
     """Run with ``n`` torch threads (``None``: unchanged): small models' steps are slower split across cores."""
     before = torch.get_num_threads()
     if n is not None:
@@ -234,7 +234,7 @@ class AttributeInference:
         Y = torch.from_numpy(y).to(self.device)
         Z_train, Y_train, Z_val = Z[train_idx], Y[train_idx], Z[val_idx]
 
-        with torch.random.fork_rng(devices=[]), _threads(1 if self.config == "paper" else None):
+        with torch.random.fork_rng(devices=[]), torch_threads(1 if self.config == "paper" else None):
             torch.manual_seed(self.random_state)
             self._train(Z_train, Y_train, Z_val, y[val_idx])
         return self
@@ -277,9 +277,10 @@ class AttributeInference:
                 if len(batch) < 2:  # BatchNorm needs two rows
                     continue
                 outputs = self.model_(Z_train[batch])
-                loss = sum(
-                    fn(out, Y_train[batch, a]) for a, (fn, out) in enumerate(zip(losses, outputs)) if (Y_train[batch, a] >= 0).any()
-                )
+                terms = [fn(out, Y_train[batch, a]) for a, (fn, out) in enumerate(zip(losses, outputs)) if (Y_train[batch, a] >= 0).any()]
+                if not terms:
+                    continue
+                loss = sum(terms)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

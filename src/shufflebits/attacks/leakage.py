@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..errors import ShuffleBitsError
-from .attribute import AttributeInference, _threads, attribute_scores, permutation_null
+from .attribute import AttributeInference, attribute_scores, permutation_null, torch_threads
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .reconstruction import Reconstructor, evaluate_reconstruction, rank1, save_grid, shuffled_rank1
 from .types import LabelledFeatures
@@ -228,7 +228,7 @@ def leakage_matrix(
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
     matrix = _Matrix(attacker, user_query, user_gallery, embed, PROFILES[profile], seed, device, out_dir, progress)
     steps = ["plaintext", *ciphers]
-    with _threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
+    with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
             bar.set_postfix_str(step)
             if step == "plaintext":

@@ -366,7 +366,9 @@ def prepare_victim(
             )
 
         def embed(images: np.ndarray) -> np.ndarray:
-            pixels = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
+            # Images travel as 8-bit pixels; a NaN pixel (a diverged reconstruction) is sent as black.
+            pixels = np.clip(np.nan_to_num(images, nan=0.0), 0.0, 1.0)
+            pixels = (pixels * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
             return np.asarray(black_box.features(list(pixels)), dtype=np.float32)
 
     except BaseException:

@@ -18,13 +18,14 @@ class Profile:
     """Every size a study run depends on (hashed into the cache keys)."""
 
     name: str
-    victim_identities: int  # identities in the victim-training world (the MSMT17 stand-in)
-    user_identities: int  # identities in the attacker/user world (the Market-1501 stand-in)
+    # A generated world puts half its identities in the train split, half in query/gallery.
+    victim_identities: int  # victim-training world (the MSMT17 stand-in); its train split trains the victim
+    user_identities: int  # attacker/user world (the Market-1501 stand-in): train = attacker, query/gallery = users
     images_per_identity: int
     image_size: tuple[int, int]  # (H, W) of the generated crops and of the victim's input
     victim_model: str  # registry name of the model trained as the victim
     epochs: int
-    max_minutes: float  # wall-time cap on victim training
+    max_minutes: float  # safety cap on victim training; generous, since a cut run is not reproducible
     attack_profile: str  # profile name passed to ``leakage_matrix``
     recon_size: tuple[int, int]  # (H, W) of the image copies the reconstruction attack learns
     bench_mib: int  # MiB of float32 features per cipher in the throughput benchmark
@@ -42,46 +43,46 @@ PROFILES: dict[str, Profile] = {
         image_size=(64, 32),
         victim_model="osnet_x0_25",
         epochs=1,
-        max_minutes=0.5,
+        max_minutes=5.0,
         attack_profile="smoke",
         recon_size=(32, 16),
         bench_mib=1,
     ),
     "quick": Profile(
         name="quick",
-        victim_identities=60,
-        user_identities=60,
-        images_per_identity=8,
-        image_size=(128, 64),
+        victim_identities=40,
+        user_identities=40,
+        images_per_identity=6,
+        image_size=(64, 32),
         victim_model="osnet_x0_25",
-        epochs=4,
-        max_minutes=1.0,
+        epochs=8,
+        max_minutes=10.0,
         attack_profile="quick",
         recon_size=(32, 16),
         bench_mib=8,
     ),
     "default": Profile(
         name="default",
-        victim_identities=300,
-        user_identities=200,
-        images_per_identity=12,
+        victim_identities=120,
+        user_identities=80,
+        images_per_identity=8,
         image_size=(128, 64),
         victim_model="osnet_x0_25",
         epochs=12,
-        max_minutes=5.0,
+        max_minutes=30.0,
         attack_profile="default",
         recon_size=(64, 32),
         bench_mib=64,
     ),
     "paper": Profile(
         name="paper",
-        victim_identities=1041,
-        user_identities=751,
+        victim_identities=2082,  # 1041 training identities, as MSMT17
+        user_identities=1501,  # 751 attacker (train) + 750 user identities, as Market-1501
         images_per_identity=16,
         image_size=(256, 128),
         victim_model="osnet_x0_25",
         epochs=60,
-        max_minutes=600.0,
+        max_minutes=24 * 60.0,
         attack_profile="paper",
         recon_size=(128, 64),
         bench_mib=64,

@@ -353,10 +353,15 @@ def _key_value_table(items: dict, table_id: str) -> str:
     )
 
 
-def timings_html(timings: dict[str, float]) -> str:
+def timings_html(timings: dict[str, float], cached: list[str]) -> str:
+    """Seconds per stage; a stage read from the cache says so (its time is the time to load it)."""
+
+    def label(name: str) -> str:
+        return html.escape(name) + (" (cached)" if name.rsplit("/", 1)[-1] in cached else "")
+
     return (
         '<table id="timings"><thead><tr><th class="name">stage</th><th>seconds</th></tr></thead><tbody>'
-        + "".join(f'<tr><td class="name">{html.escape(k)}</td><td>{_fmt(v, 1)}</td></tr>' for k, v in timings.items())
+        + "".join(f'<tr><td class="name">{label(k)}</td><td>{_fmt(v, 1)}</td></tr>' for k, v in timings.items())
         + "</tbody></table>"
     )
 
@@ -377,7 +382,8 @@ def build_figures(results: dict, leakage_dir: Path | None) -> dict[str, str]:
     history = results.get("training_history")
     if history:
         uri = training_figure(history)
-        figures["training"] = (
+        epochs = f"<p>{len(history)} of {results['environment']['profile']['epochs']} epochs trained (training stops early only at the profile's max_minutes).</p>"
+        figures["training"] = epochs + (
             f'<figure><img src="{uri}" alt="training curves"></figure>' if uri else "<p>The training history has no numeric series.</p>"
         )
     if results.get("throughput"):
@@ -424,7 +430,7 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             "Wall time per stage",
             "timings",
             (f'<figure><img src="{timing_figure}" alt="wall time per stage"></figure>' if timing_figure else "")
-            + timings_html(timings),
+            + timings_html(timings, results.get("cached_stages") or []),
             None,
         ),
         _section("Environment", "environment", _key_value_table(env, "environment-table"), None),

@@ -73,8 +73,8 @@ class _StudyStages:
         self.log(f"stage {name} skipped: {reason}")
 
 
-def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, device: str, progress: bool) -> tuple[list[dict], Path]:
-    """Rows of the leakage matrix (cached by the features' key), and the folder with its images."""
+def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, device: str, progress: bool) -> tuple[list[dict], Path, bool]:
+    """Rows of the leakage matrix (cached by the features' key), the folder with its images, whether cached."""
     from ..attacks.leakage import leakage_matrix, write_leakage
 
     inputs = {
@@ -99,10 +99,10 @@ def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, dev
         )
         write_leakage(rows, folder)
 
-    folder, _ = cached_stage(out_dir / "cache", "leakage", inputs, build)
+    folder, was_cached = cached_stage(out_dir / "cache", "leakage", inputs, build)
     rows = json.loads((folder / "leakage.json").read_text())
     write_leakage(rows, out_dir)
-    return rows, folder
+    return rows, folder, was_cached
 
 
 def _reid_figures(evaluate, query, gallery, qf: np.ndarray, gf: np.ndarray) -> dict:
@@ -219,7 +219,7 @@ def run_study(
             root=root, via_http=via_http, seed=seed, progress=progress, attributes=attributes,
         ),
     )
-    leakage_rows, leakage_dir, reid = None, None, None
+    leakage_rows, leakage_dir, reid, cached = None, None, None, []
     if victim_data is None:
         for name in ("leakage", "reid"):
             stages.skip(name, "the victim stage failed")
@@ -227,7 +227,8 @@ def run_study(
         with victim_data:
             outcome = stages.run("leakage", lambda: _leakage(victim_data, profile, out_dir, seed, device, progress))
             if outcome is not None:
-                leakage_rows, leakage_dir = outcome
+                leakage_rows, leakage_dir, leakage_cached = outcome
+                cached = victim_data.cached + (["leakage"] if leakage_cached else [])
             reid = stages.run("reid", lambda: _reid(victim_data))
 
     def benchmark() -> list[dict]:
@@ -254,12 +255,14 @@ def run_study(
             "feature_dim": int(victim_data.attacker.features.shape[1]),
             "zero_fraction": float(np.mean(victim_data.user_query.features == 0)),
             "cached_stages": victim_data.cached,
+            "epochs_trained": None if victim_data.history is None else len(victim_data.history),
         },
         "training_history": None if victim_data is None else victim_data.history,
         "leakage": leakage_rows,
         "reid": reid,
         "throughput": throughput,
         "timings": timings,
+        "cached_stages": cached,
         "failures": stages.failures,
         "environment": env,
     }
