@@ -28,3 +28,20 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         save_features(tmp_path / "y.npz", np.zeros((3, 2), np.float32), ["a"])
     assert not (tmp_path / "y.npz").exists()
     assert list(tmp_path.glob(".*tmp")) == []
+
+
+def test_outputs_get_umask_permissions_and_keys_can_be_private(tmp_path):
+    import os
+
+    from shufflebits.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "plain.bin", b"x")
+        atomic_write_bytes(tmp_path / "secret.key", b"k", permissions=0o600, overwrite=False)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ShuffleBitsError, match="refusing to overwrite"):
+        atomic_write_bytes(tmp_path / "secret.key", b"k2", overwrite=False)

@@ -16,6 +16,12 @@ from typing import IO, Iterator
 from .errors import ShuffleBitsError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike,
@@ -38,8 +44,8 @@ def atomic_write(
         raise ShuffleBitsError(f"output folder {directory} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        if permissions is not None:
-            os.fchmod(fd, permissions)
+        # mkstemp creates 0600; ordinary outputs get the usual umask-based mode.
+        os.fchmod(fd, permissions if permissions is not None else 0o666 & ~_current_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

@@ -216,6 +216,12 @@ def leakage_matrix(
     sets carry images; grids go to ``out_dir``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ShuffleBits fixed and per-dimension, against the true key).
+    ``chance`` for attributes is what a constant guess scores; ``chance_ci`` is
+    where the reported attack's own predictions land against shuffled labels
+    (it sits lower when the model predicts classes the users lack), so "within
+    noise of chance" means inside ``chance_ci`` / a large ``p_value``.
+    ``validation`` is the early-stopping score on the attacker's held-out
+    identities (optimistic: the same split picked the epoch).
     Torch runs on one CPU thread: the attack models are small, so their steps
     gain little from a second core and lose a lot when the cores are busy.
     """

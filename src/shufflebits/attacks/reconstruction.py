@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
 from ..registry import register
-from .attribute import attribute_scores
 from .views import apply_view
 
 VARIANTS = ("autoencoder", "gan")

@@ -90,6 +90,11 @@ def _fmt(value, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _td(value, digits: int = 3) -> str:
+    """A table cell: text left-aligned, numbers right-aligned."""
+    return f'<td class="name">{_fmt(value)}</td>' if isinstance(value, str) else f"<td>{_fmt(value, digits)}</td>"
+
+
 def _png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -206,7 +211,7 @@ def leakage_html(rows: list[dict]) -> str:
         f"<details><summary>All {len(rows)} rows of leakage.json</summary><table><thead><tr>"
         + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
         + "</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(f"<td>{_fmt(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+        + "".join("<tr>" + "".join(_td(row.get(c)) for c in columns) + "</tr>" for row in rows)
         + "</tbody></table></details>"
     )
     return "\n".join(parts)
@@ -286,18 +291,16 @@ def _bar_figure(labels: list[str], values: list[float], xlabel: str, log: bool =
     return _figure_uri(fig)
 
 
+THROUGHPUT = "mfloat_per_s"  # the benchmark rows' throughput column (million floats per second)
+
+
 def _row_label(row: dict) -> str:
     """``name [kernel]`` for a benchmark row."""
-    label = str(row.get("name") or row.get("cipher") or "?")
-    return f"{label} [{row['kernel']}]" if row.get("kernel") else label
+    return f"{row['name']} [{row['kernel']}]" if row.get("kernel") else str(row["name"])
 
 
-def throughput_value_key(rows: list[dict]) -> str | None:
-    """The benchmark's throughput column (Mfloat/s), whatever the benchmark calls it."""
-    for key in ("mfloat_per_s", "mfloat_s"):
-        if rows and all(key in row for row in rows):
-            return key
-    return None
+def _measured(rows: list[dict]) -> list[dict]:
+    return [row for row in rows if isinstance(row.get(THROUGHPUT), (int, float)) and row[THROUGHPUT] > 0]
 
 
 def throughput_html(rows: list[dict]) -> str:
@@ -306,14 +309,15 @@ def throughput_html(rows: list[dict]) -> str:
         '<table id="throughput"><thead><tr>'
         + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
         + "</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(f"<td>{_fmt(row.get(c), 2)}</td>" for c in columns) + "</tr>" for row in rows)
+        + "".join("<tr>" + "".join(_td(row.get(c)) for c in columns) + "</tr>" for row in rows)
         + "</tbody></table>"
     )
-    key = throughput_value_key(rows)
-    measured = [row for row in rows if key and row.get(key) is not None and row[key] > 0]
+    measured = _measured(rows)
     if not measured:
         return table
-    figure = _bar_figure([_row_label(r) for r in measured], [float(r[key]) for r in measured], "million floats per second (log scale)", log=True)
+    figure = _bar_figure(
+        [_row_label(r) for r in measured], [float(r[THROUGHPUT]) for r in measured], "million floats per second (log scale)", log=True
+    )
     return f'<figure><img src="{figure}" alt="cipher throughput"></figure>' + table
 
 
@@ -485,11 +489,10 @@ def summary_table(results: dict) -> str:
                 f"  {name:<16} mAP {_plain(figures['mAP'])}  bit-exact {'yes' if figures['bit_exact'] else 'NO'}"
                 f"  same figures {'yes' if figures['same_figures'] else 'NO'}"
             )
-    throughput = results.get("throughput")
-    key = throughput_value_key(throughput) if throughput else None
-    if key:
+    measured = _measured(results.get("throughput") or [])
+    if measured:
         lines.append("throughput (million floats/s)")
-        lines.extend(f"  {_row_label(row):<40} {row[key]:>12,.1f}" for row in throughput if row.get(key) is not None)
+        lines.extend(f"  {_row_label(row):<56} {row[THROUGHPUT]:>10,.1f}" for row in measured)
     lines.append("wall time (s)")
     lines.extend(f"  {name:<28} {seconds:>8.1f}" for name, seconds in results["timings"].items())
     for name, failure in results.get("failures", {}).items():
