@@ -41,7 +41,8 @@ def test_evaluation_goes_back_through_the_black_box(world, tmp_path):
     attacker, query, gallery, embed = world
     perfect = evaluate_reconstruction(query.images, query, embed, gallery=gallery, baseline_images=attacker.images)
     assert perfect["cosine_distance"] < 1e-6  # the originals re-embed to themselves
-    assert perfect["chance"] > 0.01 and perfect["noise_distance"] > perfect["cosine_distance"]
+    assert perfect["chance"] > 0.01 and perfect["mean_image_distance"] > 0.01
+    assert perfect["noise_distance"] > perfect["cosine_distance"]
     assert perfect["rank1"] > perfect["rank1_chance"]
     model = AttributeInference(epochs=3, hidden=32).fit(attacker.features, attacker.labels)
     result = evaluate_reconstruction(attacker.images[: len(query)], query, embed, attribute_model=model)

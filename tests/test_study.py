@@ -7,6 +7,7 @@ seed checks that the leakage matrix is reproducible.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -28,6 +29,17 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+
+def _close(a, b) -> bool:
+    """Equal structure and text; floats equal to 1e-6 relative (NaN equals NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6) or (math.isnan(a) and math.isnan(b))
+    return a == b
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +130,8 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
             )
     json_path, _ = write_leakage(rows, tmp_path)
     expected = [row for row in smoke.results["leakage"] if row["cipher"] in NONCE_FREE]
-    assert json.dumps(json.loads(json_path.read_text()), sort_keys=True) == json.dumps(expected, sort_keys=True)
+    # Float reductions over partially decrypted (huge) values may differ in the last bits; the report shows 3 decimals.
+    assert _close(json.loads(json_path.read_text()), expected)
 
 
 def test_http_black_box_gives_the_in_process_features(smoke):

@@ -123,7 +123,8 @@ class _Matrix:
         )
         self.rows.append({
             "cipher": cipher, "attack": attack, "metric": "recon_cosine_distance", "value": result["cosine_distance"],
-            "chance": result["chance"], "noise_distance": result["noise_distance"], "n": result["n"],
+            "chance": result["chance"], "mean_image_distance": result["mean_image_distance"],
+            "noise_distance": result["noise_distance"], "n": result["n"],
             "attr_bacc_mean": result["attributes"]["mean"], "attr_chance_mean": result["attributes"]["chance_mean"],
         })
         self.rows.append({

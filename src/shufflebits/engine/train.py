@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..atomic import atomic_write
+from ..data.sizes import check_size
 from ..errors import ShuffleBitsError
 from ..models.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
 from ..models.extractor import check_device
@@ -188,7 +189,7 @@ def train(
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise ShuffleBitsError(f"output folder {out_path.parent} does not exist")
-    height, width = (int(size[0]), int(size[1]))
+    height, width = check_size(size)
     records, pids = _relabel(_load_training_records(Path(data_root), dataset))
     pids_per_batch = min(batch_size // num_instances, len(pids))
     config = {

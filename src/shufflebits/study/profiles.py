@@ -50,12 +50,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        victim_identities=100,
-        user_identities=100,
+        victim_identities=60,
+        user_identities=60,
         images_per_identity=4,  # attributes are per identity: many identities teach the attacker more than many views
         image_size=(64, 32),
         victim_model="osnet_x0_25",
-        epochs=10,
+        epochs=8,
         max_minutes=10.0,
         attack_profile="quick",
         recon_size=(32, 16),
