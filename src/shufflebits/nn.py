@@ -9,7 +9,7 @@ Supported ciphers: every format-preserving one (output: a ciphertext tensor of
 the features' shape and dtype). Fixed and per-dimension ShuffleBits need no
 nonces (``nonces`` is None). ChaChaPad and one-time ShuffleBits are nonce
 ciphers: the output also carries the per-vector nonces (uint8 ``(n, 16)``,
-drawn on the host from ``os.urandom`` and copied to the device; one-time mode
+drawn on the host from the cipher's nonce source (``os.urandom``) and copied to the device; one-time mode
 also uploads its key-derived per-element permutations; neither involves the
 features). AES-GCM is not format-preserving and has no torch kernel: encrypt
 on the host with ``cipher.encrypt``.

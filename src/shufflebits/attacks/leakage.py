@@ -65,12 +65,13 @@ def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
 
 
 def _cipher(name: str, seed: int):
-    """The cipher under a key derived from the seed, so a rerun sees the same permutations."""
-    from ..ciphers import Key
+    """The cipher under a key and nonce stream derived from the seed, so a rerun
+    sees the same ciphertexts (an experiment, not a deployment: see ``experiment_nonces``)."""
+    from ..ciphers import Key, experiment_nonces
     from ..registry import create_cipher
 
     material = hashlib.sha256(f"shufflebits/leakage/{seed}/{name}".encode()).digest()
-    return create_cipher(name, key=Key(name, material))
+    return create_cipher(name, key=Key(name, material), nonce_source=experiment_nonces(seed))
 
 
 class _Matrix:

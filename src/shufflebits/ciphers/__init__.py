@@ -10,12 +10,13 @@ from __future__ import annotations
 from ..errors import ShuffleBitsError
 from ..registry import register
 from .aesgcm import AesGcm
-from .base import Cipher, Sealed
+from .base import Cipher, Sealed, experiment_nonces
 from .chacha import ChaChaPad
 from .keys import CIPHERS, Key, generate_key, load_key, save_key, seed_key
 from .shufflebits import ShuffleBits
 
 __all__ = [
+    "experiment_nonces",
     "CIPHERS",
     "AesGcm",
     "ChaChaPad",
@@ -49,28 +50,28 @@ def _with_key(name: str, key: Key | None) -> Key:
 
 
 @register("cipher", "shufflebits")
-def create_shufflebits(key: Key | None = None) -> ShuffleBits:
+def create_shufflebits(key: Key | None = None, nonce_source=None) -> ShuffleBits:
     """Fixed mode: one permutation for every element (the paper)."""
-    return ShuffleBits(_with_key("shufflebits", key))
+    return ShuffleBits(_with_key("shufflebits", key), nonce_source=nonce_source)
 
 
 @register("cipher", "shufflebits-dim")
-def create_shufflebits_dim(key: Key | None = None) -> ShuffleBits:
+def create_shufflebits_dim(key: Key | None = None, nonce_source=None) -> ShuffleBits:
     """One permutation per feature dimension."""
-    return ShuffleBits(_with_key("shufflebits-dim", key))
+    return ShuffleBits(_with_key("shufflebits-dim", key), nonce_source=nonce_source)
 
 
 @register("cipher", "shufflebits-otp")
-def create_shufflebits_otp(key: Key | None = None) -> ShuffleBits:
+def create_shufflebits_otp(key: Key | None = None, nonce_source=None) -> ShuffleBits:
     """Fresh permutations for every element from key + per-vector nonce."""
-    return ShuffleBits(_with_key("shufflebits-otp", key))
+    return ShuffleBits(_with_key("shufflebits-otp", key), nonce_source=nonce_source)
 
 
 @register("cipher", "chacha20")
-def create_chacha20(key: Key | None = None) -> ChaChaPad:
-    return ChaChaPad(_with_key("chacha20", key))
+def create_chacha20(key: Key | None = None, nonce_source=None) -> ChaChaPad:
+    return ChaChaPad(_with_key("chacha20", key), nonce_source=nonce_source)
 
 
 @register("cipher", "aes-gcm")
-def create_aes_gcm(key: Key | None = None) -> AesGcm:
-    return AesGcm(_with_key("aes-gcm", key))
+def create_aes_gcm(key: Key | None = None, nonce_source=None) -> AesGcm:
+    return AesGcm(_with_key("aes-gcm", key), nonce_source=nonce_source)

@@ -7,7 +7,6 @@ dtype all fail authentication. Not format-preserving: ciphertext is bytes.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -36,7 +35,7 @@ class AesGcm(Cipher):
         n, d = words.shape
         aead = AESGCM(self.key.material)
         aad = self._aad(dtype, d)
-        nonces = np.frombuffer(os.urandom(NONCE_BYTES * n), dtype=np.uint8).reshape(n, NONCE_BYTES).copy()
+        nonces = np.frombuffer(self.nonce_source(NONCE_BYTES * n), dtype=np.uint8).reshape(n, NONCE_BYTES).copy()
         row_bytes = d * words.itemsize
         data = np.empty((n, row_bytes + TAG_BYTES), dtype=np.uint8)
         rows = words.view(np.uint8).reshape(n, row_bytes)

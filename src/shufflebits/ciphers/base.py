@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -40,13 +43,33 @@ class Sealed:
         return contiguous(self.data).view(word).reshape(self.shape)
 
 
+def experiment_nonces(seed: int) -> Callable[[int], bytes]:
+    """INSECURE for deployment: a deterministic nonce stream, for repeatable studies only.
+
+    Nonces stay unique within one stream (a SHA-256 counter), so measurements
+    are unaffected, but anyone who knows ``seed`` knows every nonce; a second
+    stream with the same seed under the same key would reuse nonces.
+    """
+    counter = 0
+
+    def draw(size: int) -> bytes:
+        nonlocal counter
+        out = b""
+        while len(out) < size:
+            out += hashlib.sha256(f"shufflebits/experiment-nonces/{seed}/{counter}".encode()).digest()
+            counter += 1
+        return out[:size]
+
+    return draw
+
+
 class Cipher(ABC):
     """Base class: subclasses implement ``_encrypt_words`` / ``_decrypt_words`` on unsigned words."""
 
     ciphers: tuple[str, ...] = ()
     needs_rows = True  # (n, d) input; fixed ShuffleBits accepts any shape
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, *, nonce_source: Callable[[int], bytes] | None = None) -> None:
         if not isinstance(key, Key):
             raise TypeError(f"key must be a shufflebits Key, got {type(key).__name__}")
         if key.cipher not in self.ciphers:
@@ -54,6 +77,9 @@ class Cipher(ABC):
                 f"a {key.cipher!r} key cannot be used with {type(self).__name__} (expects {', '.join(self.ciphers)})"
             )
         self.key = key
+        # Where per-vector nonces come from: the OS CSPRNG unless an experiment
+        # asks for repeatable runs (see ``experiment_nonces``).
+        self.nonce_source = nonce_source or os.urandom
 
     @property
     def name(self) -> str:

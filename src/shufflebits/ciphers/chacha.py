@@ -10,7 +10,6 @@ files add an HMAC (``files.py``).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -33,7 +32,7 @@ class ChaChaPad(Cipher):
 
     def _encrypt_words(self, words, dtype):
         blocks = -(-words.shape[1] * words.itemsize // prf.BLOCK)
-        nonces = prf.batch_nonces(words.shape[0], blocks, os.urandom)
+        nonces = prf.batch_nonces(words.shape[0], blocks, self.nonce_source)
         return self._xor(words, nonces), nonces
 
     def _decrypt_words(self, words, sealed: Sealed):
@@ -69,5 +68,5 @@ class ChaChaPad(Cipher):
         if words.ndim != 2:
             raise ShuffleBitsError(f"chacha20 needs (n, d) tensors, got {tuple(words.shape)}")
         blocks = -(-words.shape[1] * words.element_size() // prf.BLOCK)
-        nonces = torch.from_numpy(prf.batch_nonces(words.shape[0], blocks, os.urandom)).to(words.device)
+        nonces = torch.from_numpy(prf.batch_nonces(words.shape[0], blocks, self.nonce_source)).to(words.device)
         return kernels_torch.xor_pad(words, self.key.material, nonces).view(x.dtype), nonces

@@ -27,7 +27,6 @@ domain-separated sub-keys:
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 
 import numpy as np
@@ -51,8 +50,8 @@ class ShuffleBits(Cipher):
 
     ciphers = tuple(MODE_CIPHERS.values())
 
-    def __init__(self, key: Key, *, kernel: str = "numba") -> None:
-        super().__init__(key)
+    def __init__(self, key: Key, *, kernel: str = "numba", nonce_source=None) -> None:
+        super().__init__(key, nonce_source=nonce_source)
         if kernel not in KERNELS:
             raise ShuffleBitsError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
         self.kernel = kernel
@@ -156,7 +155,7 @@ class ShuffleBits(Cipher):
         region = REGION_BYTES[bits]
         blocks = -(-d * region // prf.BLOCK)
         if nonces is None:
-            nonces = prf.batch_nonces(n, blocks, os.urandom)
+            nonces = prf.batch_nonces(n, blocks, self.nonce_source)
         rows_per_chunk = max(1, _CHUNK_BYTES // max(1, blocks * prf.BLOCK))
         stream_key = self._subkey("one-time")
 
