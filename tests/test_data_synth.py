@@ -182,3 +182,14 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "x"), "--size", "12x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("shufflebits: error: size") and "\n" not in err
+
+
+def test_generated_world_folder_follows_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        generate_world(tmp_path / "w", identities=4, images_per_identity=4, progress=False)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w").stat().st_mode & 0o777 == 0o755

@@ -16,10 +16,11 @@ from typing import IO, Iterator
 from .errors import ShuffleBitsError
 
 
-def _current_umask() -> int:
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the process umask would leave it (what ``open`` would create)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return mode & ~mask
 
 
 @contextlib.contextmanager
@@ -45,7 +46,7 @@ def atomic_write(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         # mkstemp creates 0600; ordinary outputs get the usual umask-based mode.
-        os.fchmod(fd, permissions if permissions is not None else 0o666 & ~_current_umask())
+        os.fchmod(fd, permissions if permissions is not None else umask_mode())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from ..atomic import umask_mode
 from ..errors import ShuffleBitsError
 from .attributes import SCHEMAS, save_attributes
 from .layouts import MARKET_FOLDERS, load_market1501
@@ -656,6 +657,7 @@ def generate_world(
         raise ShuffleBitsError(f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp.chmod(umask_mode(0o777))  # mkdtemp makes 0700; the world is ordinary output
     total = identities * images_per_identity + distractors
     try:
         with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
