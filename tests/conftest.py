@@ -23,3 +23,17 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"../shared/{relative} is absent")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is as fast, and immune to OpenMP stalls on a busy CPU.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

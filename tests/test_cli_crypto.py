@@ -94,6 +94,25 @@ def test_failures_are_one_line_with_no_output_file(tmp_path, capsys, plain):
     assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))
 
 
+
+def test_files_that_cannot_round_trip_are_refused(tmp_path, capsys, plain):
+    """Found by hand: a 1-D .npy was encrypted (then crashed), a .npy given to decrypt raised TypeError."""
+    path, _ = plain
+    key = tmp_path / "k.json"
+    run(capsys, "keygen", "--cipher", "shufflebits", "--out", key)
+    np.save(tmp_path / "flat.npy", np.zeros(8, np.float32))
+    np.save(tmp_path / "plain.npy", np.zeros((2, 8), np.float32))
+    (tmp_path / "folder.npz").mkdir()
+    cases = [
+        (("encrypt", "--key", key, tmp_path / "flat.npy", tmp_path / "out1.npz"), "must be 2-D"),
+        (("decrypt", "--key", key, tmp_path / "plain.npy", tmp_path / "out2.npy"), "not an encrypted"),
+        (("encrypt", "--key", key, path, tmp_path / "folder.npz"), f"Is a directory: {tmp_path / 'folder.npz'}"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))
+
 def test_bench_json_small(capsys):
     code, out, _ = run(capsys, "bench", "--json", "--size-mib", "0.25")
     rows = json.loads(out)

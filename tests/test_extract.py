@@ -20,13 +20,7 @@ SIZE = (64, 32)
 Record = namedtuple("Record", "path pid camid")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is as fast, and immune to OpenMP stalls on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +137,14 @@ def test_cuda_request_without_cuda_is_a_clear_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(ShuffleBitsError, match="CUDA is not available"):
         build_extractor("osnet_x0_25", device="cuda")
+
+
+def test_cuda_index_beyond_the_devices_is_a_clear_error(monkeypatch):
+    from shufflebits.models.extractor import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_device("cuda:0") == "cuda:0"
+    for device in ("cuda:1", "cuda:x", "cuda:"):
+        with pytest.raises(ShuffleBitsError, match="1 CUDA device"):
+            check_device(device)

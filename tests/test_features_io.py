@@ -45,3 +45,15 @@ def test_outputs_get_umask_permissions_and_keys_can_be_private(tmp_path):
     assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
     with pytest.raises(ShuffleBitsError, match="refusing to overwrite"):
         atomic_write_bytes(tmp_path / "secret.key", b"k2", overwrite=False)
+
+
+def test_npy_files_must_be_2d_whatever_their_name(tmp_path):
+    np.save(tmp_path / "scalar.npy", np.float32(1.0))
+    with pytest.raises(ShuffleBitsError, match="2-D"):
+        load_features(tmp_path / "scalar.npy")
+    renamed = tmp_path / "renamed.npz"
+    (tmp_path / "scalar.npy").rename(renamed)
+    with pytest.raises(ShuffleBitsError, match="2-D"):
+        load_features(renamed)
+    np.save(tmp_path / "ok.npy", np.ones((2, 3), np.float32))
+    assert load_features(tmp_path / "ok.npy").features.shape == (2, 3)

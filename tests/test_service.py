@@ -282,3 +282,16 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_serve_reports_a_taken_port_in_one_line():
+    import socket as socket_module
+
+    from shufflebits.service.server import serve
+
+    with socket_module.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ShuffleBitsError, match="cannot listen on 127.0.0.1"):
+            serve(None, "127.0.0.1", port)

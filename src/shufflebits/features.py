@@ -71,10 +71,11 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
     if not path.is_file():
         raise ShuffleBitsError(f"feature file {path} does not exist")
     try:
-        if path.suffix == ".npy":
-            features = np.load(path, allow_pickle=False)
-            return FeatureFile(features, [""] * len(features))
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy (whatever its name)
+            _check_2d(path, loaded)
+            return FeatureFile(loaded, [""] * len(loaded))
+        with loaded as archive:
             if FEATURES_KEY not in archive.files:
                 raise ShuffleBitsError(
                     f"{path} is not a plaintext feature file (no {FEATURES_KEY!r}; "
@@ -86,6 +87,10 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
             camids = archive["camids"] if "camids" in archive.files else None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
         raise ShuffleBitsError(f"cannot read feature file {path}: {error}") from error
-    if features.ndim != 2:
-        raise ShuffleBitsError(f"{path}: features must be 2-D, got shape {features.shape}")
+    _check_2d(path, features)
     return FeatureFile(features, paths, pids, camids)
+
+
+def _check_2d(path: Path, features: np.ndarray) -> None:
+    if features.ndim != 2:
+        raise ShuffleBitsError(f"{path}: features must be 2-D (n, d), got shape {features.shape}")

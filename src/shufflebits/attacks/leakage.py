@@ -38,6 +38,7 @@ class AttackProfile:
     mlp_epochs: int
     paper_epochs: int
     hidden: int
+    bits_hidden: int  # MLP width on the bit view (32 inputs per feature): its first layer dominates the matrix's time
     recon_epochs: int
     recon_width: int
     recon_variants: tuple[str, ...]
@@ -46,10 +47,10 @@ class AttackProfile:
 
 
 PROFILES = {
-    "smoke": AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
-    "quick": AttackProfile(mlp_epochs=30, paper_epochs=100, hidden=256, recon_epochs=15, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
-    "default": AttackProfile(mlp_epochs=60, paper_epochs=100, hidden=512, recon_epochs=40, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=10, permutations=500),
-    "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
+    "smoke": AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, bits_hidden=16, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
+    "quick": AttackProfile(mlp_epochs=20, paper_epochs=100, hidden=256, bits_hidden=16, recon_epochs=12, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
+    "default": AttackProfile(mlp_epochs=40, paper_epochs=100, hidden=256, bits_hidden=32, recon_epochs=20, recon_width=48, recon_variants=("autoencoder", "gan"), surrogate_epochs=5, permutations=500),
+    "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, bits_hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
 }
 
 
@@ -87,8 +88,9 @@ class _Matrix:
 
     def attribute_model(self, config: str, view: str | None) -> AttributeInference:
         epochs = self.profile.paper_epochs if config == "paper" else self.profile.mlp_epochs
+        hidden = self.profile.bits_hidden if view == "bits" else self.profile.hidden
         return AttributeInference(
-            config=config, view=view, epochs=epochs, hidden=self.profile.hidden,
+            config=config, view=view, epochs=epochs, hidden=hidden,
             device=self.device, random_state=self.seed, progress=self.progress,
         )
 

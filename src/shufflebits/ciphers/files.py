@@ -91,7 +91,10 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise ShuffleBitsError(f"encrypted feature file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
+            raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
+        with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({error})") from error

@@ -3,7 +3,8 @@
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds
 its sub-commands and sets ``func`` (a callable taking the parsed args and
 returning an exit code). Modules keep heavy imports (torch...) inside their
-handlers so ``shufflebits --help`` stays fast.
+handlers so ``shufflebits --help`` stays fast. Arguments that several commands
+share (--model, --size, --device, progress flags...) are declared once in ``options``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except ShuffleBitsError as error:
         print(f"shufflebits: error: {error}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        print(f"shufflebits: error: {error.strerror}: {error.filename}", file=sys.stderr)
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+        # An atomic write's os.replace(temporary, output) names the user's output second.
+        print(f"shufflebits: error: {error.strerror}: {error.filename2 or error.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("shufflebits: interrupted", file=sys.stderr)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import options
+
 
 def register(subparsers) -> None:
-    from ..study.profiles import PROFILES, PUBLIC_PROFILES
-
     parser = subparsers.add_parser(
         "attack",
         help="attack plaintext features and every cipher; write DIR/leakage.json and DIR/leakage.md",
@@ -19,28 +19,23 @@ def register(subparsers) -> None:
             "ChaChaPad and AES-GCM. Every figure comes with its chance level and sample count."
         ),
     )
-    parser.add_argument(
-        "--profile",
-        choices=list(PROFILES),  # "smoke" is for the tests
-        metavar="{" + ",".join(PUBLIC_PROFILES) + "}",
-        default="quick",
-        help="sizes and budgets of the victim and of the attacks (default: quick)",
-    )
+    options.add_profile(parser, "quick", "sizes and budgets of the victim and of the attacks (default: quick)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    parser.add_argument("--victim", metavar="NAME", help="victim model name (e.g. osnet_x0_25) or onnx:PATH")
-    parser.add_argument("--weights", metavar="PATH", help="victim weights (torchreid, FastReID or shufflebits checkpoint)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    options.add_victim(parser)
+    options.add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed for worlds, victim and attacks (default: 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    options.add_no_progress(parser)
     parser.set_defaults(func=handler)
 
 
 def handler(args) -> int:
     from ..attacks.leakage import leakage_markdown, leakage_matrix, write_leakage
+    from ..models.extractor import check_device
     from ..study.pipeline import prepare_victim
     from ..study.profiles import get_profile
 
     profile = get_profile(args.profile)
+    check_device(args.device)  # before DIR is created
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress

@@ -74,6 +74,8 @@ def encrypt_command(args: argparse.Namespace) -> int:
     if args.output.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
     plain = load_features(args.input)
+    if plain.features.ndim != 2:  # `decrypt` could not write anything else back
+        raise ShuffleBitsError(f"{args.input}: features must be 2-D (n, d), got shape {plain.features.shape}")
     try:
         sealed = cipher.encrypt(plain.features)
     except TypeError as error:
@@ -126,24 +128,23 @@ def inspect_command(args: argparse.Namespace) -> int:
 def _describe_features(path: Path) -> list[str]:
     import zipfile
 
-    import numpy as np
-
     from ..ciphers.files import read_header
 
+    encrypted = False
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                encrypted = "header" in archive.files
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-            raise ShuffleBitsError(f"cannot read {path}: {error}") from error
-        if encrypted:
-            header, arrays = read_header(path)
-            lines = [f"encrypted feature file {path}"]
-            lines += [f"  {name}: {header.get(name)}" for name in ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")]
-            nonces = arrays.get("nonces")
-            lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
-            lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")
-            return lines
+            with zipfile.ZipFile(path) as archive:
+                encrypted = "header.npy" in archive.namelist()  # how np.savez stores the array "header"
+        except zipfile.BadZipFile:
+            pass  # load_features below says what is wrong with it
+    if encrypted:
+        header, arrays = read_header(path)
+        lines = [f"encrypted feature file {path}"]
+        lines += [f"  {name}: {header.get(name)}" for name in ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")]
+        nonces = arrays.get("nonces")
+        lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
+        lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")
+        return lines
     from ..features import load_features
 
     plain = load_features(path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import options
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,18 +19,19 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--world-seed", type=int, default=0, help="world seed: other seeds give disjoint people and cameras"
     )
-    parser.add_argument("--size", default="128x64", help="image size HxW (default 128x64; 256x128 also common)")
+    options.add_size(parser, "128x64", "image size (default 128x64; 256x128 also common)")
     parser.add_argument("--images-per-identity", type=int, default=16, help="images of each identity")
     parser.add_argument("--cameras", type=int, default=6, help="number of cameras (2-9)")
     parser.add_argument("--distractors", type=int, default=0, help="extra 0000 gallery images (bad detections)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (same output)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    options.add_no_progress(parser)
     parser.set_defaults(func=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from ..data import generate_world, parse_size
+    from ..data import generate_world
+    from ..data.sizes import parse_size
 
     size = parse_size(args.size)
     start = time.perf_counter()

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import ShuffleBitsError
+from . import options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 # Market-1501 ("0001_c1s1_001051_00.jpg") and DukeMTMC-reID ("0001_c2_f0046182.jpg") names.
 REID_NAME = re.compile(r"^(-1|\d+)_c(\d+)")
 MARKET_SPLITS = {"query": "query", "gallery": "bounding_box_test", "train": "bounding_box_train"}
-SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
 class LabelledImage(NamedTuple):
@@ -32,18 +32,17 @@ def register(subparsers) -> None:
         description="Extract features of every .jpg/.png under --images (recursively). Market/Duke-style "
         "names (0001_c1s1_...) add pids/camids to the file, which `shufflebits reid` needs.",
     )
-    extract.add_argument("--model", required=True, help="osnet_x0_25, osnet_x1_0, resnet50_bot, ... or onnx:PATH")
-    extract.add_argument("--weights", help="torchreid state dict, FastReID checkpoint or shufflebits checkpoint")
+    options.add_model(extract)
     extract.add_argument("--images", required=True, help="image folder, or a Market-1501 root with --split")
     extract.add_argument("--split", choices=sorted(MARKET_SPLITS), help="which split of a Market-1501 root")
     extract.add_argument("--out", required=True, help="output feature file (.npz or .npy)")
-    extract.add_argument("--size", help="input size HxW (default: the checkpoint's, else 256x128)")
+    options.add_size(extract, None, "input size (default: the checkpoint's, else 256x128)")
     extract.add_argument("--flip", action="store_true", help="flip-test: average with the mirrored image")
     extract.add_argument("--batch-size", type=int, default=64)
-    extract.add_argument("--device", default="cpu", help="cpu or cuda")
+    options.add_device(extract)
     extract.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                          help="L2-normalise features (default: as the weights' framework does)")
-    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_no_progress(extract, "--quiet")
     extract.set_defaults(func=run_extract)
 
     reid = subparsers.add_parser("reid", help="rank-1/5/10, mAP and mINP of query vs gallery feature files")
@@ -72,14 +71,6 @@ def find_images(folder: Path, split: str | None = None) -> list[Path]:
     return images
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x128' -> (256, 128)."""
-    match = SIZE.match(text)
-    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
-        raise ShuffleBitsError(f"--size must be HxW with positive integers, e.g. 256x128; got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
 def parse_identity(path: Path) -> tuple[int, int] | None:
     """(pid, 0-based camid) from a Market/Duke-style file name, or None."""
     match = REID_NAME.match(path.name)
@@ -87,6 +78,7 @@ def parse_identity(path: Path) -> tuple[int, int] | None:
 
 
 def run_extract(args) -> int:
+    from ..data.sizes import parse_size
     from ..engine.extract import extract_features
     from ..models import build_extractor
 
@@ -110,7 +102,7 @@ def run_extract(args) -> int:
         normalize=args.normalize,
         batch_size=args.batch_size,
     )
-    extract_features(extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.quiet)
+    extract_features(extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.no_progress)
     labelled = "with pids/camids" if items is not images else "without pids/camids (names are not Market-style)"
     print(
         f"wrote {len(images)} x {extractor.feature_dim} features to {out} ({labelled}; "

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import ShuffleBitsError
+from . import options
 
 TOKEN_VARIABLE = "SHUFFLEBITS_TOKEN"
 
@@ -21,8 +22,7 @@ def register(subparsers) -> None:
             "GET /v1/health needs no token."
         ),
     )
-    parser.add_argument("--model", required=True, help="registry name (osnet_x0_25, resnet50_bot, ...) or onnx:PATH")
-    parser.add_argument("--weights", help="checkpoint: ours, torchreid or FastReID (default: random weights)")
+    options.add_model(parser)
     parser.add_argument(
         "--token", help=f"bearer token clients must send (prefer the {TOKEN_VARIABLE} environment variable: "
         "command lines are visible to other users)"
@@ -30,8 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
-    parser.add_argument("--size", help="input HxW (default: the checkpoint's, 256x128 for torchreid weights)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    options.add_size(parser, None, "input size (default: the checkpoint's, 256x128 for torchreid weights)")
+    options.add_device(parser)
     parser.add_argument("--max-images", type=int, default=256, help="most images per request (default 256)")
     parser.add_argument("--max-request-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
     parser.set_defaults(func=run_serve)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from . import options
+
 
 def register(subparsers) -> None:
-    from ..study.profiles import PROFILES, PUBLIC_PROFILES
-
     parser = subparsers.add_parser(
         "study",
         help="run the whole study (victim, attacks, ciphers, re-ID, throughput) and write an HTML report",
@@ -15,23 +15,18 @@ def register(subparsers) -> None:
             "write DIR/index.html and DIR/results.json. Stages are cached in DIR/cache: a re-run resumes."
         ),
     )
-    parser.add_argument(
-        "--profile",
-        choices=list(PROFILES),  # also the tests' tiny "smoke", left out of the help
-        metavar="{" + ",".join(PUBLIC_PROFILES) + "}",
-        default="default",
-        help="sizes and budgets: quick (~3 min), default (~15 min), paper (hours) (default: default)",
+    options.add_profile(
+        parser, "default", "sizes and budgets: quick (~3 min), default (~15 min), paper (hours) (default: default)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    parser.add_argument("--victim", metavar="NAME", help="victim model name (e.g. osnet_x0_25) or onnx:PATH")
-    parser.add_argument("--weights", metavar="PATH", help="victim weights (torchreid, FastReID or shufflebits checkpoint)")
+    options.add_victim(parser)
     parser.add_argument("--dataset", choices=("market1501", "dukemtmc"), help="real attacker/user dataset instead of the synthetic world")
     parser.add_argument("--root", metavar="PATH", help="dataset folder")
     parser.add_argument(
         "--attributes", metavar="PATH", help="attribute .mat file (default: market/duke_attribute.mat inside or beside --root)"
     )
     parser.add_argument("--via-http", action="store_true", help="query the victim through the real HTTP service on loopback")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    options.add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed for worlds, training and attacks (default: 0)")
     parser.set_defaults(func=handler)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import options
+
 DATASETS = ("market1501", "dukemtmc", "msmt17")
 
 
@@ -21,12 +23,12 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="P x K images per batch (default 64)")
     parser.add_argument("--num-instances", type=int, default=4, help="K: images per identity in a batch (default 4)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (default 3e-3)")
-    parser.add_argument("--size", default="128x64", help="input HxW (default 128x64)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    options.add_size(parser, "128x64", "input size (default 128x64)")
+    options.add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--max-minutes", type=float, help="stop before an epoch that would overrun this budget")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    options.add_no_progress(parser, "--quiet")
     parser.set_defaults(func=run_train)
 
 
@@ -46,7 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         resume=args.resume,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         max_minutes=args.max_minutes,
         dataset=args.dataset,
     )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ShuffleBitsError
+
+_HXW = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", re.ASCII)
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """'HxW' (e.g. '256x128') -> (H, W), with a one-line error otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
-        raise ShuffleBitsError(f"size must look like HxW (e.g. 128x64), got {text!r}")
-    return check_size((int(parts[0]), int(parts[1])))
+    match = _HXW.fullmatch(text)
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise ShuffleBitsError(f"size must be HxW with positive integers (e.g. 256x128), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def check_size(size) -> tuple[int, int]:

@@ -27,15 +27,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with a clear error when missing or undecodable."""
+    """Open an image file as RGB, with a one-line error when missing or undecodable.
+
+    The one image reader: training data, the study and the feature extractors all use it.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ShuffleBitsError(f"image {path} not found")
+        raise ShuffleBitsError(f"image {path} not found: the file does not exist")
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ShuffleBitsError(f"cannot decode image {path}: {error}") from error
+        raise ShuffleBitsError(f"cannot read image {path}: cannot decode it ({error})") from error
 
 
 def to_unit_tensor(image: Image.Image) -> torch.Tensor:

@@ -18,8 +18,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..data.sizes import check_size
+from ..data.transforms import read_image
 from ..errors import ShuffleBitsError
 from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelWeights, load_model
 
@@ -40,25 +42,21 @@ def load_image(image: Image.Image | str | os.PathLike | np.ndarray) -> Image.Ima
             raise ShuffleBitsError(f"image arrays must be uint8 H x W x 3, got {image.dtype} {image.shape}")
         return Image.fromarray(image, "RGB")
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise ShuffleBitsError(f"image {path} does not exist")
-        try:
-            with Image.open(path) as opened:
-                return opened.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise ShuffleBitsError(f"cannot read image {path}: {error}") from error
+        return read_image(image)
     raise ShuffleBitsError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
 
 
 def check_device(device: str) -> str:
-    """Refuse a CUDA device that this torch build cannot use, with a clear message."""
+    """Refuse a device this machine cannot use here, not deep inside torch with a traceback."""
     device = str(device)
     if device == "cpu":
         return device
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ShuffleBitsError(f"--device {device} requested but CUDA is not available here; use --device cpu")
+        index, count = device[len("cuda:") :], torch.cuda.device_count()
+        if device != "cuda" and not (index.isdecimal() and int(index) < count):
+            raise ShuffleBitsError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
         return device
     raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
 
@@ -255,8 +253,8 @@ def build_extractor(
     torchreid and our checkpoints unless recorded, on for FastReID imports.
     """
     device = check_device(device)
-    if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) <= 0):
-        raise ShuffleBitsError(f"size must be (height, width) with positive values, got {size}")
+    if size is not None:
+        size = check_size(size)
     if batch_size <= 0:
         raise ShuffleBitsError(f"batch size must be positive, got {batch_size}")
     if name.startswith("onnx:"):

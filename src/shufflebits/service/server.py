@@ -16,22 +16,32 @@ from fastapi import FastAPI
 from ..errors import ShuffleBitsError
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket, or a one-line error (port taken, bad address)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ShuffleBitsError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+    return sock
+
+
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Serve ``app`` until interrupted (Ctrl+C / SIGTERM stop it cleanly)."""
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    sock = bind(host, port)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 class BackgroundServer:
     """``with BackgroundServer(app) as server: ... server.url ...`` on loopback."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 20.0):
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError as error:
-            self._socket.close()
-            raise ShuffleBitsError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+        self._socket = bind(host, port)
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         self._start_timeout = start_timeout

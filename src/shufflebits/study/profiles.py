@@ -21,10 +21,13 @@ class Profile:
     # A generated world puts half its identities in the train split, half in query/gallery.
     victim_identities: int  # victim-training world (the MSMT17 stand-in); its train split trains the victim
     user_identities: int  # attacker/user world (the Market-1501 stand-in): train = attacker, query/gallery = users
-    images_per_identity: int
+    images_per_identity: int  # of the attacker/user world: attributes are per identity, so identities matter more
+    victim_images_per_identity: int  # of the victim world: P x K batches need K >= 4 views per identity
     image_size: tuple[int, int]  # (H, W) of the generated crops and of the victim's input
     victim_model: str  # registry name of the model trained as the victim
     epochs: int
+    batch_size: int  # P x K with K = 4 (``engine.train``)
+    lr: float  # Adam's peak learning rate (after the warm-up)
     max_minutes: float  # safety cap on victim training; generous, since a cut run is not reproducible
     attack_profile: str  # profile name passed to ``leakage_matrix``
     recon_size: tuple[int, int]  # (H, W) of the image copies the reconstruction attack learns
@@ -40,22 +43,32 @@ PROFILES: dict[str, Profile] = {
         victim_identities=12,
         user_identities=12,
         images_per_identity=4,
+        victim_images_per_identity=4,
         image_size=(64, 32),
         victim_model="osnet_x0_25",
         epochs=1,
+        batch_size=64,
+        lr=3e-3,
         max_minutes=5.0,
         attack_profile="smoke",
         recon_size=(32, 16),
         bench_mib=1,
     ),
+    # quick and default are sized by measurement on the 2-core CPU (one torch thread):
+    # an OSNet-x0.25 step of 64 images takes about 0.2 s at 64x32 and 0.5 s at 128x64, so
+    # the victim's budget is a number of steps; the attacker's identities decide whether
+    # attribute inference rises above chance, the number of images much less.
     "quick": Profile(
         name="quick",
-        victim_identities=60,
-        user_identities=60,
-        images_per_identity=4,  # attributes are per identity: many identities teach the attacker more than many views
+        victim_identities=300,  # 150 training identities x 8 views
+        user_identities=400,  # 200 attacker identities, 200 user identities
+        images_per_identity=4,
+        victim_images_per_identity=8,
         image_size=(64, 32),
         victim_model="osnet_x0_25",
-        epochs=8,
+        epochs=16,
+        batch_size=64,
+        lr=3e-3,
         max_minutes=10.0,
         attack_profile="quick",
         recon_size=(32, 16),
@@ -63,12 +76,15 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        victim_identities=120,
-        user_identities=80,
-        images_per_identity=8,
+        victim_identities=400,  # 200 training identities x 8 views
+        user_identities=500,  # 250 attacker identities, 250 user identities
+        images_per_identity=4,
+        victim_images_per_identity=8,
         image_size=(128, 64),
         victim_model="osnet_x0_25",
-        epochs=12,
+        epochs=20,
+        batch_size=64,
+        lr=3e-3,
         max_minutes=30.0,
         attack_profile="default",
         recon_size=(64, 32),
@@ -79,9 +95,12 @@ PROFILES: dict[str, Profile] = {
         victim_identities=2082,  # 1041 training identities, as MSMT17
         user_identities=1501,  # 751 attacker (train) + 750 user identities, as Market-1501
         images_per_identity=16,
+        victim_images_per_identity=16,
         image_size=(256, 128),
         victim_model="osnet_x0_25",
         epochs=60,
+        batch_size=64,
+        lr=3e-3,
         max_minutes=24 * 60.0,
         attack_profile="paper",
         recon_size=(128, 64),
