@@ -79,6 +79,17 @@ def test_bad_arguments_raise():
         leakage_matrix(attacker, query, gallery, embed, ciphers=("rot13",))
 
 
+def test_bit_view_attacks_use_their_own_width():
+    from shufflebits.attacks.leakage import PROFILES, _Matrix
+
+    attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
+    profile = PROFILES["quick"]
+    matrix = _Matrix(attacker, query, gallery, embed, profile, 0, "cpu", None, False)
+    assert matrix.attribute_model("mlp", "bits").hidden == profile.bits_hidden
+    assert matrix.attribute_model("mlp", "invariants").hidden == matrix.attribute_model("mlp", None).hidden == profile.hidden
+    assert all(p.bits_hidden <= p.hidden for p in PROFILES.values())
+
+
 def test_cli_registers_the_attack_command():
     from shufflebits.cli import build_parser
     from shufflebits.cli.attack import handler

@@ -186,5 +186,7 @@ def test_profiles_fit_their_purpose():
     assert paper.image_size == (256, 128) and paper.attack_profile == "paper"
     assert quick.victim_identities < default.victim_identities < paper.victim_identities
     assert quick.epochs <= default.epochs <= paper.epochs
+    assert quick.user_identities <= default.user_identities <= paper.user_identities
+    assert min(p.victim_images_per_identity for p in (quick, default, paper)) >= 4  # P x K batches with K = 4
     with pytest.raises(ShuffleBitsError, match="unknown study profile"):
         get_profile("huge")

@@ -48,8 +48,8 @@ class AttackProfile:
 
 PROFILES = {
     "smoke": AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, bits_hidden=16, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
-    "quick": AttackProfile(mlp_epochs=20, paper_epochs=100, hidden=256, bits_hidden=16, recon_epochs=12, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
-    "default": AttackProfile(mlp_epochs=40, paper_epochs=100, hidden=256, bits_hidden=32, recon_epochs=20, recon_width=48, recon_variants=("autoencoder", "gan"), surrogate_epochs=5, permutations=500),
+    "quick": AttackProfile(mlp_epochs=20, paper_epochs=100, hidden=256, bits_hidden=16, recon_epochs=8, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
+    "default": AttackProfile(mlp_epochs=40, paper_epochs=100, hidden=256, bits_hidden=32, recon_epochs=10, recon_width=48, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=500),
     "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, bits_hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
 }
 

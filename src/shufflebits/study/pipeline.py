@@ -386,7 +386,8 @@ def prepare_victim(
             # Images travel as 8-bit pixels; a NaN pixel (a diverged reconstruction) is sent as black.
             pixels = np.clip(np.nan_to_num(images, nan=0.0), 0.0, 1.0)
             pixels = (pixels * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
-            return np.asarray(black_box.features(list(pixels)), dtype=np.float32)
+            with torch_threads(TORCH_THREADS):  # as the extracted features: the same sums in the same order
+                return np.asarray(black_box.features(list(pixels)), dtype=np.float32)
 
     except BaseException:
         if stop is not None:
