@@ -77,3 +77,17 @@ def test_aes_bytes_are_read_as_words_and_bad_input_raises():
         as_words(np.zeros((2, 3), dtype=np.float32))
     with pytest.raises(ShuffleBitsError):
         apply_view("nope", np.zeros((1, 1), dtype=np.uint32))
+
+
+def test_standardized_float_view_of_ciphertext_stays_finite():
+    import warnings
+
+    from shufflebits.attacks.views import Z_LIMIT, float_view, standardized
+
+    words = np.array([[0x7F7FFFFF, 0x00000001], [0x00000000, 0xFF7FFFFF]], dtype=np.uint32)  # +-max float, denormal
+    Z = float_view(words)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = standardized(Z, np.zeros(2), np.full(2, 1e-3))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert out.max() == Z_LIMIT and out.min() == -Z_LIMIT

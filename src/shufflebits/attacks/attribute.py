@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ShuffleBitsError
 from ..registry import register
-from .views import apply_view
+from .views import apply_view, standardized
 
 CONFIGS = ("mlp", "paper")
 
@@ -200,9 +200,7 @@ class AttributeInference:
         self.progress = progress
 
     def _features(self, X: np.ndarray) -> torch.Tensor:
-        Z = apply_view(self.view, X).astype(np.float64)
-        Z = (Z - self.mean_) / self.scale_
-        return torch.from_numpy(Z.astype(np.float32)).to(self.device)
+        return torch.from_numpy(standardized(apply_view(self.view, X), self.mean_, self.scale_)).to(self.device)
 
     def _logits(self, Z: torch.Tensor) -> list[torch.Tensor]:
         self.model_.eval()

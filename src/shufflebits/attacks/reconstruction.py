@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
 from ..registry import register
-from .views import apply_view
+from .views import apply_view, standardized
 
 VARIANTS = ("autoencoder", "gan")
 ADVERSARIAL_WEIGHT = 0.06
@@ -160,8 +160,7 @@ class Reconstructor:
         self.progress = progress
 
     def _inputs(self, X) -> torch.Tensor:
-        Z = (apply_view(self.view, X).astype(np.float64) - self.mean_) / self.scale_
-        return torch.from_numpy(Z.astype(np.float32)).to(self.device)
+        return torch.from_numpy(standardized(apply_view(self.view, X), self.mean_, self.scale_)).to(self.device)
 
     def fit(self, X, images) -> "Reconstructor":
         """``X``: features (or words, with ``view``), ``images``: (n, 3, h, w) float in [0, 1]."""

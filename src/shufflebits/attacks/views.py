@@ -34,6 +34,16 @@ def float_view(words: np.ndarray) -> np.ndarray:
     return values
 
 
+# Ciphertext read as float spans +-3e38, so test-time z-scores can exceed the
+# float32 range; beyond this bound they carry nothing more for a network.
+Z_LIMIT = 1e4
+
+
+def standardized(Z: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """float32 z-scores of a view, clipped to +-``Z_LIMIT``."""
+    return np.clip((Z.astype(np.float64) - mean) / scale, -Z_LIMIT, Z_LIMIT).astype(np.float32)
+
+
 def word_bits(words: np.ndarray) -> np.ndarray:
     """``(n, d, 32)`` uint8 bits of every word, most significant first."""
     words = as_words(words)
