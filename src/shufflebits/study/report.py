@@ -180,9 +180,9 @@ def leakage_html(rows: list[dict]) -> str:
         "guessing; with a 95% interval and p-value from a label-permutation test where measured), the number of "
         "user samples and the attack. Attribute inference picks its attack on the attacker's own validation split; "
         "where a cell has several attacks (all in the full table below) the best on the users' data is shown, an "
-        "upper bound. Shading (rates only): how far the attack beats chance (none = at chance). Keys derive from the seed, "
-        "but ciphers with per-vector nonces (shufflebits-otp, chacha20, aes-gcm) draw fresh random nonces in every "
-        "run, so their rows are new samples each time; the other rows repeat exactly.</p>",
+        "upper bound. Shading (rates only): how far the attack beats chance (none = at chance). Keys and, for this "
+        "experiment only, per-vector nonces derive from the seed (deployments draw nonces from the OS); the "
+        "plaintext and ShuffleBits fixed / per-dimension rows are tested to repeat exactly with the same seed.</p>",
     ]
     per_attribute = [row for row in rows if row.get("attribute") is not None and row["metric"] == "attr_bacc"]
     if per_attribute:
