@@ -23,13 +23,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ShuffleBitsError
 from ..registry import create_model
 from .fastreid import import_fastreid, is_fastreid_checkpoint
 
 CHECKPOINT_FORMAT = "shufflebits-checkpoint"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_INPUT_SIZE = (256, 128)
 _OSNET_BY_STEM_WIDTH = {16: "osnet_x0_25", 32: "osnet_x0_5", 48: "osnet_x0_75", 64: "osnet_x1_0"}
 
