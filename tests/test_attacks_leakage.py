@@ -8,6 +8,7 @@ import pytest
 
 from shufflebits.attacks.leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
 from shufflebits.errors import ShuffleBitsError
+from shufflebits.study.profiles import PROFILES
 from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1", "key_bits_recovered", "reid_rank1"}
@@ -17,7 +18,7 @@ METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1"
 def matrix(tmp_path_factory):
     out = tmp_path_factory.mktemp("leakage")
     attacker, query, gallery, embed = make_world(identities=60, per_id=4, d=24, size=(16, 8))
-    rows = leakage_matrix(attacker, query, gallery, embed, profile="smoke", seed=0, out_dir=out, progress=False)
+    rows = leakage_matrix(attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, seed=0, out_dir=out, progress=False)
     return rows, out
 
 
@@ -73,21 +74,21 @@ def test_files_are_written(matrix):
 
 def test_bad_arguments_raise():
     attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
-    with pytest.raises(ShuffleBitsError):
+    with pytest.raises(TypeError):
         leakage_matrix(attacker, query, gallery, embed, profile="huge")
     with pytest.raises(ShuffleBitsError):
-        leakage_matrix(attacker, query, gallery, embed, ciphers=("rot13",))
+        leakage_matrix(attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, ciphers=("rot13",))
 
 
 def test_bit_view_attacks_use_their_own_width():
-    from shufflebits.attacks.leakage import PROFILES, _Matrix
+    from shufflebits.attacks.leakage import _Matrix
 
     attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
-    profile = PROFILES["quick"]
+    profile = PROFILES["quick"].attacks
     matrix = _Matrix(attacker, query, gallery, embed, profile, 0, "cpu", None, False)
     assert matrix.attribute_model("mlp", "bits").hidden == profile.bits_hidden
     assert matrix.attribute_model("mlp", "invariants").hidden == matrix.attribute_model("mlp", None).hidden == profile.hidden
-    assert all(p.bits_hidden <= p.hidden for p in PROFILES.values())
+    assert all(p.bits_hidden <= p.hidden for p in (q.attacks for q in PROFILES.values()))
 
 
 def test_cli_registers_the_attack_command():
@@ -123,6 +124,6 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
     out = tmp_path / "run"
     assert main(["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]) == 0
     assert calls["prepare"][0] == "quick" and calls["prepare"][1]["seed"] == 5 and not calls["prepare"][1]["progress"]
-    assert calls["matrix"]["profile"] == "quick" and calls["matrix"]["out_dir"] == out
+    assert calls["matrix"]["profile"] == PROFILES["quick"].attacks and calls["matrix"]["out_dir"] == out
     assert json.loads((out / "leakage.json").read_text())[0]["value"] == 0.7
     assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out

@@ -140,7 +140,7 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 
 
 def test_cuda_index_beyond_the_devices_is_a_clear_error(monkeypatch):
-    from shufflebits.models.extractor import check_device
+    from shufflebits.runtime import check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -18,6 +18,7 @@ import pytest
 from shufflebits.cli import main
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study import get_profile, prepare_victim, run_study
+from shufflebits.study.profiles import PROFILES
 from shufflebits.ciphers import CIPHERS
 
 from conftest import shared_file
@@ -126,7 +127,7 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
                 assert np.array_equal(getattr(first, name).features, getattr(again, name).features)
             rows = leakage_matrix(
                 again.attacker, again.user_query, again.user_gallery, again.embed,
-                profile="smoke", seed=SEED, progress=False, ciphers=NONCE_FREE[1:],
+                profile=PROFILES["smoke"].attacks, seed=SEED, progress=False, ciphers=NONCE_FREE[1:],
             )
     json_path, _ = write_leakage(rows, tmp_path)
     expected = [row for row in smoke.results["leakage"] if row["cipher"] in NONCE_FREE]
@@ -183,7 +184,7 @@ def test_bad_options_fail_at_once_with_one_line(tmp_path, capsys, args, message)
 
 def test_profiles_fit_their_purpose():
     quick, default, paper = (get_profile(name) for name in ("quick", "default", "paper"))
-    assert paper.image_size == (256, 128) and paper.attack_profile == "paper"
+    assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan")
     assert quick.victim_identities < default.victim_identities < paper.victim_identities
     assert quick.epochs <= default.epochs <= paper.epochs
     assert quick.user_identities <= default.user_identities <= paper.user_identities

@@ -10,16 +10,18 @@ Importing this package registers ``attr-mlp``, ``attr-paper``,
 
 from .attribute import AttributeInference, attribute_scores, balanced_accuracy, permutation_null
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
-from .leakage import CIPHERS, PROFILES, leakage_markdown, leakage_matrix, write_leakage
+from .leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
 from .reconstruction import Reconstructor, SurrogatePerceptual, evaluate_reconstruction, save_grid
-from .types import LabelledFeatures
+from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
 
 __all__ = [
     "CIPHERS",
-    "PROFILES",
+    "AttackProfile",
     "AttributeInference",
     "LabelledFeatures",
+    "LeakageResult",
+    "LeakageRow",
     "RecoveredKey",
     "Reconstructor",
     "SurrogatePerceptual",

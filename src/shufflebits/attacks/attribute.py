@@ -8,7 +8,6 @@ given, since users are other people); the users' data is only ever scored.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import numpy as np
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ShuffleBitsError
 from ..registry import register
+from ..runtime import torch_threads
 from .views import apply_view, standardized
 
 CONFIGS = ("mlp", "paper")
@@ -85,18 +85,6 @@ def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutation
     for j, name in enumerate(names_scored):
         result[name] = summary(null[:, j], observed["attributes"][name]["bacc"])
     return result
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run with ``n`` torch threads (``None``: unchanged): small models' steps are slower split across cores."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _validation_split(n: int, groups: np.ndarray | None, fraction: float, rng: np.random.Generator):

@@ -11,47 +11,24 @@ the attacker's validation split, never on the users' data.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
+from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
-from .attribute import AttributeInference, attribute_scores, permutation_null, torch_threads
+from ..runtime import torch_threads
+from .attribute import AttributeInference, attribute_scores, permutation_null
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .reconstruction import Reconstructor, evaluate_reconstruction, rank1, save_grid, shuffled_rank1
-from .types import LabelledFeatures
+from .types import AttackProfile, LabelledFeatures
 from .views import invariant_view
 
 CIPHERS = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
 PERMUTATION_CIPHERS = {"shufflebits": False, "shufflebits-dim": True}  # name -> per-dimension key
-
-
-@dataclass(frozen=True)
-class AttackProfile:
-    """How hard the attacks try; sized so a whole matrix runs on a 2-core CPU in minutes."""
-
-    mlp_epochs: int
-    paper_epochs: int
-    hidden: int
-    bits_hidden: int  # MLP width on the bit view (32 inputs per feature): its first layer dominates the matrix's time
-    recon_epochs: int
-    recon_width: int
-    recon_variants: tuple[str, ...]
-    surrogate_epochs: int
-    permutations: int  # label shuffles behind each chance interval
-
-
-PROFILES = {
-    "smoke": AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, bits_hidden=16, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
-    "quick": AttackProfile(mlp_epochs=20, paper_epochs=100, hidden=256, bits_hidden=16, recon_epochs=8, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
-    "default": AttackProfile(mlp_epochs=40, paper_epochs=100, hidden=256, bits_hidden=32, recon_epochs=10, recon_width=48, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=500),
-    "paper": AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, bits_hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
-}
 
 
 def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
@@ -63,16 +40,6 @@ def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
         pids=np.concatenate([a.pids, b.pids]),
         camids=np.concatenate([a.camids, b.camids]),
     )
-
-
-def _cipher(name: str, seed: int):
-    """The cipher under a key and nonce stream derived from the seed, so a rerun
-    sees the same ciphertexts (an experiment, not a deployment: see ``experiment_nonces``)."""
-    from ..ciphers import Key, experiment_nonces
-    from ..registry import create_cipher
-
-    material = hashlib.sha256(f"shufflebits/leakage/{seed}/{name}".encode()).digest()
-    return create_cipher(name, key=Key(name, material), nonce_source=experiment_nonces(seed))
 
 
 class _Matrix:
@@ -165,7 +132,7 @@ class _Matrix:
 
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
         a = self.attacker
-        cipher = _cipher(name, self.seed)
+        cipher = experiment_cipher(name, self.seed)
         A, Q, G = (cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)).words() for s in (a, self.query, self.gallery))
         U = np.concatenate([Q, G])
         candidates = {}
@@ -205,7 +172,7 @@ def leakage_matrix(
     user_query: LabelledFeatures,
     user_gallery: LabelledFeatures,
     embed,
-    profile: str = "quick",
+    profile: AttackProfile,
     seed: int = 0,
     device: str = "cpu",
     out_dir=None,
@@ -229,14 +196,14 @@ def leakage_matrix(
     Torch runs on one CPU thread: the attack models are small, so their steps
     gain little from a second core and lose a lot when the cores are busy.
     """
-    if profile not in PROFILES:
-        raise ShuffleBitsError(f"unknown attack profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if not isinstance(profile, AttackProfile):
+        raise TypeError(f"profile must be an AttackProfile, got {type(profile).__name__}")
     unknown = sorted(set(ciphers) - set(CIPHERS))
     if unknown:
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(CIPHERS)}")
     if attacker.features.shape[1] != user_query.features.shape[1] or user_query.features.shape[1] != user_gallery.features.shape[1]:
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
-    matrix = _Matrix(attacker, user_query, user_gallery, embed, PROFILES[profile], seed, device, out_dir, progress)
+    matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, out_dir, progress)
     steps = ["plaintext", *ciphers]
     with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:

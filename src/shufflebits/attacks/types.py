@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,3 +37,74 @@ class LabelledFeatures:
 
     def __len__(self) -> int:
         return len(self.features)
+
+
+@dataclass(frozen=True)
+class AttackProfile:
+    """How hard the attacks try; the study's profiles (``shufflebits.study.profiles``) hold the presets."""
+
+    mlp_epochs: int
+    paper_epochs: int
+    hidden: int
+    bits_hidden: int  # MLP width on the bit view (32 inputs per feature): its first layer dominates the matrix's time
+    recon_epochs: int
+    recon_width: int
+    recon_variants: tuple[str, ...]
+    surrogate_epochs: int
+    permutations: int  # label shuffles behind each chance interval
+
+
+_ROW_FIELDS = ("cipher", "attack", "metric", "value", "chance", "n", "attribute")
+
+
+@dataclass(frozen=True)
+class LeakageRow:
+    """One figure of the leakage matrix: what ``attack`` reached on ``cipher``, beside its chance level.
+
+    ``details`` holds the metric's extra figures (``chance_ci``, ``p_value``,
+    ``validation``, ``candidates``, ...); ``as_dict`` flattens them, which is the
+    layout of ``leakage.json``.
+    """
+
+    cipher: str
+    attack: str
+    metric: str
+    value: float
+    chance: float
+    n: int
+    attribute: str | None = None
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        row = {"cipher": self.cipher, "attack": self.attack, "metric": self.metric}
+        if self.attribute is not None:
+            row["attribute"] = self.attribute
+        row.update(value=self.value, chance=self.chance, n=self.n)
+        row.update(self.details)
+        return row
+
+    @classmethod
+    def from_dict(cls, row: dict) -> LeakageRow:
+        details = {k: v for k, v in row.items() if k not in _ROW_FIELDS}
+        return cls(
+            cipher=row["cipher"], attack=row["attack"], metric=row["metric"], value=row["value"],
+            chance=row["chance"], n=row["n"], attribute=row.get("attribute"), details=details,
+        )
+
+    def get(self, name: str, default=None):
+        """A field or a detail by name (``row.get("p_value")``)."""
+        if name in _ROW_FIELDS:
+            return getattr(self, name)
+        return self.details.get(name, default)
+
+
+@dataclass(frozen=True)
+class LeakageResult:
+    """What ``leakage_matrix`` returns: the rows, and reconstruction grids keyed by (cipher, attack).
+
+    Grids are uint8 ``(H, W, 3)`` images (originals above reconstructions), handed
+    to the report in memory; ``write_leakage`` also saves them as PNG files.
+    """
+
+    rows: tuple[LeakageRow, ...]
+    grids: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from ..errors import ShuffleBitsError
 from ..registry import register
 from .aesgcm import AesGcm
-from .base import Cipher, Sealed, experiment_nonces
+from .base import Cipher, Sealed
 from .chacha import ChaChaPad
 from .keys import CIPHERS, Key, generate_key, load_key, save_key, seed_key
 from .shufflebits import ShuffleBits
 
 __all__ = [
-    "experiment_nonces",
     "CIPHERS",
     "AesGcm",
     "ChaChaPad",

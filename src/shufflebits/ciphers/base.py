@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -43,26 +42,6 @@ class Sealed:
         return contiguous(self.data).view(word).reshape(self.shape)
 
 
-def experiment_nonces(seed: int) -> Callable[[int], bytes]:
-    """INSECURE for deployment: a deterministic nonce stream, for repeatable studies only.
-
-    Nonces stay unique within one stream (a SHA-256 counter), so measurements
-    are unaffected, but anyone who knows ``seed`` knows every nonce; a second
-    stream with the same seed under the same key would reuse nonces.
-    """
-    counter = 0
-
-    def draw(size: int) -> bytes:
-        nonlocal counter
-        out = b""
-        while len(out) < size:
-            out += hashlib.sha256(f"shufflebits/experiment-nonces/{seed}/{counter}".encode()).digest()
-            counter += 1
-        return out[:size]
-
-    return draw
-
-
 class Cipher(ABC):
     """Base class: subclasses implement ``_encrypt_words`` / ``_decrypt_words`` on unsigned words."""
 
@@ -78,7 +57,7 @@ class Cipher(ABC):
             )
         self.key = key
         # Where per-vector nonces come from: the OS CSPRNG unless an experiment
-        # asks for repeatable runs (see ``experiment_nonces``).
+        # asks for repeatable runs (see ``hazmat.experiment_nonces``).
         self.nonce_source = nonce_source or os.urandom
 
     @property

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     from ..attacks.leakage import leakage_markdown, leakage_matrix, write_leakage
-    from ..models.extractor import check_device
+    from ..runtime import check_device
     from ..study.pipeline import prepare_victim
     from ..study.profiles import get_profile
 
@@ -47,7 +47,7 @@ def handler(args) -> int:
             victim.user_query,
             victim.user_gallery,
             victim.embed,
-            profile=profile.attack_profile,
+            profile=profile.attacks,
             seed=args.seed,
             device=args.device,
             out_dir=out,

@@ -1,7 +1,7 @@
 """Arguments several sub-commands share, declared once so their spelling and help agree.
 
 Only declarations live here: values are checked where they are used
-(``shufflebits.data.sizes.parse_size``, ``shufflebits.models.extractor.check_device``),
+(``shufflebits.data.sizes.parse_size``, ``shufflebits.runtime.check_device``),
 so the Python API and the command line refuse the same input with the same message.
 """
 
@@ -39,7 +39,7 @@ def add_size(parser: argparse.ArgumentParser, default: str | None, help: str) ->
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device``, checked by ``shufflebits.models.extractor.check_device``."""
+    """``--device``, checked by ``shufflebits.runtime.check_device``."""
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
 

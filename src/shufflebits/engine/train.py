@@ -29,7 +29,7 @@ from ..atomic import atomic_write
 from ..data.sizes import check_size
 from ..errors import ShuffleBitsError
 from ..models.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
-from ..models.extractor import check_device
+from ..runtime import check_device
 from ..registry import create_model
 from .losses import batch_hard_triplet_loss, identity_loss
 

@@ -23,6 +23,7 @@ from PIL import Image
 from ..data.sizes import check_size
 from ..data.transforms import read_image
 from ..errors import ShuffleBitsError
+from ..runtime import check_device
 from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelWeights, load_model
 
 # On CPU a forward over many large images spills its activations out of the
@@ -44,21 +45,6 @@ def load_image(image: Image.Image | str | os.PathLike | np.ndarray) -> Image.Ima
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     raise ShuffleBitsError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
-
-
-def check_device(device: str) -> str:
-    """Refuse a device this machine cannot use here, not deep inside torch with a traceback."""
-    device = str(device)
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ShuffleBitsError(f"--device {device} requested but CUDA is not available here; use --device cpu")
-        index, count = device[len("cuda:") :], torch.cuda.device_count()
-        if device != "cuda" and not (index.isdecimal() and int(index) < count):
-            raise ShuffleBitsError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-        return device
-    raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
 
 
 class FeatureExtractor(ABC):

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from ..attacks.attribute import torch_threads
+from ..runtime import torch_threads
 from ..attacks.types import LabelledFeatures
 from ..errors import ShuffleBitsError
 from .cache import cached_stage, code_version, file_hash
@@ -149,7 +149,7 @@ def _generate_world(
 
 def check_inputs(victim: str | None, weights, dataset: str | None, root, attributes, device: str) -> None:
     """Refuse bad paths and options at once, before any stage spends minutes."""
-    from ..models.extractor import check_device
+    from ..runtime import check_device
 
     check_device(device)
     if victim is not None and victim.startswith("onnx:"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..attacks.types import AttackProfile
 from ..errors import ShuffleBitsError
 
 
@@ -29,7 +30,7 @@ class Profile:
     batch_size: int  # P x K with K = 4 (``engine.train``)
     lr: float  # Adam's peak learning rate (after the warm-up)
     max_minutes: float  # safety cap on victim training; generous, since a cut run is not reproducible
-    attack_profile: str  # profile name passed to ``leakage_matrix``
+    attacks: AttackProfile  # how hard the leakage matrix's attacks try
     recon_size: tuple[int, int]  # (H, W) of the image copies the reconstruction attack learns
     bench_mib: int  # MiB of float32 features per cipher in the throughput benchmark
 
@@ -50,7 +51,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=64,
         lr=3e-3,
         max_minutes=5.0,
-        attack_profile="smoke",
+        attacks=AttackProfile(mlp_epochs=8, paper_epochs=4, hidden=64, bits_hidden=16, recon_epochs=2, recon_width=16, recon_variants=("autoencoder",), surrogate_epochs=1, permutations=50),
         recon_size=(32, 16),
         bench_mib=1,
     ),
@@ -70,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=64,
         lr=3e-3,
         max_minutes=10.0,
-        attack_profile="quick",
+        attacks=AttackProfile(mlp_epochs=20, paper_epochs=100, hidden=256, bits_hidden=16, recon_epochs=8, recon_width=32, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=200),
         recon_size=(32, 16),
         bench_mib=8,
     ),
@@ -86,7 +87,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=64,
         lr=3e-3,
         max_minutes=30.0,
-        attack_profile="default",
+        attacks=AttackProfile(mlp_epochs=40, paper_epochs=100, hidden=256, bits_hidden=32, recon_epochs=10, recon_width=48, recon_variants=("autoencoder",), surrogate_epochs=3, permutations=500),
         recon_size=(64, 32),
         bench_mib=64,
     ),
@@ -102,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=64,
         lr=3e-3,
         max_minutes=24 * 60.0,
-        attack_profile="paper",
+        attacks=AttackProfile(mlp_epochs=100, paper_epochs=100, hidden=512, bits_hidden=512, recon_epochs=100, recon_width=64, recon_variants=("autoencoder", "gan"), surrogate_epochs=20, permutations=1000),
         recon_size=(128, 64),
         bench_mib=64,
     ),

@@ -79,7 +79,7 @@ def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, dev
 
     inputs = {
         "features": victim.key,
-        "attack_profile": profile.attack_profile,
+        "attacks": profile.attacks,
         "seed": seed,
         "device": device,
         "code": code_version("attacks", "ciphers"),
@@ -91,7 +91,7 @@ def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, dev
             victim.user_query,
             victim.user_gallery,
             victim.embed,
-            profile=profile.attack_profile,
+            profile=profile.attacks,
             seed=seed,
             device=device,
             out_dir=folder,

@@ -1,0 +1,105 @@
+"""The cipher catalogue: the one place that declares each cipher and what it can do.
+
+Keys, files, the ``nn`` module, the HTTP wire format, the leakage matrix, CLI
+choices and the report read these records; nothing else compares cipher names.
+Adding a cipher = one class in its own module under ``shufflebits.ciphers`` plus
+one ``CipherSpec`` entry here. This module imports nothing heavy (no numba,
+torch or cryptography), so ``shufflebits --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields
+
+from ..errors import ShuffleBitsError
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    """What a cipher is, declared once.
+
+    ``target`` is ``"module:Class"``, resolved lazily. ``permutation`` says
+    which keyed bit permutation the scheme applies (``"fixed"``: one for every
+    element, ``"per-dimension"``: one per feature dimension, ``"per-element"``:
+    fresh per value from a nonce; ``None``: not a permutation), so attacks know
+    where key recovery applies. ``matchable``: similarities can be computed on
+    ciphertexts without decrypting.
+    """
+
+    name: str
+    family: str
+    mode: str
+    target: str
+    description: str
+    format_preserving: bool
+    authenticated: bool
+    exact: bool = True
+    invertible: bool = True
+    matchable: bool = False
+    nonce_bytes: int = 0
+    tag_bytes: int = 0
+    permutation: str | None = None
+    deployable: bool = True
+    order: int = 100
+
+    def resolve(self) -> type:
+        """The cipher class (imports its module on first use)."""
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+SPECS: tuple[CipherSpec, ...] = (
+    CipherSpec(
+        name="shufflebits", family="shufflebits", mode="fixed",
+        target="shufflebits.ciphers.shufflebits:ShuffleBits",
+        description="ShuffleBits, one bit permutation for every element (the paper)",
+        format_preserving=True, authenticated=False, permutation="fixed", order=10,
+    ),
+    CipherSpec(
+        name="shufflebits-dim", family="shufflebits", mode="per-dimension",
+        target="shufflebits.ciphers.shufflebits:ShuffleBits",
+        description="ShuffleBits, one bit permutation per feature dimension",
+        format_preserving=True, authenticated=False, permutation="per-dimension", order=20,
+    ),
+    CipherSpec(
+        name="shufflebits-otp", family="shufflebits", mode="one-time",
+        target="shufflebits.ciphers.shufflebits:ShuffleBits",
+        description="ShuffleBits, fresh permutations per value from key + per-vector nonce",
+        format_preserving=True, authenticated=False, nonce_bytes=16, permutation="per-element", order=30,
+    ),
+    CipherSpec(
+        name="chacha20", family="chacha", mode="pad",
+        target="shufflebits.ciphers.chacha:ChaChaPad",
+        description="ChaChaPad, XOR with a ChaCha20 keystream per vector (format-preserving)",
+        format_preserving=True, authenticated=False, nonce_bytes=16, order=40,
+    ),
+    CipherSpec(
+        name="aes-gcm", family="aes-gcm", mode="aead",
+        target="shufflebits.ciphers.aesgcm:AesGcm",
+        description="AES-256-GCM per vector, the authenticated baseline",
+        format_preserving=False, authenticated=True, nonce_bytes=12, tag_bytes=16, order=50,
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in SPECS}
+if len(_BY_NAME) != len(SPECS):
+    raise RuntimeError("a cipher name is declared twice in the catalogue")
+_FIELDS = {f.name for f in fields(CipherSpec)}
+
+
+def spec(name: str) -> CipherSpec:
+    """The record of cipher ``name``; an unknown name lists what exists."""
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise ShuffleBitsError(f"unknown cipher {name!r}; expected one of {', '.join(cipher_names())}") from None
+
+
+def cipher_names(**where) -> tuple[str, ...]:
+    """Cipher names in report order, filtered by field values (e.g. ``permutation="fixed"``)."""
+    unknown = sorted(set(where) - _FIELDS)
+    if unknown:
+        raise ValueError(f"CipherSpec has no field(s) {', '.join(unknown)}")
+    chosen = [s for s in SPECS if all(getattr(s, k) == v for k, v in where.items())]
+    return tuple(s.name for s in sorted(chosen, key=lambda s: (s.order, s.name)))

@@ -1,0 +1,41 @@
+"""Where torch runs and on how many threads: one home for the device and thread policy.
+
+On 2 shared cores torch's default of one thread per core becomes 10-50x slower
+whenever another process is busy, so the study, the attacks and the tests pin
+small models to one thread with ``torch_threads``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .errors import ShuffleBitsError
+
+
+def check_device(device: str) -> str:
+    """Refuse a device this machine cannot use here, not deep inside torch with a traceback."""
+    device = str(device)
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ShuffleBitsError(f"device {device!r} requested but CUDA is not available here; use device 'cpu'")
+        index, count = device[len("cuda:") :], torch.cuda.device_count()
+        if device != "cuda" and not (index.isdecimal() and int(index) < count):
+            raise ShuffleBitsError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return device
+    raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` torch threads (``None``: unchanged): small models' steps are slower split across cores."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
