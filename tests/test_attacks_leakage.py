@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from shufflebits.attacks.leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
+from shufflebits.attacks.leakage import CIPHERS, leakage_markdown, leakage_matrix, read_leakage, write_leakage
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.profiles import PROFILES
 from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
@@ -18,18 +19,20 @@ METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1"
 def matrix(tmp_path_factory):
     out = tmp_path_factory.mktemp("leakage")
     attacker, query, gallery, embed = make_world(identities=60, per_id=4, d=24, size=(16, 8))
-    rows = leakage_matrix(attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, seed=0, out_dir=out, progress=False)
-    return rows, out
+    result = leakage_matrix(attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, seed=0, progress=False)
+    return result, out
 
 
 def _one(rows, cipher, metric):
+    rows = [r.as_dict() for r in rows.rows] if hasattr(rows, "rows") else rows
     found = [r for r in rows if r["cipher"] == cipher and r["metric"] == metric]
     assert len(found) == 1, (cipher, metric, found)
     return found[0]
 
 
 def test_rows_follow_the_schema(matrix):
-    rows, _ = matrix
+    result, _ = matrix
+    rows = [row.as_dict() for row in result.rows]
     for row in rows:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
         assert row["metric"] in METRICS and row["cipher"] in ("plaintext", *CIPHERS)
@@ -63,13 +66,18 @@ def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
 
 
 def test_files_are_written(matrix):
-    rows, out = matrix
-    json_path, md_path = write_leakage(rows, out)
+    result, out = matrix
+    json_path, md_path = write_leakage(result, out)
+    rows = [row.as_dict() for row in result.rows]
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(rows))
+    again = read_leakage(out)
+    assert again.rows == result.rows and set(again.grids) == set(result.grids)
+    assert all(np.array_equal(again.grids[key], result.grids[key]) for key in result.grids)
     table = md_path.read_text()
     assert table.startswith("| cipher | attack | metric |") and table.count("\n") == len(rows) + 2
     assert leakage_markdown(rows, per_attribute=False).count("attr_bacc |") == 0
     assert sorted(p.name for p in out.glob("reconstruction_plaintext_*.png")) == ["reconstruction_plaintext_recon-autoencoder.png"]
+    assert ("plaintext", "recon-autoencoder") in result.grids
 
 
 def test_bad_arguments_raise():
@@ -85,7 +93,7 @@ def test_bit_view_attacks_use_their_own_width():
 
     attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
     profile = PROFILES["quick"].attacks
-    matrix = _Matrix(attacker, query, gallery, embed, profile, 0, "cpu", None, False)
+    matrix = _Matrix(attacker, query, gallery, embed, profile, 0, "cpu", False)
     assert matrix.attribute_model("mlp", "bits").hidden == profile.bits_hidden
     assert matrix.attribute_model("mlp", "invariants").hidden == matrix.attribute_model("mlp", None).hidden == profile.hidden
     assert all(p.bits_hidden <= p.hidden for p in (q.attacks for q in PROFILES.values()))
@@ -103,7 +111,7 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
     """The handler with the study's victim preparation and the matrix replaced by stand-ins."""
     import contextlib
 
-    from shufflebits.attacks import leakage
+    from shufflebits.attacks import LeakageResult, LeakageRow, leakage
     from shufflebits.cli import main
     from shufflebits.study import pipeline
 
@@ -117,13 +125,14 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
 
     def fake_matrix(*args, **kwargs):
         calls["matrix"] = kwargs
-        return [{"cipher": "plaintext", "attack": "attr-mlp", "metric": "attr_bacc_mean", "value": 0.7, "chance": 0.4, "n": 3}]
+        row = LeakageRow(cipher="plaintext", attack="attr-mlp", metric="attr_bacc_mean", value=0.7, chance=0.4, n=3)
+        return LeakageResult(rows=(row,))
 
     monkeypatch.setattr(pipeline, "prepare_victim", fake_prepare)
     monkeypatch.setattr(leakage, "leakage_matrix", fake_matrix)
     out = tmp_path / "run"
     assert main(["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]) == 0
     assert calls["prepare"][0] == "quick" and calls["prepare"][1]["seed"] == 5 and not calls["prepare"][1]["progress"]
-    assert calls["matrix"]["profile"] == PROFILES["quick"].attacks and calls["matrix"]["out_dir"] == out
+    assert calls["matrix"]["profile"] == PROFILES["quick"].attacks
     assert json.loads((out / "leakage.json").read_text())[0]["value"] == 0.7
     assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out

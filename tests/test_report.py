@@ -60,7 +60,7 @@ def test_jsonable_unwraps_numpy_and_nulls_non_finite_numbers():
 
 def test_page_shows_matrix_per_attribute_table_and_embedded_figures(tmp_path):
     results = _results()
-    index_html, results_json = write_report(results, build_figures(results, None), tmp_path)
+    index_html, results_json = write_report(results, build_figures(results, {}), tmp_path)
     page = index_html.read_text()
     assert 'id="leakage-matrix"' in page and 'id="leakage-attributes"' in page and 'id="reid"' in page
     assert "0.810" in page and "0.200" in page and "0.770" not in page.split('id="leakage-attributes"')[0]
@@ -73,7 +73,7 @@ def test_page_shows_matrix_per_attribute_table_and_embedded_figures(tmp_path):
 
 def test_failed_stages_are_named_on_the_page_and_in_the_summary(tmp_path):
     results = _results(leakage=None, failures={"leakage": "ModuleNotFoundError: No module named 'x'"})
-    page = render_html(results, build_figures(results, None))
+    page = render_html(results, build_figures(results, {}))
     assert "did not complete" in page and "No module named" in page
     assert 'id="leakage-matrix"' not in page
     assert "FAILED leakage" in summary_table(results)
@@ -93,7 +93,7 @@ def test_summary_lists_best_attack_per_cipher():
 
 @pytest.mark.parametrize("history", [None, []])
 def test_no_training_curve_without_history(history):
-    figures = build_figures(_results(training_history=history), None)
+    figures = build_figures(_results(training_history=history), {})
     assert "training" not in figures
 
 

@@ -125,11 +125,11 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
             assert again.cached == []
             for name in ("attacker", "user_query", "user_gallery"):
                 assert np.array_equal(getattr(first, name).features, getattr(again, name).features)
-            rows = leakage_matrix(
+            result = leakage_matrix(
                 again.attacker, again.user_query, again.user_gallery, again.embed,
                 profile=PROFILES["smoke"].attacks, seed=SEED, progress=False, ciphers=NONCE_FREE[1:],
             )
-    json_path, _ = write_leakage(rows, tmp_path)
+    json_path, _ = write_leakage(result, tmp_path)
     expected = [row for row in smoke.results["leakage"] if row["cipher"] in NONCE_FREE]
     # Float reductions over partially decrypted (huge) values may differ in the last bits; the report shows 3 decimals.
     assert _close(json.loads(json_path.read_text()), expected)

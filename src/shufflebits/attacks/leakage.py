@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..runtime import torch_threads
 from .attribute import AttributeInference, attribute_scores, permutation_null
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
-from .reconstruction import Reconstructor, evaluate_reconstruction, rank1, save_grid, shuffled_rank1
-from .types import AttackProfile, LabelledFeatures
+from .reconstruction import Reconstructor, evaluate_reconstruction, grid_png, rank1, reconstruction_grid, shuffled_rank1
+from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import invariant_view
 
 CIPHERS = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
@@ -45,12 +45,12 @@ def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
 class _Matrix:
     """Collects rows for one run; one instance per ``leakage_matrix`` call."""
 
-    def __init__(self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, out_dir, progress):
+    def __init__(self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress):
         self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, embed
         self.users = _concat(query, gallery)
         self.profile, self.seed, self.device, self.progress = profile, seed, device, progress
-        self.out_dir = None if out_dir is None else Path(out_dir)
         self.rows: list[dict] = []
+        self.grids: dict[tuple[str, str], np.ndarray] = {}
         self.can_reconstruct = attacker.images is not None and query.images is not None
 
     def attribute_model(self, config: str, view: str | None) -> AttributeInference:
@@ -101,8 +101,7 @@ class _Matrix:
             "cipher": cipher, "attack": attack, "metric": "recon_rank1", "value": result["rank1"],
             "chance": result["rank1_chance"], "n": result["n"], "gallery_identities": result["gallery_identities"],
         })
-        if self.out_dir is not None:
-            save_grid(self.query.images, reconstructions, self.out_dir / f"reconstruction_{cipher}_{attack}.png")
+        self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
     def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features) -> None:
         self.rows.append({
@@ -175,16 +174,15 @@ def leakage_matrix(
     profile: AttackProfile,
     seed: int = 0,
     device: str = "cpu",
-    out_dir=None,
     progress: bool = True,
     ciphers: tuple[str, ...] = CIPHERS,
-) -> list[dict]:
-    """Rows ``{cipher, attack, metric, value, chance, n, ...}`` for plaintext and each cipher.
+) -> LeakageResult:
+    """``LeakageResult``: rows (``LeakageRow``) for plaintext and each cipher, and reconstruction grids.
 
     Metrics: ``attr_bacc_mean`` (best attack, with ``chance_ci``/``p_value``
     from a label-permutation test and every ``candidates`` score), ``attr_bacc``
     per ``attribute``, ``recon_cosine_distance`` and ``recon_rank1`` (when the
-    sets carry images; grids go to ``out_dir``), ``reid_rank1`` (plaintext
+    sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ShuffleBits fixed and per-dimension, against the true key).
     ``chance`` for attributes is what a constant guess scores; ``chance_ci`` is
@@ -203,7 +201,7 @@ def leakage_matrix(
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(CIPHERS)}")
     if attacker.features.shape[1] != user_query.features.shape[1] or user_query.features.shape[1] != user_gallery.features.shape[1]:
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
-    matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, out_dir, progress)
+    matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, progress)
     steps = ["plaintext", *ciphers]
     with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
@@ -212,7 +210,7 @@ def leakage_matrix(
                 plain_model, decoders = matrix.plaintext()
             else:
                 matrix.cipher(step, plain_model, decoders)
-    return matrix.rows
+    return LeakageResult(rows=tuple(LeakageRow.from_dict(_plain(row)) for row in matrix.rows), grids=matrix.grids)
 
 
 def _cell(value) -> str:
@@ -223,8 +221,9 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
-def leakage_markdown(rows: list[dict], per_attribute: bool = True) -> str:
+def leakage_markdown(rows, per_attribute: bool = True) -> str:
     """The rows as a Markdown table (one line per row; ``per_attribute=False`` leaves out ``attr_bacc`` rows)."""
+    rows = [row.as_dict() if isinstance(row, LeakageRow) else row for row in rows]
     if not per_attribute:
         rows = [row for row in rows if row["metric"] != "attr_bacc"]
     header = ["cipher", "attack", "metric", "attribute", "value", "chance", "chance 95% CI", "p", "n"]
@@ -248,10 +247,34 @@ def _plain(value):
     return value
 
 
-def write_leakage(rows: list[dict], out_dir) -> tuple[Path, Path]:
-    """``out_dir/leakage.json`` (the list of rows) and ``out_dir/leakage.md``."""
+GRIDS_FILE = "reconstructions.json"  # [{cipher, attack, file}] naming the grid PNGs beside leakage.json
+
+
+def write_leakage(result: LeakageResult, out_dir) -> tuple[Path, Path]:
+    """``out_dir/leakage.json`` (the list of rows), ``leakage.md``, and one PNG per reconstruction grid."""
+
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / "leakage.json", out_dir / "leakage.md"
-    atomic_write_text(json_path, json.dumps(_plain(rows), indent=1) + "\n")
-    atomic_write_text(md_path, leakage_markdown(rows))
+    index = []
+    for (cipher, attack), grid in result.grids.items():
+        name = f"reconstruction_{cipher}_{attack}.png"
+        with atomic_write(out_dir / name, "wb") as handle:
+            handle.write(grid_png(grid))
+        index.append({"cipher": cipher, "attack": attack, "file": name})
+    atomic_write_text(out_dir / GRIDS_FILE, json.dumps(index, indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps([row.as_dict() for row in result.rows], indent=1) + "\n")
+    atomic_write_text(md_path, leakage_markdown(result.rows))
     return json_path, md_path
+
+
+def read_leakage(folder) -> LeakageResult:
+    """What ``write_leakage`` wrote into ``folder``, back in memory."""
+    from PIL import Image
+
+    folder = Path(folder)
+    rows = tuple(LeakageRow.from_dict(row) for row in json.loads((folder / "leakage.json").read_text()))
+    grids = {}
+    for entry in json.loads((folder / GRIDS_FILE).read_text()):
+        with Image.open(folder / entry["file"]) as image:
+            grids[(entry["cipher"], entry["attack"])] = np.asarray(image.convert("RGB"))
+    return LeakageResult(rows=rows, grids=grids)

@@ -303,8 +303,8 @@ def evaluate_reconstruction(
     return result
 
 
-def save_grid(originals: np.ndarray, reconstructions: np.ndarray, path, columns: int = 8, count: int = 16) -> None:
-    """PNG of pairs original | reconstruction, ``count`` pairs in rows of ``columns`` pairs."""
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, columns: int = 8, count: int = 16) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` image of pairs original | reconstruction, ``count`` pairs in rows of ``columns`` pairs."""
     count = min(count, len(reconstructions))
     if count == 0:
         raise ShuffleBitsError("no reconstructions to draw")
@@ -320,11 +320,21 @@ def save_grid(originals: np.ndarray, reconstructions: np.ndarray, path, columns:
         canvas[y : y + h, x + w : x + 2 * w] = reconstructions[i].transpose(1, 2, 0)
     image = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8))
     scale = max(1, 256 // image.height)
-    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    return np.asarray(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+
+
+def grid_png(grid: np.ndarray) -> bytes:
+    """PNG bytes of a ``reconstruction_grid``."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    Image.fromarray(grid).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_grid(originals: np.ndarray, reconstructions: np.ndarray, path, columns: int = 8, count: int = 16) -> None:
+    """PNG of pairs original | reconstruction (``reconstruction_grid``), written atomically."""
+    png = grid_png(reconstruction_grid(originals, reconstructions, columns, count))
     with atomic_write(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(png)
 
 
 @register("attack", "recon-autoencoder")

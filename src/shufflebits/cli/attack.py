@@ -42,7 +42,7 @@ def handler(args) -> int:
     with prepare_victim(
         profile, out, victim=args.victim, weights=args.weights, device=args.device, seed=args.seed, progress=progress
     ) as victim:
-        rows = leakage_matrix(
+        result = leakage_matrix(
             victim.attacker,
             victim.user_query,
             victim.user_gallery,
@@ -50,11 +50,10 @@ def handler(args) -> int:
             profile=profile.attacks,
             seed=args.seed,
             device=args.device,
-            out_dir=out,
             progress=progress,
         )
-    json_path, md_path = write_leakage(rows, out)
+    json_path, md_path = write_leakage(result, out)
     print(f"victim: {victim.victim}; data: {victim.dataset}")
-    print(leakage_markdown(rows, per_attribute=False))
+    print(leakage_markdown(result.rows, per_attribute=False))
     print(f"per-attribute rows in {md_path}; all rows in {json_path}", file=sys.stderr)
     return 0

@@ -217,24 +217,17 @@ def leakage_html(rows: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def reconstruction_html(leakage_dir: Path | None) -> str:
-    """The attack's image grids (original | reconstruction), one per cipher, embedded."""
-    images = sorted(leakage_dir.glob("*.png")) if leakage_dir is not None else []
-    if not images:
-        return "<p>No reconstruction images were written by the attack stage.</p>"
+def reconstruction_html(grids: dict) -> str:
+    """The attack's image grids (original | reconstruction), one per (cipher, attack), embedded."""
+    if not grids:
+        return "<p>No reconstruction images were made by the attack stage.</p>"
+    from ..attacks.reconstruction import grid_png
 
-    def order(path: Path) -> tuple:
-        ranks = [i for i, name in enumerate(CIPHER_ORDER) if name in path.stem.split("_") or path.stem.endswith(name)]
-        return (max(ranks) if ranks else len(CIPHER_ORDER), path.stem)
-
-    def caption(path: Path) -> str:
-        parts = path.stem.split("_", 2)  # reconstruction_<cipher>_<attack>
-        return f"{parts[1]}: {parts[2]}" if len(parts) == 3 else path.stem
-
+    ordered = sorted(grids, key=lambda key: (_cipher_rank(key[0]), key[1]))
     return '<p class="note">Each grid: pairs of a user image (left) and what the attack rebuilt from its leaked features (right).</p>' + "\n".join(
-        f'<figure><img class="grid" src="{_png_uri(path.read_bytes())}" alt="{html.escape(caption(path))}">'
-        f"<figcaption>{html.escape(caption(path))}</figcaption></figure>"
-        for path in sorted(images, key=order)
+        f'<figure><img class="grid" src="{_png_uri(grid_png(grids[key]))}" alt="{html.escape(f"{key[0]}: {key[1]}")}">'
+        f"<figcaption>{html.escape(f'{key[0]}: {key[1]}')}</figcaption></figure>"
+        for key in ordered
     )
 
 
@@ -375,14 +368,14 @@ def _section(title: str, anchor: str, content: str | None, failure: str | None) 
     return f'<section id="{anchor}"><h2>{title}</h2>{failed}{content or ""}</section>'
 
 
-def build_figures(results: dict, leakage_dir: Path | None) -> dict[str, str]:
-    """The page's images (data URIs) from the results and the attack stage's PNGs.
+def build_figures(results: dict, grids: dict) -> dict[str, str]:
+    """The page's images (data URIs) from the results and the attack stage's reconstruction grids.
 
     Separate from ``render_html`` so the study can time it as the report stage.
     """
     figures = {}
     if results.get("leakage"):
-        figures["reconstruction"] = reconstruction_html(leakage_dir)
+        figures["reconstruction"] = reconstruction_html(grids)
     history = results.get("training_history")
     if history:
         uri = training_figure(history)

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..attacks.types import LeakageResult
 from .cache import cached_stage, code_version
 from .pipeline import VictimData, check_inputs, prepare_victim, study_seeds
 from .profiles import Profile, get_profile
@@ -73,9 +74,9 @@ class _StudyStages:
         self.log(f"stage {name} skipped: {reason}")
 
 
-def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, device: str, progress: bool) -> tuple[list[dict], Path, bool]:
-    """Rows of the leakage matrix (cached by the features' key), the folder with its images, whether cached."""
-    from ..attacks.leakage import leakage_matrix, write_leakage
+def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, device: str, progress: bool) -> tuple[LeakageResult, bool]:
+    """The leakage matrix (cached by the features' key), and whether it came from the cache."""
+    from ..attacks.leakage import leakage_matrix, read_leakage, write_leakage
 
     inputs = {
         "features": victim.key,
@@ -86,7 +87,7 @@ def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, dev
     }
 
     def build(folder: Path) -> None:
-        rows = leakage_matrix(
+        result = leakage_matrix(
             victim.attacker,
             victim.user_query,
             victim.user_gallery,
@@ -94,15 +95,14 @@ def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, dev
             profile=profile.attacks,
             seed=seed,
             device=device,
-            out_dir=folder,
             progress=progress,
         )
-        write_leakage(rows, folder)
+        write_leakage(result, folder)
 
     folder, was_cached = cached_stage(out_dir / "cache", "leakage", inputs, build)
-    rows = json.loads((folder / "leakage.json").read_text())
-    write_leakage(rows, out_dir)
-    return rows, folder, was_cached
+    result = read_leakage(folder)
+    write_leakage(result, out_dir)
+    return result, was_cached
 
 
 def _reid_figures(evaluate, query, gallery, qf: np.ndarray, gf: np.ndarray) -> dict:
@@ -219,7 +219,7 @@ def run_study(
             root=root, via_http=via_http, seed=seed, progress=progress, attributes=attributes,
         ),
     )
-    leakage_rows, leakage_dir, reid, cached = None, None, None, []
+    leakage, reid, cached = None, None, []
     if victim_data is None:
         for name in ("leakage", "reid"):
             stages.skip(name, "the victim stage failed")
@@ -227,7 +227,7 @@ def run_study(
         with victim_data:
             outcome = stages.run("leakage", lambda: _leakage(victim_data, profile, out_dir, seed, device, progress))
             if outcome is not None:
-                leakage_rows, leakage_dir, leakage_cached = outcome
+                leakage, leakage_cached = outcome
                 cached = victim_data.cached + (["leakage"] if leakage_cached else [])
             reid = stages.run("reid", lambda: _reid(victim_data))
 
@@ -258,7 +258,7 @@ def run_study(
             "epochs_trained": None if victim_data.history is None else len(victim_data.history),
         },
         "training_history": None if victim_data is None else victim_data.history,
-        "leakage": leakage_rows,
+        "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
         "reid": reid,
         "throughput": throughput,
         "timings": timings,
@@ -267,7 +267,7 @@ def run_study(
         "environment": env,
     }
     report_start = time.perf_counter()
-    figures = build_figures(results, leakage_dir)
+    figures = build_figures(results, {} if leakage is None else leakage.grids)
     timings["report"] = time.perf_counter() - report_start
     timings["total"] = time.perf_counter() - wall_start
     index_html, results_json = write_report(results, figures, out_dir)
