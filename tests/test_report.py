@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -102,3 +103,20 @@ def test_cached_stages_are_marked_in_the_timings_table():
     page = render_html(results, {})
     timings = page.split('<table id="timings">')[1].split("</table>")[0]
     assert "leakage (cached)" in timings and "victim (cached)" not in timings
+
+
+def test_training_section_names_the_failed_victim_stage():
+    results = _results(training_history=None, failures={"train_victim": "RuntimeError: diverged"})
+    page = render_html(results, build_figures(results, {}))
+    training = page.split('<section id="training">')[1].split("</section>")[0]
+    assert "did not complete: train_victim: RuntimeError: diverged" in training
+
+
+def test_matrix_lists_features_in_catalogue_order():
+    from shufflebits.ciphers.catalogue import cipher_names
+
+    rows = [{**ROWS[0], "cipher": name} for name in reversed(cipher_names())] + [ROWS[0]]
+    page = render_html(_results(leakage=rows), {})
+    matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
+    names = re.findall(r'<td class="name">([^<]+)</td>', matrix)
+    assert names == ["plaintext", *cipher_names()]
