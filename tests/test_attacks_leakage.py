@@ -108,7 +108,8 @@ def test_cli_registers_the_attack_command():
     assert args.func is handler and args.seed == 3 and args.no_progress and args.victim is None
     config = options.study_config(args)
     assert config.profile == PROFILES["quick"] and config.seed == 3 and config.via_http and not config.progress
-    assert config.data.dataset == "market1501" and config.data.root.endswith("/r") and config.data.attributes.endswith("/a.mat")
+    assert config.data.dataset == "market1501"
+    assert config.data.root.endswith("/r") and config.data.attributes.endswith("/a.mat")
 
 
 def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys):

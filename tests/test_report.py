@@ -19,9 +19,25 @@ ROWS = [
     {"cipher": "plaintext", "attack": "linear", "metric": "attr_bacc_mean", "value": 0.77, "chance": 0.4, "n": 50},
     {"cipher": "plaintext", "attack": "ae", "metric": "recon_cosine_distance", "value": 0.30, "chance": 0.9, "n": 50},
     {"cipher": "plaintext", "attack": "gan", "metric": "recon_cosine_distance", "value": 0.20, "chance": 0.9, "n": 50},
-    {"cipher": "plaintext", "attack": "mlp", "metric": "attr_bacc", "attribute": "gender", "value": 0.95, "chance": 0.5, "n": 50},
+    {
+        "cipher": "plaintext",
+        "attack": "mlp",
+        "metric": "attr_bacc",
+        "attribute": "gender",
+        "value": 0.95,
+        "chance": 0.5,
+        "n": 50,
+    },
     {"cipher": "aes-gcm", "attack": "bits", "metric": "attr_bacc_mean", "value": 0.41, "chance": 0.4, "n": 50},
-    {"cipher": "aes-gcm", "attack": "bits", "metric": "attr_bacc", "attribute": "gender", "value": 0.49, "chance": 0.5, "n": 50},
+    {
+        "cipher": "aes-gcm",
+        "attack": "bits",
+        "metric": "attr_bacc",
+        "attribute": "gender",
+        "value": 0.49,
+        "chance": 0.5,
+        "n": 50,
+    },
 ]
 
 
@@ -40,7 +56,12 @@ def _results(**overrides) -> dict:
         "throughput": [{"name": "ShuffleBits fixed", "kernel": "numba", "mfloat_per_s": 900.0}],
         "timings": {"victim": 1.5, "leakage": 2.5, "total": 4.0},
         "failures": {},
-        "environment": {"started_utc": "2026-01-01 00:00:00", "seeds": {"seed": 0}, "python": "3.11", "profile": {"epochs": 2}},
+        "environment": {
+            "started_utc": "2026-01-01 00:00:00",
+            "seeds": {"seed": 0},
+            "python": "3.11",
+            "profile": {"epochs": 2},
+        },
     }
     results.update(overrides)
     return results

@@ -34,8 +34,14 @@ CACHED_STAGES = {"user_world", "victim_world", "train_victim", "extract_features
 NONCE_FREE = ("plaintext", "shufflebits", "shufflebits-dim")  # rows that are a function of the seed alone
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -100,7 +106,12 @@ def test_browser_renders_the_matrix_and_decodes_every_image(smoke, tmp_path):
     for cipher in ("plaintext", *CIPHERS):
         assert f'<td class="name">{cipher}</td>' in matrix
     screenshot = tmp_path / "page.png"
-    subprocess.run([*flags, "--window-size=1200,2000", f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, "--window-size=1200,2000", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     pixels = np.asarray(Image.open(screenshot).convert("L"))
@@ -158,8 +169,14 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
             for name in ("attacker", "user_query", "user_gallery"):
                 assert np.array_equal(getattr(first, name).features, getattr(again, name).features)
             result = leakage_matrix(
-                again.attacker, again.user_query, again.user_gallery, again.embed,
-                profile=PROFILES["smoke"].attacks, seed=SEED, progress=False, ciphers=NONCE_FREE[1:],
+                again.attacker,
+                again.user_query,
+                again.user_gallery,
+                again.embed,
+                profile=PROFILES["smoke"].attacks,
+                seed=SEED,
+                progress=False,
+                ciphers=NONCE_FREE[1:],
             )
     json_path, _ = write_leakage(result, tmp_path)
     expected = [row for row in smoke.results["leakage"] if row["cipher"] in NONCE_FREE]
@@ -245,8 +262,13 @@ def test_config_validation_names_parameters_on_one_line(options, message, tmp_pa
 
 def test_config_is_frozen_all_the_way_down():
     config = StudyConfig.from_profile("smoke")
-    for owner, name in [(config, "seed"), (config.profile, "epochs"), (config.profile.attacks, "hidden"),
-                        (config.victim, "model"), (config.data, "root")]:
+    for owner, name in [
+        (config, "seed"),
+        (config.profile, "epochs"),
+        (config.profile.attacks, "hidden"),
+        (config.victim, "model"),
+        (config.data, "root"),
+    ]:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(owner, name, getattr(owner, name))
     assert config.validate() is config
@@ -266,7 +288,9 @@ def _toy_stage(name: str, needs=(), params=(), fail: bool = False) -> Stage:
             raise RuntimeError(f"{name} broke\nsecond line")
         (context.folder / "out.bin").write_text(f"{name} build {next(BUILDS)}")
 
-    return Stage(name, run=run, needs=needs, params=params, load=lambda context: (context.folder / "out.bin").read_bytes())
+    return Stage(
+        name, run=run, needs=needs, params=params, load=lambda context: (context.folder / "out.bin").read_bytes()
+    )
 
 
 TOY_GRAPH = [
