@@ -257,7 +257,7 @@ def victim_stages(config: StudyConfig) -> list[Stage]:
                 description=f"training the victim {victim.model} ({config.profile.epochs} epochs)",
             )
         )
-    loading = "the trained victim" if victim.trained_here else f"{Path(victim.onnx or victim.weights).name}"
+    loading = "the trained victim" if victim.trained_here else Path(victim.onnx or victim.weights).name
     stages += [
         Stage(
             "load_victim",
