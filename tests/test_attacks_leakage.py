@@ -100,39 +100,48 @@ def test_bit_view_attacks_use_their_own_width():
 
 
 def test_cli_registers_the_attack_command():
-    from shufflebits.cli import build_parser
+    from shufflebits.cli import build_parser, options
     from shufflebits.cli.attack import handler
 
-    args = build_parser().parse_args(["attack", "--profile", "quick", "--out", "x", "--seed", "3", "--no-progress"])
+    argv = ["attack", "--profile", "quick", "--out", "x", "--seed", "3", "--no-progress", "--via-http"]
+    args = build_parser().parse_args([*argv, "--dataset", "market1501", "--root", "r", "--attributes", "a.mat"])
     assert args.func is handler and args.seed == 3 and args.no_progress and args.victim is None
+    config = options.study_config(args)
+    assert config.profile == PROFILES["quick"] and config.seed == 3 and config.via_http and not config.progress
+    assert config.data.dataset == "market1501"
+    assert config.data.root.endswith("/r") and config.data.attributes.endswith("/a.mat")
 
 
 def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys):
-    """The handler with the study's victim preparation and the matrix replaced by stand-ins."""
-    import contextlib
-
+    """The handler with the study's victim stages and the matrix replaced by stand-ins; a re-run hits the cache."""
     from shufflebits.attacks import LeakageResult, LeakageRow, leakage
     from shufflebits.cli import main
-    from shufflebits.study import pipeline
+    from shufflebits.study import run
+    from shufflebits.study.stages import Stage
 
-    calls = {}
+    calls = {"matrix": 0}
     attacker, query, gallery, embed = make_world(identities=8, per_id=4, d=8, size=(16, 8))
 
-    @contextlib.contextmanager
-    def fake_prepare(profile, out_dir, **kwargs):
-        calls["prepare"] = (profile.name, kwargs)
-        yield type("Victim", (), dict(attacker=attacker, user_query=query, user_gallery=gallery, embed=embed, victim="toy", dataset="toy world"))()
+    def fake_features(context):
+        calls["config"] = context.config
+        return type("Victim", (), dict(attacker=attacker, user_query=query, user_gallery=gallery, embed=embed,
+                                       victim="toy", dataset="toy world"))()
 
     def fake_matrix(*args, **kwargs):
-        calls["matrix"] = kwargs
+        calls["matrix"] += 1
+        calls["kwargs"] = kwargs
         row = LeakageRow(cipher="plaintext", attack="attr-mlp", metric="attr_bacc_mean", value=0.7, chance=0.4, n=3)
         return LeakageResult(rows=(row,))
 
-    monkeypatch.setattr(pipeline, "prepare_victim", fake_prepare)
+    monkeypatch.setattr(run, "victim_stages", lambda config: [Stage("extract_features", run=fake_features)])
     monkeypatch.setattr(leakage, "leakage_matrix", fake_matrix)
     out = tmp_path / "run"
-    assert main(["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]) == 0
-    assert calls["prepare"][0] == "quick" and calls["prepare"][1]["seed"] == 5 and not calls["prepare"][1]["progress"]
-    assert calls["matrix"]["profile"] == PROFILES["quick"].attacks
+    argv = ["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]
+    assert main(argv) == 0
+    config = calls["config"]
+    assert config.profile.name == "quick" and config.seed == 5 and not config.progress
+    assert calls["kwargs"]["profile"] == PROFILES["quick"].attacks and calls["kwargs"]["seed"] == 5
     assert json.loads((out / "leakage.json").read_text())[0]["value"] == 0.7
+    assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out
+    assert main(argv) == 0 and calls["matrix"] == 1  # the leakage stage came from the cache
     assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -18,9 +19,25 @@ ROWS = [
     {"cipher": "plaintext", "attack": "linear", "metric": "attr_bacc_mean", "value": 0.77, "chance": 0.4, "n": 50},
     {"cipher": "plaintext", "attack": "ae", "metric": "recon_cosine_distance", "value": 0.30, "chance": 0.9, "n": 50},
     {"cipher": "plaintext", "attack": "gan", "metric": "recon_cosine_distance", "value": 0.20, "chance": 0.9, "n": 50},
-    {"cipher": "plaintext", "attack": "mlp", "metric": "attr_bacc", "attribute": "gender", "value": 0.95, "chance": 0.5, "n": 50},
+    {
+        "cipher": "plaintext",
+        "attack": "mlp",
+        "metric": "attr_bacc",
+        "attribute": "gender",
+        "value": 0.95,
+        "chance": 0.5,
+        "n": 50,
+    },
     {"cipher": "aes-gcm", "attack": "bits", "metric": "attr_bacc_mean", "value": 0.41, "chance": 0.4, "n": 50},
-    {"cipher": "aes-gcm", "attack": "bits", "metric": "attr_bacc", "attribute": "gender", "value": 0.49, "chance": 0.5, "n": 50},
+    {
+        "cipher": "aes-gcm",
+        "attack": "bits",
+        "metric": "attr_bacc",
+        "attribute": "gender",
+        "value": 0.49,
+        "chance": 0.5,
+        "n": 50,
+    },
 ]
 
 
@@ -39,7 +56,12 @@ def _results(**overrides) -> dict:
         "throughput": [{"name": "ShuffleBits fixed", "kernel": "numba", "mfloat_per_s": 900.0}],
         "timings": {"victim": 1.5, "leakage": 2.5, "total": 4.0},
         "failures": {},
-        "environment": {"started_utc": "2026-01-01 00:00:00", "seeds": {"seed": 0}, "python": "3.11", "profile": {"epochs": 2}},
+        "environment": {
+            "started_utc": "2026-01-01 00:00:00",
+            "seeds": {"seed": 0},
+            "python": "3.11",
+            "profile": {"epochs": 2},
+        },
     }
     results.update(overrides)
     return results
@@ -102,3 +124,20 @@ def test_cached_stages_are_marked_in_the_timings_table():
     page = render_html(results, {})
     timings = page.split('<table id="timings">')[1].split("</table>")[0]
     assert "leakage (cached)" in timings and "victim (cached)" not in timings
+
+
+def test_training_section_names_the_failed_victim_stage():
+    results = _results(training_history=None, failures={"train_victim": "RuntimeError: diverged"})
+    page = render_html(results, build_figures(results, {}))
+    training = page.split('<section id="training">')[1].split("</section>")[0]
+    assert "did not complete: train_victim: RuntimeError: diverged" in training
+
+
+def test_matrix_lists_features_in_catalogue_order():
+    from shufflebits.ciphers.catalogue import cipher_names
+
+    rows = [{**ROWS[0], "cipher": name} for name in reversed(cipher_names())] + [ROWS[0]]
+    page = render_html(_results(leakage=rows), {})
+    matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
+    names = re.findall(r'<td class="name">([^<]+)</td>', matrix)
+    assert names == ["plaintext", *cipher_names()]

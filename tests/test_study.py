@@ -1,34 +1,47 @@
 """The study end to end on the tiny ``smoke`` profile: results, report, browser, cache, seeds, HTTP.
 
 One real run (module fixture) feeds most tests; a second fresh run with the same
-seed checks that the leakage matrix is reproducible.
+seed checks that the leakage matrix is reproducible. The stage runner and the
+config are also tested on their own, with toy stages.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import re
+import shlex
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-
-from shufflebits.cli import main
-from shufflebits.errors import ShuffleBitsError
-from shufflebits.study import get_profile, prepare_victim, run_study
-from shufflebits.study.profiles import PROFILES
-from shufflebits.ciphers import CIPHERS
-
 from conftest import shared_file
 
+from shufflebits.ciphers.catalogue import cipher_names
+from shufflebits.cli import build_parser, main, options
+from shufflebits.errors import ShuffleBitsError
+from shufflebits.study import ConfigError, StudyConfig, get_profile, prepare_victim, run_study
+from shufflebits.study.profiles import PROFILES
+from shufflebits.study.stages import Stage, StageRunner
+
+CIPHERS = cipher_names()
 SEED = 3
+CONFIG = StudyConfig.from_profile("smoke", seed=SEED, progress=False)
+CACHED_STAGES = {"user_world", "victim_world", "train_victim", "extract_features", "leakage"}
 NONCE_FREE = ("plaintext", "shufflebits", "shufflebits-dim")  # rows that are a function of the seed alone
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -46,7 +59,7 @@ def _close(a, b) -> bool:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    return run_study("smoke", out, seed=SEED, progress=False)
+    return run_study(CONFIG, out)
 
 
 def test_smoke_study_completes_every_stage(smoke):
@@ -61,8 +74,9 @@ def test_smoke_study_completes_every_stage(smoke):
         assert figures["bit_exact"] and figures["same_figures"], name
         assert figures["mAP"] == results["reid"]["plaintext"]["mAP"]
     assert results["throughput"]
-    assert {"victim", "leakage", "reid", "throughput", "report", "total"} <= set(results["timings"])
-    assert {"victim/user_world", "victim/victim_world", "victim/train_victim", "victim/extract_features"} <= set(results["timings"])
+    stages = {"user_world", "victim_world", "train_victim", "load_victim", "black_box", "extract_features"}
+    assert set(results["timings"]) == stages | {"leakage", "reid", "throughput", "report", "total"}
+    assert results["config"] == json.loads(json.dumps(CONFIG.as_dict()))
     assert results["environment"]["seeds"]["seed"] == SEED
     assert results["environment"]["profile"]["name"] == "smoke"
     assert results["training_history"]
@@ -92,24 +106,53 @@ def test_browser_renders_the_matrix_and_decodes_every_image(smoke, tmp_path):
     for cipher in ("plaintext", *CIPHERS):
         assert f'<td class="name">{cipher}</td>' in matrix
     screenshot = tmp_path / "page.png"
-    subprocess.run([*flags, "--window-size=1200,2000", f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, "--window-size=1200,2000", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     pixels = np.asarray(Image.open(screenshot).convert("L"))
     assert pixels.std() > 10  # text, tables and images, not a blank page
 
 
+def _cache_files(out) -> dict[str, bytes]:
+    """Every file of every finished stage folder, by path relative to ``out/cache``."""
+    cache = out / "cache"
+    return {str(path.relative_to(cache)): path.read_bytes() for path in sorted(cache.glob("*/**/*")) if path.is_file()}
+
+
 def test_cli_rerun_resumes_from_the_cache(smoke, capsys):
+    """A re-run loads every cacheable stage, builds no new folder, and publishes the same bytes."""
     out = smoke.index_html.parent
-    first = json.loads(smoke.results_json.read_text())
-    assert main(["study", "--profile", "smoke", "--out", str(out), "--seed", str(SEED)]) == 0
+    cache_before = _cache_files(out)
+    leakage_before = (out / "leakage.json").read_bytes()
+    assert main(["study", "--profile", "smoke", "--out", str(out), "--seed", str(SEED), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert f"report: {smoke.index_html.resolve()}" in printed
     assert "plaintext" in printed and "wall time" in printed
     again = json.loads(smoke.results_json.read_text())
-    assert set(again["victim"]["cached_stages"]) == {"user_world", "victim_world", "train_victim", "extract_features"}
-    assert again["leakage"] == first["leakage"]
-    assert again["environment"]["command"].startswith("shufflebits study --profile smoke")
+    assert set(again["cached_stages"]) == CACHED_STAGES
+    assert set(again["victim"]["cached_stages"]) == CACHED_STAGES - {"leakage"}
+    assert _cache_files(out) == cache_before  # no stage folder was rebuilt or added
+    assert (out / "leakage.json").read_bytes() == leakage_before
+    assert again["leakage"] == json.loads(leakage_before)
+    command = again["environment"]["command"]
+    assert command.startswith("shufflebits study --profile smoke")
+    assert options.study_config(build_parser().parse_args(shlex.split(command)[1:])) == CONFIG
+
+
+def test_attack_command_is_the_study_up_to_the_leakage_stage(smoke, tmp_path, capsys):
+    """Same stages, same cache: on the study's folder everything up to leakage comes from the cache."""
+    out = smoke.index_html.parent
+    leakage_before = (out / "leakage.json").read_bytes()
+    cache_before = _cache_files(out)
+    assert main(["attack", "--profile", "smoke", "--out", str(out), "--seed", str(SEED), "--no-progress"]) == 0
+    assert "| plaintext |" in capsys.readouterr().out
+    assert _cache_files(out) == cache_before
+    assert (out / "leakage.json").read_bytes() == leakage_before
 
 
 def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, tmp_path):
@@ -120,14 +163,20 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
     """
     from shufflebits.attacks.leakage import leakage_matrix, write_leakage
 
-    with prepare_victim("smoke", smoke.index_html.parent, seed=SEED, progress=False) as first:
-        with prepare_victim("smoke", tmp_path, seed=SEED, progress=False) as again:
+    with prepare_victim(CONFIG, smoke.index_html.parent) as first:
+        with prepare_victim(CONFIG, tmp_path) as again:
             assert again.cached == []
             for name in ("attacker", "user_query", "user_gallery"):
                 assert np.array_equal(getattr(first, name).features, getattr(again, name).features)
             result = leakage_matrix(
-                again.attacker, again.user_query, again.user_gallery, again.embed,
-                profile=PROFILES["smoke"].attacks, seed=SEED, progress=False, ciphers=NONCE_FREE[1:],
+                again.attacker,
+                again.user_query,
+                again.user_gallery,
+                again.embed,
+                profile=PROFILES["smoke"].attacks,
+                seed=SEED,
+                progress=False,
+                ciphers=NONCE_FREE[1:],
             )
     json_path, _ = write_leakage(result, tmp_path)
     expected = [row for row in smoke.results["leakage"] if row["cipher"] in NONCE_FREE]
@@ -137,8 +186,8 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
 
 def test_http_black_box_gives_the_in_process_features(smoke):
     out = smoke.index_html.parent
-    with prepare_victim("smoke", out, seed=SEED, progress=False) as local:
-        with prepare_victim("smoke", out, seed=SEED, via_http=True, progress=False) as remote:
+    with prepare_victim(CONFIG, out) as local:
+        with prepare_victim(dataclasses.replace(CONFIG, via_http=True), out) as remote:
             assert remote.black_box.startswith("http://127.0.0.1:")
             assert "extract_features" not in remote.cached  # the HTTP run queried the service itself
             for name in ("attacker", "user_query", "user_gallery"):
@@ -155,9 +204,10 @@ def test_real_dataset_and_real_weights_path(tmp_path):
     weights = shared_file("weights/osnet_x0_25_msmt17.pth")
     root = shared_file("data/market1501-mini")
     attributes = shared_file("data/attributes/market_attribute.mat")
-    with prepare_victim(
-        "smoke", tmp_path, weights=weights, dataset="market1501", root=root, attributes=attributes, progress=False
-    ) as victim:
+    config = StudyConfig.from_profile(
+        "smoke", weights=weights, dataset="market1501", root=root, attributes=attributes, progress=False
+    )
+    with prepare_victim(config, tmp_path) as victim:
         assert victim.attacker.features.shape == (16, 512)
         assert victim.attacker.features.dtype == np.float32
         assert (victim.attacker.labels >= 0).any()
@@ -172,14 +222,127 @@ def test_real_dataset_and_real_weights_path(tmp_path):
         (["--weights", "/nonexistent/w.pth"], "does not exist"),
         (["--dataset", "market1501"], "needs --root"),
         (["--root", "/tmp"], "need --dataset"),
+        (["--dataset", "market1501", "--root", "/tmp"], "give it with --attributes"),
+        (["--victim", "onnx:/tmp", "--weights", "/tmp"], "drop --weights"),
         (["--device", "tpu"], "unknown device"),
     ],
 )
-def test_bad_options_fail_at_once_with_one_line(tmp_path, capsys, args, message):
-    assert main(["study", "--profile", "smoke", "--out", str(tmp_path / "out"), *args]) == 2
+@pytest.mark.parametrize("command", ["study", "attack"])
+def test_bad_options_fail_at_once_with_one_line(tmp_path, capsys, command, args, message):
+    assert main([command, "--profile", "smoke", "--out", str(tmp_path / "out"), *args]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and "\n" not in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"victim": "onnx:/nonexistent/model.onnx"}, "ONNX file /nonexistent/model.onnx does not exist"),
+        ({"weights": "/nonexistent/w.pth"}, "weights file /nonexistent/w.pth does not exist"),
+        ({"dataset": "market1501"}, "dataset 'market1501' needs root= (the dataset folder)"),
+        ({"root": "/tmp"}, "root= and attributes= need dataset= (market1501 or dukemtmc)"),
+        ({"dataset": "cuhk03", "root": "/tmp"}, "unknown dataset 'cuhk03'"),
+        ({"dataset": "market1501", "root": "/nonexistent"}, "dataset folder /nonexistent does not exist"),
+        ({"dataset": "market1501", "root": "/tmp"}, "give it with attributes="),
+        ({"victim": "onnx:/tmp", "weights": "/tmp"}, "an ONNX victim carries its weights; drop weights="),
+        ({"seed": "3"}, "seed= must be an integer"),
+    ],
+)
+def test_config_validation_names_parameters_on_one_line(options, message, tmp_path):
+    config = StudyConfig.from_profile("smoke", **options)
+    with pytest.raises(ConfigError) as refused:
+        config.validate()
+    text = str(refused.value)
+    assert message in text and "\n" not in text and "--" not in text
+    with pytest.raises(ConfigError):
+        prepare_victim(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_is_frozen_all_the_way_down():
+    config = StudyConfig.from_profile("smoke")
+    for owner, name in [
+        (config, "seed"),
+        (config.profile, "epochs"),
+        (config.profile.attacks, "hidden"),
+        (config.victim, "model"),
+        (config.data, "root"),
+    ]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(owner, name, getattr(owner, name))
+    assert config.validate() is config
+    assert config.victim.model == config.profile.victim_model and config.victim.trained_here
+    with pytest.raises(TypeError, match="StudyConfig"):
+        run_study("smoke", "unused")
+
+
+BUILDS = itertools.count()
+
+
+def _toy_stage(name: str, needs=(), params=(), fail: bool = False) -> Stage:
+    """A cached stage whose output numbers its build: equal bytes prove it was loaded, not rebuilt."""
+
+    def run(context):
+        if fail:
+            raise RuntimeError(f"{name} broke\nsecond line")
+        (context.folder / "out.bin").write_text(f"{name} build {next(BUILDS)}")
+
+    return Stage(
+        name, run=run, needs=needs, params=params, load=lambda context: (context.folder / "out.bin").read_bytes()
+    )
+
+
+TOY_GRAPH = [
+    _toy_stage("world", params=("seeds.user_world",)),
+    _toy_stage("train", needs=("world",), params=("profile.epochs",)),
+    _toy_stage("attack", needs=("train",), params=("profile.attacks",)),
+    _toy_stage("bench", params=("profile.bench_mib",)),
+]
+
+
+def test_runner_reuses_stages_and_reruns_only_what_a_changed_param_feeds(tmp_path):
+    first = StageRunner(TOY_GRAPH, CONFIG, tmp_path)
+    built = dict(first.run())
+    assert first.cached == []
+    again = StageRunner(TOY_GRAPH, CONFIG, tmp_path)
+    assert again.run() == built and again.cached == ["world", "train", "attack", "bench"]
+
+    longer = dataclasses.replace(CONFIG, profile=dataclasses.replace(CONFIG.profile, epochs=CONFIG.profile.epochs + 1))
+    changed = StageRunner(TOY_GRAPH, longer, tmp_path)
+    values = changed.run()
+    assert changed.cached == ["world", "bench"]
+    assert values["world"] == built["world"] and values["bench"] == built["bench"]
+    assert values["train"] != built["train"] and values["attack"] != built["attack"]
+    assert changed.reasons == {"train": ["params.profile.epochs"], "attack": ["needs.train"]}
+    # an option no stage declares (progress) changes no key
+    quiet = StageRunner(TOY_GRAPH, dataclasses.replace(CONFIG, progress=True), tmp_path)
+    assert quiet.run() == built and len(quiet.cached) == 4
+
+
+def test_runner_skips_exactly_the_dependents_of_a_failed_stage(tmp_path):
+    graph = [
+        _toy_stage("world"),
+        _toy_stage("train", needs=("world",), fail=True),
+        _toy_stage("attack", needs=("train",)),
+        _toy_stage("report", needs=("attack", "world")),
+        _toy_stage("reid", needs=("world",)),
+        _toy_stage("bench"),
+    ]
+    runner = StageRunner(graph, CONFIG, tmp_path, keep_going=True)
+    values = runner.run()
+    assert runner.failures == {
+        "train": "RuntimeError: train broke",
+        "attack": "skipped: needs train",
+        "report": "skipped: needs attack",
+    }
+    assert set(values) == {"world", "reid", "bench"}
+    assert "second line" in (tmp_path / "logs" / "train.log").read_text()
+    assert not list((tmp_path / "cache").glob(".*.tmp")) and not list((tmp_path / "cache").glob("train-*"))
+    with pytest.raises(RuntimeError, match="train broke"):
+        StageRunner(graph, CONFIG, tmp_path / "strict").run(targets=("attack",))
+    with pytest.raises(ValueError, match="not declared before it"):
+        StageRunner(graph[1:], CONFIG, tmp_path)
 
 
 def test_profiles_fit_their_purpose():

@@ -1,27 +1,37 @@
 """Arguments several sub-commands share, declared once so their spelling and help agree.
 
 Only declarations live here: values are checked where they are used
-(``shufflebits.data.sizes.parse_size``, ``shufflebits.runtime.check_device``),
-so the Python API and the command line refuse the same input with the same message.
+(``shufflebits.data.sizes.parse_size``, ``shufflebits.runtime.check_device``,
+``StudyConfig.validate``), so the Python API and the command line refuse the
+same input for the same reason; only the wording differs, as the library names
+parameters (``root=``) where the command line names flags (``--root``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
+from collections.abc import Iterator
+
+from ..errors import ShuffleBitsError
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     """``--model`` and ``--weights`` of a command that runs one feature extractor."""
     parser.add_argument("--model", required=True, help="registry name (osnet_x0_25, resnet50_bot, ...) or onnx:PATH")
     parser.add_argument(
-        "--weights", help="torchreid state dict, FastReID checkpoint or shufflebits checkpoint (default: random weights)"
+        "--weights",
+        help="torchreid state dict, FastReID checkpoint or shufflebits checkpoint (default: random weights)",
     )
 
 
 def add_victim(parser: argparse.ArgumentParser) -> None:
     """``--victim`` and ``--weights`` of the commands that prepare a victim (attack, study)."""
     parser.add_argument("--victim", metavar="NAME", help="victim model name (e.g. osnet_x0_25) or onnx:PATH")
-    parser.add_argument("--weights", metavar="PATH", help="victim weights (torchreid, FastReID or shufflebits checkpoint)")
+    parser.add_argument(
+        "--weights", metavar="PATH", help="victim weights (torchreid, FastReID or shufflebits checkpoint)"
+    )
 
 
 def add_profile(parser: argparse.ArgumentParser, default: str, help: str) -> None:
@@ -49,3 +59,90 @@ def add_no_progress(parser: argparse.ArgumentParser, flag: str = "--no-progress"
     ``flag`` keeps each command's historical spelling (``--quiet`` for extract and train).
     """
     parser.add_argument(flag, dest="no_progress", action="store_true", help="no progress bars on stderr")
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--root`` and ``--attributes``: a real attacker/user dataset instead of the synthetic world."""
+    from ..study.config import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, help="real attacker/user dataset instead of the synthetic world")
+    parser.add_argument("--root", metavar="PATH", help="dataset folder")
+    parser.add_argument(
+        "--attributes",
+        metavar="PATH",
+        help="attribute .mat file (default: market/duke_attribute.mat inside or beside --root)",
+    )
+
+
+def add_study(parser: argparse.ArgumentParser) -> None:
+    """Everything a ``StudyConfig`` is built from, after ``--profile`` (``study`` and ``attack`` share it)."""
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (created if missing); stages cached in DIR/cache"
+    )
+    add_victim(parser)
+    add_data(parser)
+    parser.add_argument(
+        "--via-http", action="store_true", help="query the victim through the real HTTP service on loopback"
+    )
+    add_device(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed for worlds, training and attacks (default: 0)")
+    add_no_progress(parser)
+
+
+# How the study's parameters are spelled on the command line (``ConfigError.worded``).
+STUDY_FLAGS = {
+    "profile": "--profile",
+    "victim": "--victim",
+    "weights": "--weights",
+    "dataset": "--dataset",
+    "root": "--root",
+    "attributes": "--attributes",
+    "device": "--device",
+    "via_http": "--via-http",
+    "seed": "--seed",
+}
+
+
+def study_config(args: argparse.Namespace):
+    """The one ``StudyConfig`` of a ``study`` or ``attack`` command (validated by the run that takes it)."""
+    from ..study.config import StudyConfig
+
+    return StudyConfig.from_profile(
+        args.profile,
+        victim=args.victim,
+        weights=args.weights,
+        dataset=args.dataset,
+        root=args.root,
+        attributes=args.attributes,
+        device=args.device,
+        via_http=args.via_http,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+
+
+@contextlib.contextmanager
+def flag_wording() -> Iterator[None]:
+    """A refused study input, re-raised naming flags (``--root``) where the library names parameters (``root=``)."""
+    from ..study.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as error:
+        raise ShuffleBitsError(error.worded(STUDY_FLAGS)) from None
+
+
+def command_line(command: str, out: str, config) -> str:
+    """A command that rebuilds ``config`` exactly (recorded in the report); it reads the config, not argv."""
+    words = ["shufflebits", command, "--profile", config.profile.name, "--out", out, "--victim", config.victim.model]
+    values = {
+        "--weights": config.victim.weights,
+        "--dataset": config.data.dataset,
+        "--root": config.data.root,
+        "--attributes": config.data.attributes,
+        "--device": config.device,
+        "--seed": config.seed,
+    }
+    words += [word for flag, value in values.items() if value is not None for word in (flag, str(value))]
+    words += ["--via-http"] * config.via_http + ["--no-progress"] * (not config.progress)
+    return shlex.join(words)

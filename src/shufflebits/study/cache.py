@@ -1,10 +1,8 @@
-"""Stage cache: a study re-run resumes from the last stage whose inputs did not change.
+"""What stage keys are made of: stable digests, file contents, and the source of the code that computes a stage.
 
-Each stage writes into a temporary folder that is renamed to
-``cache/<stage>-<key>`` only when the stage finished, so a folder that exists is
-complete. The key hashes everything the stage's output depends on: its
-parameters, seeds, the upstream stage keys, library versions and the source
-code of the packages that compute it (editing the training code retrains).
+``shufflebits.study.stages`` digests a stage's declared params, files,
+upstream keys and ``code_version(*packages)`` with these; library versions
+enter ``code_version``, so upgrading torch re-runs what torch computed.
 """
 
 from __future__ import annotations
@@ -12,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -40,7 +35,7 @@ def file_hash(path: str | os.PathLike) -> str:
     return sha.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_version(*packages: str) -> str:
     """Hash of the source of ``shufflebits.<package>`` folders, plus library versions."""
     import torch
@@ -51,23 +46,3 @@ def code_version(*packages: str) -> str:
             sha.update(str(path.relative_to(PACKAGE_DIR)).encode())
             sha.update(path.read_bytes())
     return sha.hexdigest()[:16]
-
-
-def cached_stage(cache_dir: Path, name: str, inputs: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
-    """Folder holding the stage's output, built by ``build(folder)`` unless cached.
-
-    Returns ``(folder, was_cached)``. A failed or interrupted build leaves nothing behind.
-    """
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    final = cache_dir / f"{name}-{digest(inputs)}"
-    if final.is_dir():
-        return final, True
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".tmp", dir=cache_dir))
-    try:
-        build(tmp)
-        (tmp / "inputs.json").write_text(json.dumps(inputs, sort_keys=True, indent=1, default=str))
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final, False

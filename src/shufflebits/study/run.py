@@ -7,24 +7,19 @@ broken part never hides the others' results. No figure is ever filled in by hand
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_bytes
 from ..attacks.types import LeakageResult
-from .cache import cached_stage, code_version
-from .pipeline import VictimData, check_inputs, prepare_victim, study_seeds
-from .profiles import Profile, get_profile
+from .config import StudyConfig, checked
+from .stages import INPUTS_FILE, Stage, StageContext, StageRunner
+from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
 CMC_RANKS = (1, 5, 10)
 
@@ -39,70 +34,32 @@ class StudyResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-class _StudyStages:
-    """Runs stages in order, timing each and recording (not raising) failures."""
+def _leakage_matrix(context: StageContext) -> LeakageResult:
+    from ..attacks.leakage import leakage_matrix, write_leakage
 
-    def __init__(self, out_dir: Path, progress: bool):
-        self.out_dir = out_dir
-        self.progress = progress
-        self.timings: dict[str, float] = {}
-        self.failures: dict[str, str] = {}
-
-    def log(self, message: str) -> None:
-        if self.progress:
-            tqdm.write(f"[study] {message}", file=sys.stderr)
-
-    def run(self, name: str, work: Callable[[], Any]) -> Any:
-        """``work()``, or ``None`` when it raised; the error goes to the report and ``logs/``."""
-        self.log(f"stage {name} ...")
-        start = time.perf_counter()
-        try:
-            return work()
-        except Exception as error:  # one stage's failure must not hide the others' results
-            message = f"{type(error).__name__}: {error}".splitlines()[0]
-            self.failures[name] = message
-            logs = self.out_dir / "logs"
-            logs.mkdir(exist_ok=True)
-            atomic_write_text(logs / f"{name}.log", traceback.format_exc())
-            self.log(f"stage {name} FAILED: {message} (traceback in logs/{name}.log)")
-            return None
-        finally:
-            self.timings[name] = time.perf_counter() - start
-
-    def skip(self, name: str, reason: str) -> None:
-        self.failures[name] = f"skipped: {reason}"
-        self.log(f"stage {name} skipped: {reason}")
+    victim, config = context.values[FEATURES], context.config
+    result = leakage_matrix(
+        victim.attacker,
+        victim.user_query,
+        victim.user_gallery,
+        victim.embed,
+        profile=config.profile.attacks,
+        seed=config.seeds["attacks"],
+        device=config.device,
+        progress=config.progress,
+    )
+    write_leakage(result, context.folder)
+    return result
 
 
-def _leakage(victim: VictimData, profile: Profile, out_dir: Path, seed: int, device: str, progress: bool) -> tuple[LeakageResult, bool]:
-    """The leakage matrix (cached by the features' key), and whether it came from the cache."""
-    from ..attacks.leakage import leakage_matrix, read_leakage, write_leakage
+def _published_leakage(context: StageContext) -> LeakageResult:
+    """The matrix in memory (read back only from a cached folder); its files copied beside the report."""
+    from ..attacks.leakage import read_leakage
 
-    inputs = {
-        "features": victim.key,
-        "attacks": profile.attacks,
-        "seed": seed,
-        "device": device,
-        "code": code_version("attacks", "ciphers"),
-    }
-
-    def build(folder: Path) -> None:
-        result = leakage_matrix(
-            victim.attacker,
-            victim.user_query,
-            victim.user_gallery,
-            victim.embed,
-            profile=profile.attacks,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )
-        write_leakage(result, folder)
-
-    folder, was_cached = cached_stage(out_dir / "cache", "leakage", inputs, build)
-    result = read_leakage(folder)
-    write_leakage(result, out_dir)
-    return result, was_cached
+    for path in sorted(context.folder.iterdir()):
+        if path.name != INPUTS_FILE:
+            atomic_write_bytes(context.out_dir / path.name, path.read_bytes())
+    return context.built if context.built is not None else read_leakage(context.folder)
 
 
 def _reid_figures(evaluate, query, gallery, qf: np.ndarray, gf: np.ndarray) -> dict:
@@ -126,14 +83,14 @@ def _bit_exact(plain: np.ndarray, decrypted: np.ndarray) -> bool:
 
 def _reid(victim: VictimData) -> dict:
     """Victim re-ID on plaintext, then on features encrypted and decrypted by every cipher."""
-    from ..ciphers import CIPHERS
+    from ..ciphers.catalogue import cipher_names
     from ..registry import create_cipher
     from ..reid import evaluate
 
     query, gallery = victim.user_query, victim.user_gallery
     plaintext = _reid_figures(evaluate, query, gallery, query.features, gallery.features)
     decrypted = {}
-    for name in CIPHERS:
+    for name in cipher_names():
         cipher = create_cipher(name)
         qd = cipher.decrypt(cipher.encrypt(query.features))
         gd = cipher.decrypt(cipher.encrypt(gallery.features))
@@ -156,7 +113,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(profile: Profile, seed: int, device: str, argv: list[str] | None) -> dict:
+def environment(config: StudyConfig, command: str | None) -> dict:
     """Versions, hardware and settings a reader needs to reproduce the figures."""
     import numba
     import sklearn
@@ -165,7 +122,7 @@ def environment(profile: Profile, seed: int, device: str, argv: list[str] | None
     import shufflebits
 
     return {
-        "command": " ".join(argv) if argv else None,
+        "command": command,
         "shufflebits": shufflebits.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -176,94 +133,116 @@ def environment(profile: Profile, seed: int, device: str, argv: list[str] | None
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "cuda": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None,
-        "seeds": study_seeds(seed),
-        "profile": profile.as_dict(),
+        "device": config.device,
+        "cuda": torch.cuda.get_device_name(0)
+        if config.device.startswith("cuda") and torch.cuda.is_available()
+        else None,
+        "seeds": config.seeds,
+        "profile": config.profile.as_dict(),
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
 
 
-def run_study(
-    profile: str | Profile,
-    out_dir: str | Path,
-    victim: str | None = None,
-    weights: str | Path | None = None,
-    device: str = "cpu",
-    dataset: str | None = None,
-    root: str | Path | None = None,
-    via_http: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-    attributes: str | Path | None = None,
-    argv: list[str] | None = None,
-) -> StudyResult:
+def _benchmark(context: StageContext) -> list[dict]:
+    from ..ciphers.bench import run_benchmark
+
+    return run_benchmark(size_mib=context.config.profile.bench_mib, progress=context.config.progress)
+
+
+def study_stages(config: StudyConfig) -> list[Stage]:
+    """The whole study's graph: the victim's stages, then the leakage matrix, re-ID and throughput."""
+    return [
+        *victim_stages(config),
+        Stage(
+            "leakage",
+            run=_leakage_matrix,
+            needs=(FEATURES,),
+            params=("profile.attacks", "seeds.attacks", "device"),
+            code=("attacks", "ciphers"),
+            load=_published_leakage,
+            description="the leakage matrix",
+        ),
+        Stage(
+            "reid",
+            run=lambda context: _reid(context.values[FEATURES]),
+            needs=(FEATURES,),
+            code=("reid", "ciphers"),
+            description="re-ID after decryption",
+        ),
+        Stage(
+            "throughput",
+            run=_benchmark,
+            params=("profile.bench_mib",),
+            code=("ciphers",),
+            description="cipher throughput",
+        ),
+    ]
+
+
+def run_attack(config: StudyConfig, out_dir: str | Path) -> tuple[VictimData, LeakageResult]:
+    """The study up to the leakage matrix (``shufflebits attack``): the same stages and cache; a failure raises.
+
+    Writes ``leakage.json``, ``leakage.md`` and the reconstruction grids into ``out_dir``.
+    """
+    checked(config)
+    runner = StageRunner(study_stages(config), config, out_dir)
+    try:
+        values = runner.run(targets=("leakage",))
+    finally:
+        close_black_box(runner.values)
+    return values[FEATURES], values["leakage"]
+
+
+def _victim_summary(victim: VictimData, cached: list[str]) -> dict:
+    return {
+        "model": victim.victim,
+        "dataset": victim.dataset,
+        "black_box": victim.black_box,
+        "n_attacker": len(victim.attacker),
+        "n_user_query": len(victim.user_query),
+        "n_user_gallery": len(victim.user_gallery),
+        "feature_dim": int(victim.attacker.features.shape[1]),
+        "zero_fraction": float(np.mean(victim.user_query.features == 0)),
+        "cached_stages": cached,
+        "epochs_trained": None if victim.history is None else len(victim.history),
+    }
+
+
+def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = None) -> StudyResult:
     """Run every stage into ``out_dir`` and write ``index.html`` and ``results.json`` there.
 
-    ``argv`` is the command line to record in the report (the CLI passes it).
+    A failing stage is recorded (and shown in the report); only the stages that
+    need it are skipped. ``command`` is the command line to record (the CLI passes it).
     """
     from .report import build_figures, write_report
 
-    profile = get_profile(profile)
-    check_inputs(victim, weights, dataset, root, attributes, device)
+    checked(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stages = _StudyStages(out_dir, progress)
-    env = environment(profile, seed, device, argv)
+    env = environment(config, command)
     wall_start = time.perf_counter()
+    runner = StageRunner(study_stages(config), config, out_dir, keep_going=True)
+    try:
+        runner.run(targets=("leakage", "reid"))
+    finally:
+        close_black_box(runner.values)
+    runner.run()  # the throughput benchmark, with no HTTP service left running beside it
 
-    victim_data: VictimData | None = stages.run(
-        "victim",
-        lambda: prepare_victim(
-            profile, out_dir, victim=victim, weights=weights, device=device, dataset=dataset,
-            root=root, via_http=via_http, seed=seed, progress=progress, attributes=attributes,
-        ),
-    )
-    leakage, reid, cached = None, None, []
-    if victim_data is None:
-        for name in ("leakage", "reid"):
-            stages.skip(name, "the victim stage failed")
-    else:
-        with victim_data:
-            outcome = stages.run("leakage", lambda: _leakage(victim_data, profile, out_dir, seed, device, progress))
-            if outcome is not None:
-                leakage, leakage_cached = outcome
-                cached = victim_data.cached + (["leakage"] if leakage_cached else [])
-            reid = stages.run("reid", lambda: _reid(victim_data))
-
-    def benchmark() -> list[dict]:
-        from ..ciphers.bench import run_benchmark
-
-        return run_benchmark(size_mib=profile.bench_mib, progress=progress)
-
-    throughput = stages.run("throughput", benchmark)
-
-    timings = {}
-    for name, seconds in stages.timings.items():
-        if name == "victim" and victim_data is not None:
-            timings.update({f"victim/{sub}": value for sub, value in victim_data.timings.items()})
-        timings[name] = seconds
+    victim: VictimData | None = runner.values.get(FEATURES)
+    victim_names = {stage.name for stage in victim_stages(config)}
+    leakage: LeakageResult | None = runner.values.get("leakage")
+    timings = dict(runner.timings)
     results = {
-        "profile": profile.name,
-        "victim": None if victim_data is None else {
-            "model": victim_data.victim,
-            "dataset": victim_data.dataset,
-            "black_box": victim_data.black_box,
-            "n_attacker": len(victim_data.attacker),
-            "n_user_query": len(victim_data.user_query),
-            "n_user_gallery": len(victim_data.user_gallery),
-            "feature_dim": int(victim_data.attacker.features.shape[1]),
-            "zero_fraction": float(np.mean(victim_data.user_query.features == 0)),
-            "cached_stages": victim_data.cached,
-            "epochs_trained": None if victim_data.history is None else len(victim_data.history),
-        },
-        "training_history": None if victim_data is None else victim_data.history,
+        "profile": config.profile.name,
+        "config": config.as_dict(),
+        "victim": None if victim is None else _victim_summary(victim, [n for n in runner.cached if n in victim_names]),
+        "training_history": None if victim is None else victim.history,
         "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
-        "reid": reid,
-        "throughput": throughput,
+        "reid": runner.values.get("reid"),
+        "throughput": runner.values.get("throughput"),
         "timings": timings,
-        "cached_stages": cached,
-        "failures": stages.failures,
+        "cached_stages": list(runner.cached),
+        "failures": runner.failures,
         "environment": env,
     }
     report_start = time.perf_counter()
@@ -271,4 +250,4 @@ def run_study(
     timings["report"] = time.perf_counter() - report_start
     timings["total"] = time.perf_counter() - wall_start
     index_html, results_json = write_report(results, figures, out_dir)
-    return StudyResult(results, index_html, results_json, stages.failures)
+    return StudyResult(results, index_html, results_json, runner.failures)

@@ -1,0 +1,201 @@
+"""The study's one configuration: a frozen tree built once, validated once, recorded in ``results.json``.
+
+Both CLI commands (``study``, ``attack``) and the Python API build a
+``StudyConfig``; the stages read named fields of it (``profile.epochs``,
+``seeds.training``), and only those fields enter their cache keys. Every
+object in the tree is a frozen dataclass, so no stage can change what another
+one reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ShuffleBitsError
+from .profiles import Profile, get_profile
+
+DATASETS = ("market1501", "dukemtmc")
+ATTRIBUTE_FILES = {"market1501": "market_attribute.mat", "dukemtmc": "duke_attribute.mat"}
+ONNX_PREFIX = "onnx:"
+# The keyword names of ``StudyConfig.from_profile``: refusals name these (the CLI spells them as flags).
+PARAMETERS = ("profile", "victim", "weights", "dataset", "root", "attributes", "device", "via_http", "seed", "progress")
+
+
+class ConfigError(ShuffleBitsError):
+    """A refused study input, on one line.
+
+    ``template`` names parameters as ``{root}``: the message says ``root=``,
+    ``worded({"root": "--root"})`` says it as the command line does.
+    """
+
+    def __init__(self, template: str, **values: object):
+        self.template, self.values = template, values
+        super().__init__(self.worded({}))
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        spelled = {name: names.get(name, f"{name}=") for name in PARAMETERS}
+        return self.template.format(**spelled, **self.values)
+
+
+def study_seeds(seed: int) -> dict[str, int]:
+    """Every seed a run uses, derived from the one the user gives (recorded in the report)."""
+    return {
+        "seed": seed,
+        "victim_world": 2 * seed + 1,  # the MSMT17 stand-in
+        "user_world": 2 * seed + 2,  # the Market-1501 stand-in, disjoint from the victim's
+        "training": seed,
+        "attacks": seed,
+    }
+
+
+def _absolute(path: str | Path | None) -> str | None:
+    """Paths are kept absolute, so a cache key does not depend on the working folder."""
+    return None if path is None else str(Path(path).resolve())
+
+
+@dataclass(frozen=True)
+class VictimConfig:
+    """The victim: a registry model trained on the victim world, the same with given ``weights``, or ``onnx:PATH``."""
+
+    model: str
+    weights: str | None = None
+
+    @property
+    def onnx(self) -> str | None:
+        """The ONNX file of an ``onnx:PATH`` victim, else ``None``."""
+        return self.model[len(ONNX_PREFIX) :] if self.model.startswith(ONNX_PREFIX) else None
+
+    @property
+    def trained_here(self) -> bool:
+        """Whether the study trains the victim (no weights file, no ONNX model given)."""
+        return self.onnx is None and self.weights is None
+
+    def validate(self) -> None:
+        if self.onnx is not None:
+            if self.weights is not None:
+                raise ConfigError("an ONNX victim carries its weights; drop {weights}")
+            if not Path(self.onnx).is_file():
+                raise ConfigError("ONNX file {path} does not exist", path=self.onnx)
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise ConfigError("weights file {path} does not exist", path=self.weights)
+
+
+def _default_attribute_file(dataset: str, root: Path) -> str:
+    """The dataset's attribute ``.mat`` file, inside or beside its folder."""
+    name = ATTRIBUTE_FILES[dataset]
+    for path in (root / name, root.parent / name):
+        if path.is_file():
+            return str(path)
+    raise ConfigError(
+        "no {file} in {folder} or {parent}; give it with {attributes}", file=name, folder=root, parent=root.parent
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The attacker/user images: the synthetic world (``dataset=None``) or a real dataset folder."""
+
+    dataset: str | None = None
+    root: str | None = None
+    attributes: str | None = None  # the attribute ``.mat`` file; None: the dataset's, inside or beside ``root``
+
+    @property
+    def attribute_file(self) -> str | None:
+        """The attribute file a real dataset is labelled by (found when not given); ``None`` for the synthetic world."""
+        if self.dataset is None:
+            return None
+        return (
+            self.attributes if self.attributes is not None else _default_attribute_file(self.dataset, Path(self.root))
+        )
+
+    def validate(self) -> None:
+        if self.dataset is None:
+            if self.root is not None or self.attributes is not None:
+                raise ConfigError("{root} and {attributes} need {dataset} ({choices})", choices=" or ".join(DATASETS))
+            return
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                "unknown dataset {name!r}; choose one of {choices}", name=self.dataset, choices=", ".join(DATASETS)
+            )
+        if self.root is None:
+            raise ConfigError("dataset {name!r} needs {root} (the dataset folder)", name=self.dataset)
+        if not Path(self.root).is_dir():
+            raise ConfigError("dataset folder {path} does not exist", path=self.root)
+        if self.attributes is None:
+            _default_attribute_file(self.dataset, Path(self.root))  # refuses now, not minutes later
+        elif not Path(self.attributes).is_file():
+            raise ConfigError("attribute file {path} does not exist", path=self.attributes)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study run depends on. ``from_profile`` is the usual way to build one."""
+
+    profile: Profile  # sizes and budgets, with the attacks' nested ``AttackProfile``
+    victim: VictimConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    device: str = "cpu"
+    via_http: bool = False  # query the victim through the real HTTP service on loopback
+    seed: int = 0
+    progress: bool = True  # progress bars and stage messages on stderr (never in a cache key)
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: str | Profile = "default",
+        *,
+        victim: str | None = None,
+        weights: str | Path | None = None,
+        dataset: str | None = None,
+        root: str | Path | None = None,
+        attributes: str | Path | None = None,
+        device: str = "cpu",
+        via_http: bool = False,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> StudyConfig:
+        """A config from a profile name (``"quick"``...) and flat options (``victim``: by default the profile's)."""
+        profile = get_profile(profile)
+        model = victim or profile.victim_model
+        if model.startswith(ONNX_PREFIX):
+            model = ONNX_PREFIX + _absolute(model[len(ONNX_PREFIX) :])
+        return cls(
+            profile=profile,
+            victim=VictimConfig(model=model, weights=_absolute(weights)),
+            data=DataConfig(dataset=dataset, root=_absolute(root), attributes=_absolute(attributes)),
+            device=str(device),
+            via_http=bool(via_http),
+            seed=seed,
+            progress=bool(progress),
+        )
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        return study_seeds(self.seed)
+
+    def validate(self) -> StudyConfig:
+        """Refuse bad paths and options at once, before any stage spends minutes; returns ``self``."""
+        from ..runtime import check_device
+
+        if not isinstance(self.profile, Profile):
+            raise TypeError(f"profile must be a Profile, got {type(self.profile).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError("{seed} must be an integer, got {value!r}", value=self.seed)
+        check_device(self.device)
+        self.victim.validate()
+        self.data.validate()
+        return self
+
+    def as_dict(self) -> dict:
+        """Plain JSON types (recorded as ``results.json``'s ``config``)."""
+        return dataclasses.asdict(self)
+
+
+def checked(config: StudyConfig) -> StudyConfig:
+    """``config`` validated; the study's entry points start with it (a profile name is not a config)."""
+    if not isinstance(config, StudyConfig):
+        raise TypeError(f"config must be a StudyConfig (StudyConfig.from_profile(...)), got {type(config).__name__}")
+    return config.validate()

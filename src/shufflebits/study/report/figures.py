@@ -1,0 +1,138 @@
+"""The page's images: matplotlib figures and reconstruction grids as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+from .sections import table_html
+from .select import THROUGHPUT, cipher_rank, measured, row_label
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return _png_uri(buffer.getvalue())
+
+
+def reconstruction_html(grids: dict) -> str:
+    """The attack's image grids (original | reconstruction), one per (cipher, attack), embedded."""
+    if not grids:
+        return "<p>No reconstruction images were made by the attack stage.</p>"
+    from ...attacks.reconstruction import grid_png
+
+    shown = []
+    for key in sorted(grids, key=lambda key: (cipher_rank(key[0]), key[1])):
+        label = html.escape(f"{key[0]}: {key[1]}")
+        uri = _png_uri(grid_png(grids[key]))
+        shown.append(f'<figure><img class="grid" src="{uri}" alt="{label}"><figcaption>{label}</figcaption></figure>')
+    note = (
+        '<p class="note">Each grid: pairs of a user image (left) and what the attack rebuilt from its leaked '
+        "features (right).</p>"
+    )
+    return note + "\n".join(shown)
+
+
+def training_figure(history: list[dict]) -> str | None:
+    """Training curves: every numeric series of the history against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return None
+    x_key = "epoch" if all("epoch" in h for h in history) else None
+    x = [h["epoch"] for h in history] if x_key else list(range(1, len(history) + 1))
+    series = [
+        key
+        for key in dict.fromkeys(k for h in history for k in h)
+        if key not in (x_key, "steps", "seconds")
+        and all(isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool) for h in history)
+    ]
+    if not series:
+        return None
+    columns = min(4, len(series))
+    rows = -(-len(series) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.5 * rows), squeeze=False)
+    for axis in axes.flat[len(series) :]:
+        axis.set_visible(False)
+    for axis, key in zip(axes.flat, series):
+        axis.plot(x, [h[key] for h in history], marker="o", markersize=3)
+        axis.set_title(key, fontsize=10)
+        axis.set_xlabel(x_key or "step", fontsize=9)
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def bar_figure(labels: list[str], values: list[float], xlabel: str, log: bool = False) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7.5, 0.35 * len(labels) + 1.0))
+    positions = np.arange(len(labels))
+    axis.barh(positions, values, color="#3b6ea5")
+    axis.set_yticks(positions, labels, fontsize=9)
+    axis.invert_yaxis()
+    axis.set_xlabel(xlabel)
+    if log:
+        axis.set_xscale("log")
+    for position, value in zip(positions, values):
+        axis.text(value, position, f" {value:,.1f}" if value >= 1 else f" {value:.3g}", va="center", fontsize=8)
+    axis.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _figure_uri(fig)
+
+
+def throughput_html(rows: list[dict]) -> str:
+    """The benchmark's rows as a table, under a bar chart of the measured ones."""
+    table = table_html(rows, "throughput")
+    shown = measured(rows)
+    if not shown:
+        return table
+    figure = bar_figure(
+        [row_label(r) for r in shown],
+        [float(r[THROUGHPUT]) for r in shown],
+        "million floats per second (log scale)",
+        log=True,
+    )
+    return f'<figure><img src="{figure}" alt="cipher throughput"></figure>' + table
+
+
+def build_figures(results: dict, grids: dict) -> dict[str, str]:
+    """The page's images (data URIs) from the results and the attack stage's reconstruction grids.
+
+    Separate from ``render_html`` so the study can time it as the report stage.
+    """
+    figures = {}
+    if results.get("leakage"):
+        figures["reconstruction"] = reconstruction_html(grids)
+    history = results.get("training_history")
+    if history:
+        uri = training_figure(history)
+        planned = results["environment"]["profile"]["epochs"]
+        epochs = (
+            f"<p>{len(history)} of {planned} epochs trained "
+            "(training stops early only at the profile's max_minutes).</p>"
+        )
+        figures["training"] = epochs + (
+            f'<figure><img src="{uri}" alt="training curves"></figure>'
+            if uri
+            else "<p>The training history has no numeric series.</p>"
+        )
+    if results.get("throughput"):
+        figures["throughput"] = throughput_html(results["throughput"])
+    return figures

@@ -1,0 +1,157 @@
+"""The study's report: one self-contained ``index.html`` and the ``results.json`` behind it.
+
+The page has inline CSS and every image as a base64 PNG data URI, so it reads
+offline, from an e-mail attachment or a CI artefact alike. Every number on it
+is read from the results of the run; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ...atomic import atomic_write_text
+from .figures import bar_figure
+from .sections import fmt, key_value_table, leakage_html, reid_html, section, timings_html
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
+       padding: 1.5em; color: #1d232a; background: #fff; }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #dde3ea; padding-bottom: 0.2em; margin-top: 1.8em; }
+.sub { color: #5b6570; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.8em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d5dbe1; padding: 0.35em 0.6em; text-align: right; vertical-align: top; }
+th { background: #f2f5f8; text-align: center; } td.name, th.name { text-align: left; }
+td .detail { display: block; color: #5b6570; font-size: 0.8em; }
+.failed { background: #fdecea; border-left: 4px solid #c62828; padding: 0.5em 1em; margin: 0.6em 0; }
+.ok { color: #1b7f3b; font-weight: 600; } .bad { color: #c62828; font-weight: 600; }
+figure { display: inline-block; margin: 0.6em 1em 0.6em 0; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #d5dbe1; image-rendering: pixelated; }
+figure img.grid { width: 900px; }
+figcaption { color: #5b6570; font-size: 0.85em; }
+section { overflow-x: auto; } details { margin: 0.6em 0; }
+code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
+.note { color: #5b6570; font-size: 0.9em; max-width: 60em; }
+"""
+
+# Lets a headless browser (the report's test) confirm every embedded image decoded.
+LOAD_CHECK = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  document.body.setAttribute("data-images-total", images.length);
+  document.body.setAttribute("data-images-decoded",
+    images.filter(function (img) { return img.complete && img.naturalWidth > 0; }).length);
+});
+"""
+
+
+def jsonable(value):
+    """Plain JSON types: numpy scalars and arrays unwrapped, NaN and inf as null."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+TRAINING_STAGES = ("victim_world", "train_victim", "load_victim")  # the stages behind the training section
+
+
+def _failure(failures: dict[str, str], stages: tuple[str, ...]) -> str | None:
+    """The first recorded failure among ``stages``."""
+    return next((f"{name}: {failures[name]}" for name in stages if name in failures), None)
+
+
+def render_html(results: dict, figures: dict[str, str]) -> str:
+    """The whole page as one string."""
+    failures = results.get("failures", {})
+    env = results["environment"]
+    victim = results.get("victim")
+    intro = ""
+    if victim:
+        intro = (
+            f"<p>Victim: {html.escape(victim['model'])}, served {html.escape(victim['black_box'])}, "
+            f"{victim['feature_dim']}-d features ({fmt(100 * victim['zero_fraction'], 1)}% exact zeros). "
+            f"Attacker/user images: {html.escape(victim['dataset'])}; the attacker labels "
+            f"{victim['n_attacker']:,} images of its own, the users leak {victim['n_user_query']:,} query and "
+            f"{victim['n_user_gallery']:,} gallery features.</p>"
+        )
+    failed_list = ""
+    if failures:
+        failed_list = (
+            '<div class="failed"><b>Stages that did not complete:</b><ul>'
+            + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in failures.items())
+            + "</ul></div>"
+        )
+
+    leakage = leakage_html(results["leakage"]) if results.get("leakage") else None
+    training = figures.get("training")
+    if training is None and victim:
+        training = "<p>The victim was loaded from given weights; this run trained nothing.</p>"
+    reid = reid_html(results["reid"]) if results.get("reid") else None
+    timings = results["timings"]
+    stage_times = {
+        k: v for k, v in timings.items() if k != "total" and "/" not in k and v is not None and math.isfinite(v)
+    }
+    timing_figure = bar_figure(list(stage_times), list(stage_times.values()), "seconds") if stage_times else None
+
+    sections = [
+        section(
+            "Leakage matrix: what each attack recovers from each kind of features",
+            "leakage",
+            leakage,
+            failures.get("leakage"),
+        ),
+        section(
+            "Image reconstruction from features",
+            "reconstruction",
+            figures.get("reconstruction"),
+            failures.get("leakage"),
+        ),
+        section("Re-identification before and after encryption", "reid", reid, failures.get("reid")),
+        section("Victim training", "training", training, _failure(failures, TRAINING_STAGES)),
+        section("Cipher throughput", "throughput", figures.get("throughput"), failures.get("throughput")),
+        section(
+            "Wall time per stage",
+            "timings",
+            (f'<figure><img src="{timing_figure}" alt="wall time per stage"></figure>' if timing_figure else "")
+            + timings_html(timings, results.get("cached_stages") or []),
+            None,
+        ),
+        section("Environment", "environment", key_value_table(env, "environment-table"), None),
+    ]
+    title = f"ShuffleBits study — profile {html.escape(results['profile'])}"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+        f"<style>{CSS}</style></head><body>"
+        f"<h1>{title}</h1>"
+        f'<p class="sub">What leaked deep features give away, and what encrypting them changes. '
+        f"Run {html.escape(env['started_utc'])} UTC, seed {env['seeds']['seed']}, "
+        f"total {timings.get('total', float('nan')):.0f} s.</p>"
+        f"{intro}{failed_list}{''.join(sections)}"
+        f"<script>{LOAD_CHECK}</script></body></html>\n"
+    )
+
+
+def write_report(results: dict, figures: dict[str, str], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``index.html`` atomically; return their paths."""
+    out_dir = Path(out_dir)
+    results_json = out_dir / "results.json"
+    index_html = out_dir / "index.html"
+    atomic_write_text(results_json, json.dumps(jsonable(results), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(index_html, render_html(results, figures))
+    return index_html, results_json

@@ -1,0 +1,44 @@
+"""What the report shows, and in which order: the attacker's best row per cell, ciphers in catalogue order."""
+
+from __future__ import annotations
+
+from ...ciphers.catalogue import cipher_names
+
+FEATURE_ORDER = ("plaintext", *cipher_names())
+
+METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
+
+
+LOWER_IS_BETTER = {"recon_cosine_distance"}  # for the attacker; every other metric: higher is better
+
+
+def cipher_rank(name: str) -> tuple[int, str]:
+    """Sort key: plaintext, then the catalogue's order; unknown names last, by name."""
+    return (FEATURE_ORDER.index(name) if name in FEATURE_ORDER else len(FEATURE_ORDER), name)
+
+
+def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """For each (cipher, metric) the row of the attack that did best (per-attribute rows excluded)."""
+    best: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        if row.get("attribute") is not None or row.get("value") is None:
+            continue
+        key = (row["cipher"], row["metric"])
+        current = best.get(key)
+        sign = -1.0 if row["metric"] in LOWER_IS_BETTER else 1.0
+        if current is None or sign * row["value"] > sign * current["value"]:
+            best[key] = row
+    return best
+
+
+THROUGHPUT = "mfloat_per_s"  # the benchmark rows' throughput column (million floats per second)
+
+
+def row_label(row: dict) -> str:
+    """``name [kernel]`` for a benchmark row."""
+    return f"{row['name']} [{row['kernel']}]" if row.get("kernel") else str(row["name"])
+
+
+def measured(rows: list[dict]) -> list[dict]:
+    """The benchmark rows that carry a positive throughput."""
+    return [row for row in rows if isinstance(row.get(THROUGHPUT), (int, float)) and row[THROUGHPUT] > 0]
