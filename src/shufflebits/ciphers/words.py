@@ -59,5 +59,6 @@ def contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
-def word_bits(dtype_name: str) -> int:
-    return 8 * np.dtype(WORD_DTYPES[dtype_name]).itemsize
+def unsigned(array: np.ndarray) -> np.ndarray:
+    """A native-endian ``array``'s bits as unsigned integers of the same width (a view when contiguous)."""
+    return contiguous(array).view(np.dtype(f"u{array.dtype.itemsize}"))
