@@ -10,13 +10,13 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import shared_file
 from cryptography.hazmat.primitives.ciphers import Cipher as CryptoCipher
 from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import shared_file
 from shufflebits import AesGcm, ChaChaPad, ShuffleBits
 from shufflebits.ciphers import Key, Sealed, cipher_names, generate_key, kernels_numpy, load_key, prf, save_key, spec
 from shufflebits.ciphers import shufflebits as sb_module
@@ -44,7 +44,7 @@ def same_bits(a, b) -> bool:
 
 
 def seeded(name: str, seed: int = 0, **options):
-    """Cipher ``name`` under a key and nonces fixed by ``seed``: statistical tests see the same ciphertexts every run."""
+    """Cipher ``name`` under a key and nonces fixed by ``seed``: statistical tests see the same ciphertexts."""
     key = Key(name, hashlib.sha256(f"tests/{name}/{seed}".encode()).digest())
     return spec(name).resolve()(key, nonce_source=experiment_nonces(seed), **options)
 
@@ -65,7 +65,8 @@ def test_reference_vectors_bit_exact(kernel):
 
 
 def test_seed_zero_permutation_matches_readme():
-    expected = [2, 11, 25, 21, 10, 4, 29, 16, 23, 6, 18, 26, 3, 30, 8, 0, 19, 12, 20, 13, 7, 5, 17, 14, 27, 22, 9, 28, 24, 1, 15, 31]
+    expected = [2, 11, 25, 21, 10, 4, 29, 16, 23, 6, 18, 26, 3, 30, 8, 0,
+                19, 12, 20, 13, 7, 5, 17, 14, 27, 22, 9, 28, 24, 1, 15, 31]
     cipher = ShuffleBits.from_seed(0)
     assert cipher.permutation().tolist() == expected
     assert cipher.key.insecure and cipher.key.seed == 0
@@ -117,7 +118,11 @@ def test_round_trip_every_cipher_and_dtype(name, dtype, n, d, seed):
 
 
 @settings(max_examples=20, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=st.floats(width=32, allow_nan=True)))
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=st.floats(width=32, allow_nan=True)
+    )
+)
 def test_fixed_mode_any_shape_and_special_floats(features):
     cipher = create_cipher("shufflebits")
     sealed = cipher.encrypt(features)
@@ -180,7 +185,9 @@ def test_empty_arrays(name):
         assert cipher.decrypt(sealed).shape == shape
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 3), np.int32), np.zeros((2, 3), np.complex64), np.zeros((2, 3), np.longdouble), ["a"]])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((2, 3), np.int32), np.zeros((2, 3), np.complex64), np.zeros((2, 3), np.longdouble), ["a"]]
+)
 def test_wrong_dtype_is_a_clear_type_error(bad):
     for name in CIPHERS:
         with pytest.raises(TypeError, match="cannot encrypt dtype"):

@@ -102,5 +102,6 @@ def test_key_for_another_cipher_and_bad_output_name(tmp_path):
     with pytest.raises(ShuffleBitsError, match=".npz"):
         save_encrypted(tmp_path / "e.bin", cipher, cipher.encrypt(features()))
     with pytest.raises(ShuffleBitsError, match="another key"):
-        save_encrypted(tmp_path / "f.npz", create_cipher("shufflebits", key=generate_key("shufflebits")), cipher.encrypt(features()))
+        other = create_cipher("shufflebits", key=generate_key("shufflebits"))
+        save_encrypted(tmp_path / "f.npz", other, cipher.encrypt(features()))
     assert not (tmp_path / "f.npz").exists()

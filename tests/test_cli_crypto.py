@@ -8,8 +8,8 @@ import stat
 import numpy as np
 import pytest
 
-from shufflebits.cli import main
 from shufflebits.ciphers import cipher_names
+from shufflebits.cli import main
 from shufflebits.features import load_features, save_features
 
 

@@ -11,7 +11,8 @@ catalogue field (``format_preserving=True``, ``permutation="fixed"``...).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ShuffleBitsError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -50,7 +50,9 @@ class Sealed:
         words = np.asarray(words)
         if record.format_preserving:
             if words.dtype != word:
-                raise InvalidInputError(f"{cipher} ciphertext of {dtype} features must be {word} words, got {words.dtype}")
+                raise InvalidInputError(
+                    f"{cipher} ciphertext of {dtype} features must be {word} words, got {words.dtype}"
+                )
             data = words if dtype == "bfloat16" else contiguous(words).view(np.dtype(dtype))
             shape = tuple(words.shape)
         else:
@@ -67,7 +69,9 @@ class Sealed:
             nonces is None or nonces.dtype != np.uint8 or nonces.shape != (shape[0], record.nonce_bytes)
         ):
             got = None if nonces is None else f"{nonces.dtype} {nonces.shape}"
-            raise InvalidInputError(f"{cipher} ciphertext needs uint8 ({shape[0]}, {record.nonce_bytes}) nonces, got {got}")
+            raise InvalidInputError(
+                f"{cipher} ciphertext needs uint8 ({shape[0]}, {record.nonce_bytes}) nonces, got {got}"
+            )
         return cls(data, nonces, cipher, key_fingerprint, dtype, shape)
 
     def payload(self) -> np.ndarray:
@@ -118,7 +122,9 @@ class Cipher(ABC):
         if self.needs_rows and words.ndim != 2:
             raise ShuffleBitsError(f"{self.name} encrypts (n, d) feature arrays, got shape {words.shape}")
         data, nonces = self._encrypt_words(words, dtype)
-        return Sealed.from_words(data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces)
+        return Sealed.from_words(
+            data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces
+        )
 
     def decrypt(self, sealed: Sealed):
         """Bit-exact plaintext (numpy; a torch tensor for bfloat16)."""
@@ -135,7 +141,9 @@ class Cipher(ABC):
             raise ShuffleBitsError(f"unknown ciphertext dtype {sealed.dtype!r}")
         n = sealed.shape[0] if sealed.shape else 0
         if sealed.nonces is not None and (sealed.nonces.dtype != np.uint8 or sealed.nonces.shape[0] != n):
-            raise ShuffleBitsError(f"nonces must be uint8 with {n} rows, got {sealed.nonces.dtype} {sealed.nonces.shape}")
+            raise ShuffleBitsError(
+                f"nonces must be uint8 with {n} rows, got {sealed.nonces.dtype} {sealed.nonces.shape}"
+            )
         try:
             words = sealed.words()
         except ValueError as error:

@@ -116,7 +116,9 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
     header, arrays = read_header(path)
     raw_header = arrays.pop("header").tobytes()
     if header.get("cipher") != cipher.name:
-        raise ShuffleBitsError(f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}")
+        raise ShuffleBitsError(
+            f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
+        )
     if header.get("key_fingerprint") != cipher.key.fingerprint:
         raise WrongKeyError(
             f"{path} was encrypted with key {str(header.get('key_fingerprint'))[:16]}…, not this key "
@@ -133,6 +135,8 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
         nonces=arrays.get("nonces"),
     )
     if list(sealed.shape) != header["shape"]:
-        raise ShuffleBitsError(f"{path}: ciphertext of shape {sealed.shape} does not match its header {header['shape']}")
+        raise ShuffleBitsError(
+            f"{path}: ciphertext of shape {sealed.shape} does not match its header {header['shape']}"
+        )
     passthrough = {name: arrays[name] for name in ("image_paths", "pids", "camids") if name in arrays}
     return sealed, passthrough

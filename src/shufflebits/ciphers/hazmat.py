@@ -9,7 +9,7 @@ figures. Only the leakage matrix and the tests import this module; the service,
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from .catalogue import spec
 from .keys import Key

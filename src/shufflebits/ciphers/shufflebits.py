@@ -66,7 +66,7 @@ class ShuffleBits(Cipher):
         return generate_key(MODE_CIPHERS[mode])
 
     @classmethod
-    def from_seed(cls, seed: int, *, kernel: str = "numba") -> "ShuffleBits":
+    def from_seed(cls, seed: int, *, kernel: str = "numba") -> ShuffleBits:
         """INSECURE, paper-compatible: the authors' ``default_rng(seed)`` permutation (fixed mode).
 
         The key has only the seed's entropy and one permutation for everything;

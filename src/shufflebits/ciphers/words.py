@@ -29,7 +29,9 @@ def to_words(features) -> tuple[np.ndarray, str]:
         import torch
 
         tensor = features.detach().cpu().contiguous()
-        names = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
+        names = {
+            torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"
+        }
         if tensor.dtype not in names:
             raise _unsupported(tensor.dtype)
         name = names[tensor.dtype]

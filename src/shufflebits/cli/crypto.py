@@ -1,7 +1,8 @@
 """``keygen``, ``encrypt``, ``decrypt``, ``inspect`` and ``bench``.
 
 Handlers import the cipher code lazily so ``shufflebits --help`` stays fast: the
-choices come from the catalogue, which imports nothing heavy. dtype problems (TypeError from the ciphers) become one-line errors like any
+choices come from the catalogue, which imports nothing heavy. dtype problems
+(TypeError from the ciphers) become one-line errors like any
 other user error.
 """
 
@@ -143,7 +144,8 @@ def _describe_features(path: Path) -> list[str]:
     if encrypted:
         header, arrays = read_header(path)
         lines = [f"encrypted feature file {path}"]
-        lines += [f"  {name}: {header.get(name)}" for name in ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")]
+        fields = ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")
+        lines += [f"  {name}: {header.get(name)}" for name in fields]
         nonces = arrays.get("nonces")
         lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
         lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")

@@ -106,9 +106,12 @@ def concatenate_results(parts: list[Any]) -> Any:
     if all(isinstance(part, np.ndarray) for part in parts):
         return np.concatenate(parts)
     first = parts[0]
-    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:]) for part in parts if not isinstance(part, np.ndarray)]
+    sealed = [part for part in parts if not isinstance(part, np.ndarray)]
+    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:]) for part in sealed]
     if len(same) != len(parts) or len(set(same)) != 1:
-        raise ShuffleBitsError("the service changed cipher, key or feature shape between batches; the answers cannot be combined")
+        raise ShuffleBitsError(
+            "the service changed cipher, key or feature shape between batches; the answers cannot be combined"
+        )
     if len(parts) == 1:
         return first
     return first.from_words(
