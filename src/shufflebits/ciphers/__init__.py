@@ -14,10 +14,14 @@ Cipher classes are imported on first use, so reading the catalogue (CLI choices,
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..errors import ShuffleBitsError
 from .catalogue import cipher_names, spec
 from .keys import Key, generate_key, load_key, save_key
+
+if TYPE_CHECKING:
+    from .base import Cipher
 
 CIPHERS = cipher_names()  # every catalogue name in report order (prefer ``cipher_names(**where)``)
 
@@ -53,7 +57,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create_cipher(name: str, key: Key | None = None):
+def create_cipher(name: str, key: Key | None = None) -> Cipher:
     """Cipher ``name`` (a catalogue name) under ``key``; ``None``: a fresh random key."""
     cipher_class = spec(name).resolve()
     if key is None:
@@ -63,7 +67,7 @@ def create_cipher(name: str, key: Key | None = None):
     return cipher_class(key)
 
 
-def cipher_for_key(key: Key):
+def cipher_for_key(key: Key) -> Cipher:
     """The cipher a key belongs to."""
     if not isinstance(key, Key):
         raise TypeError(f"key must be a shufflebits Key, got {type(key).__name__}")
