@@ -1,10 +1,11 @@
-"""Shared fixtures: the read-only ../shared data, skipped cleanly when absent."""
+"""Shared fixtures: the read-only ../shared data (skipped cleanly when absent), one torch thread, seeded hypothesis."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -37,3 +38,8 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# Hypothesis draws from a seed derived from each test, so a run is repeatable (and no example database).
+settings.register_profile("shufflebits", derandomize=True, database=None)
+settings.load_profile("shufflebits")

@@ -1,24 +1,30 @@
-"""Ciphers: paper vectors, round trips for every cipher/mode/dtype, keys, errors."""
+"""Ciphers: paper vectors, round trips for every cipher/mode/dtype, keys, errors.
+
+Catalogue conformance lives in ``test_ciphers_catalogue.py``, frozen known answers
+in ``test_ciphers_vectors.py``.
+"""
 
 from __future__ import annotations
 
-import os
+import hashlib
 
 import numpy as np
 import pytest
+from conftest import shared_file
 from cryptography.hazmat.primitives.ciphers import Cipher as CryptoCipher
 from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import shared_file
 from shufflebits import AesGcm, ChaChaPad, ShuffleBits
-from shufflebits.ciphers import CIPHERS, Key, Sealed, generate_key, load_key, save_key
-from shufflebits.ciphers import kernels_numpy, prf
+from shufflebits.ciphers import Key, Sealed, cipher_names, generate_key, kernels_numpy, load_key, prf, save_key, spec
 from shufflebits.ciphers import shufflebits as sb_module
-from shufflebits.errors import IntegrityError, ShuffleBitsError
+from shufflebits.ciphers.hazmat import experiment_nonces
+from shufflebits.errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from shufflebits.registry import available, create_cipher
+
+CIPHERS = cipher_names()
 
 SPECIALS32 = np.array(
     [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFBFFFFF,
@@ -37,6 +43,12 @@ def same_bits(a, b) -> bool:
     return np.asarray(a).dtype == np.asarray(b).dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
+def seeded(name: str, seed: int = 0, **options):
+    """Cipher ``name`` under a key and nonces fixed by ``seed``: statistical tests see the same ciphertexts."""
+    key = Key(name, hashlib.sha256(f"tests/{name}/{seed}".encode()).digest())
+    return spec(name).resolve()(key, nonce_source=experiment_nonces(seed), **options)
+
+
 # -- paper compatibility ---------------------------------------------------
 
 
@@ -53,7 +65,8 @@ def test_reference_vectors_bit_exact(kernel):
 
 
 def test_seed_zero_permutation_matches_readme():
-    expected = [2, 11, 25, 21, 10, 4, 29, 16, 23, 6, 18, 26, 3, 30, 8, 0, 19, 12, 20, 13, 7, 5, 17, 14, 27, 22, 9, 28, 24, 1, 15, 31]
+    expected = [2, 11, 25, 21, 10, 4, 29, 16, 23, 6, 18, 26, 3, 30, 8, 0,
+                19, 12, 20, 13, 7, 5, 17, 14, 27, 22, 9, 28, 24, 1, 15, 31]
     cipher = ShuffleBits.from_seed(0)
     assert cipher.permutation().tolist() == expected
     assert cipher.key.insecure and cipher.key.seed == 0
@@ -94,18 +107,22 @@ def test_round_trip_every_cipher_and_dtype(name, dtype, n, d, seed):
     sealed = cipher.encrypt(features)
     assert sealed.cipher == name and sealed.key_fingerprint == cipher.key.fingerprint and sealed.dtype == dtype
     assert sealed.words().shape == (n, d) and sealed.words().dtype == words.dtype
-    if name != "aes-gcm" and dtype != "bfloat16":
+    if spec(name).format_preserving and dtype != "bfloat16":
         assert sealed.data.shape == (n, d) and sealed.data.dtype == np.dtype(dtype)
     back = cipher.decrypt(sealed)
     back_words = back.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else back.view(words.dtype)
     assert np.array_equal(back_words, words)
     if n * d >= 8:  # nonce ciphers never repeat a ciphertext; fixed and per-dimension are deterministic
-        deterministic = name in ("shufflebits", "shufflebits-dim")
+        deterministic = spec(name).nonce_bytes == 0
         assert np.array_equal(cipher.encrypt(features).words(), sealed.words()) == deterministic
 
 
 @settings(max_examples=20, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=st.floats(width=32, allow_nan=True)))
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=st.floats(width=32, allow_nan=True)
+    )
+)
 def test_fixed_mode_any_shape_and_special_floats(features):
     cipher = create_cipher("shufflebits")
     sealed = cipher.encrypt(features)
@@ -168,7 +185,9 @@ def test_empty_arrays(name):
         assert cipher.decrypt(sealed).shape == shape
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 3), np.int32), np.zeros((2, 3), np.complex64), np.zeros((2, 3), np.longdouble), ["a"]])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((2, 3), np.int32), np.zeros((2, 3), np.complex64), np.zeros((2, 3), np.longdouble), ["a"]]
+)
 def test_wrong_dtype_is_a_clear_type_error(bad):
     for name in CIPHERS:
         with pytest.raises(TypeError, match="cannot encrypt dtype"):
@@ -176,7 +195,9 @@ def test_wrong_dtype_is_a_clear_type_error(bad):
 
 
 def test_rows_required_except_fixed_mode():
-    for name in ["shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm"]:
+    for name in cipher_names():
+        if spec(name).permutation == "fixed":
+            continue
         with pytest.raises(ShuffleBitsError, match=r"\(n, d\)"):
             create_cipher(name).encrypt(np.zeros(5, np.float32))
 
@@ -185,14 +206,14 @@ def test_rows_required_except_fixed_mode():
 
 
 def test_real_keys_give_different_permutations_and_ciphertexts():
-    a, b = create_cipher("shufflebits"), create_cipher("shufflebits")
-    assert a.key.material != b.key.material and len(a.key.material) == 32
+    assert create_cipher("shufflebits").key.material != create_cipher("shufflebits").key.material
+    a, b = seeded("shufflebits", 1), seeded("shufflebits", 2)
     x = random_bits((4, 64), np.float32)
     assert not np.array_equal(a.encrypt(x).words(), b.encrypt(x).words())
 
 
 def test_permutations_are_permutations_per_dimension():
-    cipher = create_cipher("shufflebits-dim")
+    cipher = seeded("shufflebits-dim")
     perms = [cipher.permutation(32, j).tolist() for j in range(16)]
     assert all(sorted(p) == list(range(32)) for p in perms)
     assert len({tuple(p) for p in perms}) == 16
@@ -201,7 +222,7 @@ def test_permutations_are_permutations_per_dimension():
 
 
 def test_one_time_fresh_per_vector_and_element():
-    cipher = create_cipher("shufflebits-otp")
+    cipher = seeded("shufflebits-otp")
     x = np.full((3, 64), 0x0000FFFF, np.uint32).view(np.float32)  # 16 ones in every word
     first, second = cipher.encrypt(x), cipher.encrypt(x)
     assert not np.array_equal(first.nonces, second.nonces)
@@ -214,8 +235,8 @@ def test_one_time_fresh_per_vector_and_element():
 def test_one_time_overflow_stream_path(monkeypatch):
     """Elements whose keystream region runs out finish on their overflow stream, identically in both kernels."""
     monkeypatch.setitem(sb_module.REGION_BYTES, 32, 40)
-    key = generate_key("shufflebits-otp")
-    fast, slow = ShuffleBits(key), ShuffleBits(key, kernel="numpy")
+    fast = seeded("shufflebits-otp", 3)
+    slow = ShuffleBits(fast.key, kernel="numpy")
     x = random_bits((4, 24), np.float32, 5)
     sealed = fast.encrypt(x)
     assert same_bits(slow.decrypt(sealed), x)
@@ -228,7 +249,7 @@ def test_one_time_overflow_stream_path(monkeypatch):
 def test_fisher_yates_is_unbiased_enough():
     """Position of element 0 after shuffling 5 items from random bytes: uniform (chi-square)."""
     counts = np.zeros(5)
-    stream = np.frombuffer(os.urandom(200_000), np.uint8)
+    stream = np.random.default_rng(11).integers(0, 256, 200_000, dtype=np.uint8)
     for k in range(0, len(stream) - 40, 40):
         idx = prf.fisher_yates(stream[k : k + 40], 5)
         counts[int(np.flatnonzero(idx == 0)[0])] += 1
@@ -253,7 +274,7 @@ def cryptography_keystream(key: bytes, nonce16: bytes, nbytes: int) -> bytes:
 
 @pytest.mark.parametrize("d", [16, 13, 1])
 def test_chacha_pad_is_cryptography_keystream(d):
-    cipher = ChaChaPad(ChaChaPad.generate_key())
+    cipher = seeded("chacha20", d)
     sealed = cipher.encrypt(np.zeros((3, d), np.float32))
     assert sealed.nonces.shape == (3, 16)
     for i in range(3):
@@ -273,12 +294,16 @@ def test_chacha_row_subsets_still_decrypt():
     x = random_bits((8, 13), np.float32, 1)
     sealed = cipher.encrypt(x)
     rows = [6, 1, 3]
-    subset = Sealed(sealed.data[rows], sealed.nonces[rows], sealed.cipher, sealed.key_fingerprint, "float32", (3, 13))
+    subset = Sealed.from_words(
+        sealed.payload()[rows], cipher="chacha20", key_fingerprint=sealed.key_fingerprint, dtype="float32",
+        nonces=sealed.nonces[rows],
+    )
+    assert subset.shape == (3, 13)
     assert same_bits(cipher.decrypt(subset), x[rows])
 
 
 def test_chacha_changes_all_bits_statistically():
-    cipher = create_cipher("chacha20")
+    cipher = seeded("chacha20")
     words = cipher.encrypt(np.zeros((64, 64), np.float32)).words()
     ones = np.unpackbits(words.view(np.uint8)).mean()
     assert 0.48 < ones < 0.52
@@ -291,19 +316,23 @@ def test_wrong_key_is_an_integrity_error():
     x = random_bits((3, 8), np.float32)
     for name in CIPHERS:
         sealed = create_cipher(name).encrypt(x)
-        with pytest.raises(IntegrityError, match="wrong key"):
+        with pytest.raises(WrongKeyError):
             create_cipher(name).decrypt(sealed)
+    assert issubclass(WrongKeyError, IntegrityError)
 
 
 def test_aes_gcm_detects_tampering():
     cipher = AesGcm(AesGcm.generate_key())
     sealed = cipher.encrypt(random_bits((3, 8), np.float32))
-    data = sealed.data.copy()
+    data = sealed.payload().copy()
     data[1, 5] ^= 1
-    tampered = Sealed(data, sealed.nonces, sealed.cipher, sealed.key_fingerprint, sealed.dtype, sealed.shape)
-    with pytest.raises(IntegrityError, match="row 1"):
+    common = {"cipher": sealed.cipher, "key_fingerprint": sealed.key_fingerprint, "nonces": sealed.nonces}
+    tampered = Sealed.from_words(data, dtype=sealed.dtype, **common)
+    with pytest.raises(IntegrityError, match="row 1") as failure:
         cipher.decrypt(tampered)
-    relabelled = Sealed(sealed.data, sealed.nonces, sealed.cipher, sealed.key_fingerprint, "float16", (3, 16))
+    assert not isinstance(failure.value, WrongKeyError)  # the right key: the data is what changed
+    relabelled = Sealed.from_words(sealed.payload(), dtype="float16", **common)
+    assert relabelled.shape == (3, 16)
     with pytest.raises(IntegrityError):
         cipher.decrypt(relabelled)
 
@@ -320,10 +349,15 @@ def test_key_mismatched_with_cipher_class_or_registry():
 
 
 def test_registry_names():
-    assert set(CIPHERS) <= set(available("cipher"))
+    assert available("cipher") == list(CIPHERS)
+    assert available("cipher", format_preserving=False) == ["aes-gcm"]
     assert isinstance(create_cipher("shufflebits-dim"), ShuffleBits)
     key = generate_key("aes-gcm")
     assert create_cipher("aes-gcm", key=key).key is key
+    with pytest.raises(ShuffleBitsError, match="unknown cipher 'rot13'; expected one of shufflebits, "):
+        create_cipher("rot13")
+    with pytest.raises(TypeError):  # only hazmat.experiment_cipher swaps the OS nonce source out
+        create_cipher("chacha20", nonce_source=experiment_nonces(0))
 
 
 def test_fingerprint_is_stable_and_not_the_key():
@@ -377,7 +411,7 @@ def test_reference_kernels_match_definition_on_words():
 
 
 def test_batch_nonces_never_overflow_the_block_counter():
-    nonces = prf.batch_nonces(5, 2**31, os.urandom)
+    nonces = prf.batch_nonces(5, 2**31, experiment_nonces(0))
     assert len({bytes(row[4:]) for row in nonces}) == 3  # a fresh 12-byte nonce every 2 rows
     assert prf.counters(nonces).tolist() == [0, 2**31, 0, 2**31, 0]
     assert prf.contiguous_runs(nonces, 2**31) == [(0, 2), (2, 4), (4, 5)]
@@ -390,6 +424,15 @@ def test_batch_nonces_never_overflow_the_block_counter():
 def test_corrupted_sealed_inputs_are_clear_errors():
     cipher = create_cipher("shufflebits-otp")
     sealed = cipher.encrypt(random_bits((3, 8), np.float32))
+    common = {"cipher": sealed.cipher, "key_fingerprint": sealed.key_fingerprint}
+    with pytest.raises(InvalidInputError, match=r"needs uint8 \(3, 16\) nonces"):
+        Sealed.from_words(sealed.payload(), dtype="float32", **common)
+    with pytest.raises(InvalidInputError, match="must be uint64 words, got uint32"):
+        Sealed.from_words(sealed.payload(), dtype="float64", nonces=sealed.nonces, **common)
+    with pytest.raises(InvalidInputError, match="uses no nonces"):
+        Sealed.from_words(sealed.payload(), dtype="float32", nonces=sealed.nonces, cipher="shufflebits",
+                          key_fingerprint=sealed.key_fingerprint)
+    # a hand-built Sealed (bypassing from_words) is still refused by decrypt
     no_nonces = Sealed(sealed.data, None, sealed.cipher, sealed.key_fingerprint, sealed.dtype, sealed.shape)
     with pytest.raises(ShuffleBitsError, match="nonces"):
         cipher.decrypt(no_nonces)
@@ -400,16 +443,14 @@ def test_corrupted_sealed_inputs_are_clear_errors():
         cipher.decrypt(create_cipher("chacha20").encrypt(random_bits((3, 8), np.float32)))
 
 
-@pytest.mark.parametrize("name", ["shufflebits-otp", "chacha20", "aes-gcm"])
+@pytest.mark.parametrize("name", cipher_names(nonce_bytes=16) + cipher_names(nonce_bytes=12))
 def test_experiment_nonces_make_runs_repeatable_and_stay_unique(name):
-    from shufflebits.ciphers.hazmat import experiment_nonces
-    from shufflebits.registry import create_cipher
-
     key = generate_key(name)
     features = np.random.default_rng(1).standard_normal((6, 8)).astype(np.float32)
-    first = create_cipher(name, key=key, nonce_source=experiment_nonces(7)).encrypt(features)
-    again = create_cipher(name, key=key, nonce_source=experiment_nonces(7)).encrypt(features)
-    other = create_cipher(name, key=key, nonce_source=experiment_nonces(8)).encrypt(features)
+    cipher_class = spec(name).resolve()
+    first = cipher_class(key, nonce_source=experiment_nonces(7)).encrypt(features)
+    again = cipher_class(key, nonce_source=experiment_nonces(7)).encrypt(features)
+    other = cipher_class(key, nonce_source=experiment_nonces(8)).encrypt(features)
     assert first.data.tobytes() == again.data.tobytes()
     assert first.nonces.tobytes() != other.nonces.tobytes()
     assert len({row.tobytes() for row in first.nonces}) == len(first.nonces)

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shufflebits.ciphers import ChaChaPad, ShuffleBits, generate_key, kernels_numpy, kernels_torch, prf  # noqa: E402
+from shufflebits.ciphers import ChaChaPad, ShuffleBits, generate_key, kernels_numpy, kernels_torch, prf, spec  # noqa: E402
 from shufflebits.errors import ShuffleBitsError  # noqa: E402
 from shufflebits.nn import EncryptedFeatures, EncryptedOutput  # noqa: E402
 from shufflebits.registry import create_cipher  # noqa: E402
@@ -106,13 +106,14 @@ def test_encrypted_output_round_trip(name):
     assert isinstance(out, EncryptedFeatures)
     assert out.ciphertext.shape == plain.shape and out.ciphertext.dtype == torch.float32
     assert not torch.equal(int_bits(out.ciphertext), int_bits(plain))
-    assert (out.nonces is None) == (name in ("shufflebits", "shufflebits-dim"))
+    assert (out.nonces is None) == (spec(name).nonce_bytes == 0)
     decrypted = cipher.decrypt(wrapped.seal(out))
     assert decrypted.tobytes() == plain.numpy().tobytes()
 
 
 def test_encrypted_output_refuses_host_only_ciphers_and_non_tensors():
-    with pytest.raises(ShuffleBitsError, match="in-graph"):
+    in_graph = "in-graph; use one of shufflebits, shufflebits-dim, shufflebits-otp, chacha20 "
+    with pytest.raises(ShuffleBitsError, match=in_graph):
         EncryptedOutput(Backbone(), create_cipher("aes-gcm"))
     with pytest.raises(TypeError):
         EncryptedOutput(object(), create_cipher("chacha20"))

@@ -22,9 +22,10 @@ import pytest
 from fastapi.responses import JSONResponse
 from PIL import Image
 
+from shufflebits.ciphers import spec
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.service import BackgroundServer, HttpBlackBox, InProcessBlackBox, create_app
-from shufflebits.service.wire import decode_array, encode_array
+from shufflebits.service.wire import concatenate_results, decode_array, decode_result, encode_array, encode_result
 
 TOKEN = "s3cret-token"
 NAN_WORD = 0x7FA00001  # a signalling-NaN payload that any float round trip would alter
@@ -99,6 +100,26 @@ def test_wire_round_trip_keeps_nan_bit_patterns():
         decode_array(encode_array(words)[0], [1, 4], "object")
 
 
+@pytest.mark.parametrize("name", ["shufflebits-otp", "aes-gcm"])
+def test_wire_sealed_round_trip_and_inconsistent_metadata(name):
+    from shufflebits.registry import create_cipher
+
+    cipher = create_cipher(name)
+    x = np.random.default_rng(6).standard_normal((3, 5)).astype(np.float32)
+    body = encode_result(cipher.encrypt(x))
+    assert body["encryption"]["mode"] == spec(name).mode
+    joined = concatenate_results([decode_result(body), decode_result(body)])
+    assert joined.shape == (6, 5) and cipher.decrypt(joined).tobytes() == np.concatenate([x, x]).tobytes()
+    for field, value, message in [
+        ("plaintext_shape", [3, 4], "declares plaintext shape"),
+        ("plaintext_dtype", "float64", "malformed encryption metadata"),
+        ("cipher", "rot13", "unknown cipher"),
+    ]:
+        bad = {**body, "encryption": {**body["encryption"], field: value}}
+        with pytest.raises(ShuffleBitsError, match=message):
+            decode_result(bad)
+
+
 def test_token_required(plain_server):
     blob = png_bytes(make_images(1)[0])
     assert post(plain_server.url, [blob], token=None).status_code == 401
@@ -126,7 +147,8 @@ def test_bad_requests_get_clear_4xx(plain_server):
     assert len(big) > 256 * 1024
     assert post(plain_server.url, [big]).status_code == 413
     assert post(plain_server.url, [png_bytes(make_images(1)[0])] * 9).status_code == 413
-    empty = httpx.post(f"{plain_server.url}/v1/features", data={"other": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    empty = httpx.post(f"{plain_server.url}/v1/features", data={"other": "x"}, headers=auth)
     assert empty.status_code == 422
 
 
@@ -222,9 +244,10 @@ def test_encrypted_answers_decrypt_bit_exact(sealed_server):
     assert sealed.shape == (5, 16) and sealed.data.shape[0] == 5
     assert cipher.decrypt(sealed).tobytes() == FakeExtractor()(images).tobytes()
     body = post(server.url, [png_bytes(images[0])]).json()
-    assert body["encryption"]["cipher"] == cipher.name and body["encryption"]["key_fingerprint"] == cipher.key.fingerprint
-    if cipher.name == "aes-gcm":
-        assert body["dtype"] == "uint8" and body["shape"] == [1, 16 * 4 + 16]
+    assert body["encryption"]["cipher"] == cipher.name
+    assert body["encryption"]["key_fingerprint"] == cipher.key.fingerprint
+    if not spec(cipher.name).format_preserving:
+        assert body["dtype"] == "uint8" and body["shape"] == [1, 16 * 4 + spec(cipher.name).tag_bytes]
     else:
         assert body["dtype"] == "float32" and body["shape"] == [1, 16]
     health = httpx.get(f"{server.url}/v1/health").json()
@@ -237,7 +260,7 @@ def test_nonces_are_fresh_per_vector_and_request(sealed_server):
     with HttpBlackBox(server.url, TOKEN) as box:
         first, second = box.features([image, image]), box.features([image])
     words = {row.tobytes() for row in np.concatenate([first.words(), second.words()])}
-    if cipher.name == "shufflebits":  # the paper's fixed mode: deterministic by design, no nonces
+    if spec(cipher.name).nonce_bytes == 0:  # the paper's fixed mode: deterministic by design, no nonces
         assert first.nonces is None and len(words) == 1
     else:
         assert len({row.tobytes() for row in np.concatenate([first.nonces, second.nonces])}) == 3
@@ -253,7 +276,7 @@ def test_serve_cli_refuses_to_run_without_a_token(monkeypatch, capsys):
 
 
 def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
-    from shufflebits.ciphers import generate_key, load_key, cipher_for_key, save_key
+    from shufflebits.ciphers import cipher_for_key, generate_key, load_key, save_key
 
     save_key(tmp_path / "server.key", generate_key("shufflebits-otp"))
     cipher = cipher_for_key(load_key(tmp_path / "server.key"))

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from .ciphers import Cipher, Sealed
+from .ciphers import Cipher, Sealed, cipher_names, spec
+from .ciphers.words import to_words
 from .errors import ShuffleBitsError
 
 
@@ -45,8 +45,9 @@ class EncryptedOutput(torch.nn.Module):
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not hasattr(cipher, "encrypt_tensor"):
+            in_graph = [name for name in cipher_names() if hasattr(spec(name).resolve(), "encrypt_tensor")]
             raise ShuffleBitsError(
-                f"{cipher.name} cannot run in-graph; use a shufflebits mode or chacha20 "
+                f"{cipher.name} cannot run in-graph; use one of {', '.join(in_graph)} "
                 "(or encrypt on the host with cipher.encrypt)"
             )
         self.model = model
@@ -68,9 +69,8 @@ class EncryptedOutput(torch.nn.Module):
 
     def seal(self, output: EncryptedFeatures) -> Sealed:
         """Move one output to the host as ``Sealed`` (for ``cipher.decrypt`` or encrypted files)."""
-        from .ciphers.words import to_words
-
         words, dtype = to_words(output.ciphertext)
-        data = words if dtype == "bfloat16" else words.view(np.dtype(dtype))
         nonces = None if output.nonces is None else output.nonces.cpu().numpy()
-        return Sealed(data, nonces, self.cipher.name, self.cipher.key.fingerprint, dtype, tuple(words.shape))
+        return Sealed.from_words(
+            words, cipher=self.cipher.name, key_fingerprint=self.cipher.key.fingerprint, dtype=dtype, nonces=nonces
+        )

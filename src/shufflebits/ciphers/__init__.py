@@ -1,19 +1,37 @@
 """Feature ciphers: ShuffleBits (fixed / per-dimension / one-time), ChaChaPad, AesGcm.
 
-``create_cipher(name, key=None)`` (``shufflebits.registry``) builds one by name;
-``key=None`` means a fresh random 256-bit key. Kernels: ``kernels_numpy`` (the
-readable reference), ``kernels_numba`` (fast CPU), ``kernels_torch`` (in-graph).
+The recipe layer: ``create_cipher(name, key=None)`` builds a cipher from its
+catalogue entry (``key=None`` means a fresh random 256-bit key), ``cipher_for_key``
+the one a key belongs to; keys and encrypted files complete it. INSECURE helpers
+live apart: ``hazmat`` (repeatable experiments) and ``decrepit`` (the paper's seed
+keys). Kernels: ``kernels_numpy`` (the readable reference), ``kernels_numba``
+(fast CPU), ``kernels_torch`` (in-graph).
+
+Cipher classes are imported on first use, so reading the catalogue (CLI choices,
+``shufflebits --help``) loads neither numpy, numba, torch nor cryptography.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ..errors import ShuffleBitsError
-from ..registry import register
-from .aesgcm import AesGcm
-from .base import Cipher, Sealed
-from .chacha import ChaChaPad
-from .keys import CIPHERS, Key, generate_key, load_key, save_key, seed_key
-from .shufflebits import ShuffleBits
+from .catalogue import cipher_names, spec
+from .keys import Key, generate_key, load_key, save_key
+
+if TYPE_CHECKING:
+    from .base import Cipher
+
+CIPHERS = cipher_names()  # every catalogue name in report order (prefer ``cipher_names(**where)``)
+
+_LAZY = {
+    "AesGcm": "aesgcm",
+    "ChaChaPad": "chacha",
+    "Cipher": "base",
+    "Sealed": "base",
+    "ShuffleBits": "shufflebits",
+}
 
 __all__ = [
     "CIPHERS",
@@ -24,53 +42,33 @@ __all__ = [
     "Sealed",
     "ShuffleBits",
     "cipher_for_key",
+    "cipher_names",
+    "create_cipher",
     "generate_key",
     "load_key",
     "save_key",
-    "seed_key",
+    "spec",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def create_cipher(name: str, key: Key | None = None) -> Cipher:
+    """Cipher ``name`` (a catalogue name) under ``key``; ``None``: a fresh random key."""
+    cipher_class = spec(name).resolve()
+    if key is None:
+        key = generate_key(name)
+    elif not isinstance(key, Key) or key.cipher != name:
+        raise ShuffleBitsError(f"cipher {name!r} needs a {name!r} key, got {getattr(key, 'cipher', key)!r}")
+    return cipher_class(key)
 
 
 def cipher_for_key(key: Key) -> Cipher:
     """The cipher a key belongs to."""
-    if key.cipher == "chacha20":
-        return ChaChaPad(key)
-    if key.cipher == "aes-gcm":
-        return AesGcm(key)
-    return ShuffleBits(key)
-
-
-def _with_key(name: str, key: Key | None) -> Key:
-    if key is None:
-        return generate_key(name)
-    if not isinstance(key, Key) or key.cipher != name:
-        raise ShuffleBitsError(f"cipher {name!r} needs a {name!r} key, got {getattr(key, 'cipher', key)!r}")
-    return key
-
-
-@register("cipher", "shufflebits")
-def create_shufflebits(key: Key | None = None, nonce_source=None) -> ShuffleBits:
-    """Fixed mode: one permutation for every element (the paper)."""
-    return ShuffleBits(_with_key("shufflebits", key), nonce_source=nonce_source)
-
-
-@register("cipher", "shufflebits-dim")
-def create_shufflebits_dim(key: Key | None = None, nonce_source=None) -> ShuffleBits:
-    """One permutation per feature dimension."""
-    return ShuffleBits(_with_key("shufflebits-dim", key), nonce_source=nonce_source)
-
-
-@register("cipher", "shufflebits-otp")
-def create_shufflebits_otp(key: Key | None = None, nonce_source=None) -> ShuffleBits:
-    """Fresh permutations for every element from key + per-vector nonce."""
-    return ShuffleBits(_with_key("shufflebits-otp", key), nonce_source=nonce_source)
-
-
-@register("cipher", "chacha20")
-def create_chacha20(key: Key | None = None, nonce_source=None) -> ChaChaPad:
-    return ChaChaPad(_with_key("chacha20", key), nonce_source=nonce_source)
-
-
-@register("cipher", "aes-gcm")
-def create_aes_gcm(key: Key | None = None, nonce_source=None) -> AesGcm:
-    return AesGcm(_with_key("aes-gcm", key), nonce_source=nonce_source)
+    if not isinstance(key, Key):
+        raise TypeError(f"key must be a shufflebits Key, got {type(key).__name__}")
+    return spec(key.cipher).resolve()(key)

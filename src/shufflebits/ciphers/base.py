@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from ..errors import IntegrityError, ShuffleBitsError
+from ..errors import InvalidInputError, ShuffleBitsError, WrongKeyError
+from .catalogue import cipher_names, spec
 from .keys import Key
-from .words import WORD_DTYPES, contiguous, from_words, to_words
-
-TAG_BYTES = 16  # AES-GCM tag
+from .words import WORD_DTYPES, contiguous, from_words, to_words, unsigned
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,8 +21,9 @@ class Sealed:
 
     ``data`` has the plaintext's shape and dtype for format-preserving ciphers
     (bfloat16 ciphertext is kept as its uint16 words: numpy has no bfloat16),
-    and is uint8 ``(n, nbytes + 16)`` for AES-GCM. ``nonces`` is uint8 ``(n, k)``
-    or None (fixed and per-dimension ShuffleBits need none).
+    and is uint8 ``(n, nbytes + tag_bytes)`` for the others (AES-GCM). ``nonces``
+    is uint8 ``(n, nonce_bytes)``, or None for ciphers without nonces. Build one
+    with ``from_words``, which checks all of this against the catalogue.
     """
 
     data: np.ndarray
@@ -33,31 +33,80 @@ class Sealed:
     dtype: str
     shape: tuple[int, ...]
 
+    @classmethod
+    def from_words(
+        cls, words: np.ndarray, *, cipher: str, key_fingerprint: str, dtype: str, nonces: np.ndarray | None = None
+    ) -> Sealed:
+        """The one way to build a ``Sealed``: from ciphertext ``words`` as ``payload()`` gives them.
+
+        ``words`` are unsigned integers: the plaintext-shaped words for a
+        format-preserving cipher, uint8 rows of ciphertext bytes then tag for the
+        others. A mismatch with ``cipher``'s catalogue entry is an ``InvalidInputError``.
+        """
+        record = spec(cipher)
+        if dtype not in WORD_DTYPES:
+            raise InvalidInputError(f"unknown ciphertext dtype {dtype!r}; expected one of {', '.join(WORD_DTYPES)}")
+        word = np.dtype(WORD_DTYPES[dtype])
+        words = np.asarray(words)
+        if record.format_preserving:
+            if words.dtype != word:
+                raise InvalidInputError(
+                    f"{cipher} ciphertext of {dtype} features must be {word} words, got {words.dtype}"
+                )
+            data = words if dtype == "bfloat16" else contiguous(words).view(np.dtype(dtype))
+            shape = tuple(words.shape)
+        else:
+            body = words.shape[1] - record.tag_bytes if words.ndim == 2 else -1
+            if words.dtype != np.uint8 or body < 0 or body % word.itemsize:
+                raise InvalidInputError(
+                    f"{cipher} ciphertext must be uint8 rows of {dtype} words plus a {record.tag_bytes}-byte tag, "
+                    f"got {words.dtype} {words.shape}"
+                )
+            data, shape = words, (words.shape[0], body // word.itemsize)
+        if record.nonce_bytes == 0 and nonces is not None:
+            raise InvalidInputError(f"{cipher} uses no nonces, got {nonces.shape}")
+        if record.nonce_bytes and (
+            nonces is None or nonces.dtype != np.uint8 or nonces.shape != (shape[0], record.nonce_bytes)
+        ):
+            got = None if nonces is None else f"{nonces.dtype} {nonces.shape}"
+            raise InvalidInputError(
+                f"{cipher} ciphertext needs uint8 ({shape[0]}, {record.nonce_bytes}) nonces, got {got}"
+            )
+        return cls(data, nonces, cipher, key_fingerprint, dtype, shape)
+
+    def payload(self) -> np.ndarray:
+        """``data`` as unsigned integers (tag included): what files and ``from_words`` take."""
+        return unsigned(self.data)
+
     def words(self) -> np.ndarray:
         """The ciphertext as unsigned words ``(n, d)`` (AES-GCM: ciphertext bytes without tag)."""
         word = WORD_DTYPES[self.dtype]
-        if self.cipher == "aes-gcm":
-            body = np.ascontiguousarray(self.data[:, : self.data.shape[1] - TAG_BYTES])
+        record = spec(self.cipher)
+        if not record.format_preserving:
+            body = np.ascontiguousarray(self.data[:, : self.data.shape[1] - record.tag_bytes])
             return body.view(word).reshape(self.shape)
         return contiguous(self.data).view(word).reshape(self.shape)
 
 
 class Cipher(ABC):
-    """Base class: subclasses implement ``_encrypt_words`` / ``_decrypt_words`` on unsigned words."""
+    """Base class: subclasses implement ``_encrypt_words`` / ``_decrypt_words`` on unsigned words.
 
-    ciphers: tuple[str, ...] = ()
+    Which keys a class takes is the catalogue's: the names whose ``target`` is this class.
+    """
+
     needs_rows = True  # (n, d) input; fixed ShuffleBits accepts any shape
 
     def __init__(self, key: Key, *, nonce_source: Callable[[int], bytes] | None = None) -> None:
         if not isinstance(key, Key):
             raise TypeError(f"key must be a shufflebits Key, got {type(key).__name__}")
-        if key.cipher not in self.ciphers:
+        if not isinstance(self, spec(key.cipher).resolve()):
+            accepted = [name for name in cipher_names() if isinstance(self, spec(name).resolve())]
             raise ShuffleBitsError(
-                f"a {key.cipher!r} key cannot be used with {type(self).__name__} (expects {', '.join(self.ciphers)})"
+                f"a {key.cipher!r} key cannot be used with {type(self).__name__} (expects {', '.join(accepted)})"
             )
         self.key = key
         # Where per-vector nonces come from: the OS CSPRNG unless an experiment
-        # asks for repeatable runs (see ``hazmat.experiment_nonces``).
+        # asks for repeatable runs (see ``hazmat.experiment_cipher``).
         self.nonce_source = nonce_source or os.urandom
 
     @property
@@ -73,9 +122,9 @@ class Cipher(ABC):
         if self.needs_rows and words.ndim != 2:
             raise ShuffleBitsError(f"{self.name} encrypts (n, d) feature arrays, got shape {words.shape}")
         data, nonces = self._encrypt_words(words, dtype)
-        if self.name != "aes-gcm" and dtype != "bfloat16":
-            data = data.view(np.dtype(dtype))
-        return Sealed(data, nonces, self.name, self.key.fingerprint, dtype, tuple(words.shape))
+        return Sealed.from_words(
+            data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces
+        )
 
     def decrypt(self, sealed: Sealed):
         """Bit-exact plaintext (numpy; a torch tensor for bfloat16)."""
@@ -84,7 +133,7 @@ class Cipher(ABC):
         if sealed.cipher != self.name:
             raise ShuffleBitsError(f"ciphertext was made with {sealed.cipher!r}, this cipher is {self.name!r}")
         if sealed.key_fingerprint != self.key.fingerprint:
-            raise IntegrityError(
+            raise WrongKeyError(
                 f"wrong key: ciphertext was sealed with key {sealed.key_fingerprint[:16]}…, "
                 f"this key is {self.key.fingerprint[:16]}…"
             )
@@ -92,7 +141,9 @@ class Cipher(ABC):
             raise ShuffleBitsError(f"unknown ciphertext dtype {sealed.dtype!r}")
         n = sealed.shape[0] if sealed.shape else 0
         if sealed.nonces is not None and (sealed.nonces.dtype != np.uint8 or sealed.nonces.shape[0] != n):
-            raise ShuffleBitsError(f"nonces must be uint8 with {n} rows, got {sealed.nonces.dtype} {sealed.nonces.shape}")
+            raise ShuffleBitsError(
+                f"nonces must be uint8 with {n} rows, got {sealed.nonces.dtype} {sealed.nonces.shape}"
+            )
         try:
             words = sealed.words()
         except ValueError as error:
@@ -101,7 +152,7 @@ class Cipher(ABC):
 
     @abstractmethod
     def _encrypt_words(self, words: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Ciphertext words (or AES-GCM bytes) and nonces for native unsigned ``words`` of ``dtype``."""
+        """What ``Sealed.from_words`` takes (ciphertext words, or AES-GCM bytes + tags) and the nonces."""
 
     @abstractmethod
     def _decrypt_words(self, words: np.ndarray, sealed: Sealed) -> np.ndarray:

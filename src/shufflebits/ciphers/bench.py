@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -110,13 +110,25 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     idx = fixed.permutation(32).tolist()
     cases: list[tuple[str, str, Callable[[], object], int]] = [
         ("numpy copy", "numpy", lambda: np.copyto(out, words), count),
-        ("AES-256-GCM (cryptography, one call)", "OpenSSL", lambda: aesgcm.encrypt_into(nonce, raw, None, sealed_buffer), count),
+        (
+            "AES-256-GCM (cryptography, one call)", "OpenSSL",
+            lambda: aesgcm.encrypt_into(nonce, raw, None, sealed_buffer), count,
+        ),
         ("AES-256-GCM (cryptography, one call, alloc)", "OpenSSL", lambda: aesgcm.encrypt(nonce, raw, None), count),
-        ("ChaCha20-Poly1305 (cryptography, one call)", "OpenSSL", lambda: chachapoly.encrypt_into(nonce, raw, None, sealed_buffer), count),
-        ("per-element reference (pure Python, extrapolated)", "python", lambda: _reference_encrypt(sample, idx), len(sample)),
+        (
+            "ChaCha20-Poly1305 (cryptography, one call)", "OpenSSL",
+            lambda: chachapoly.encrypt_into(nonce, raw, None, sealed_buffer), count,
+        ),
+        (
+            "per-element reference (pure Python, extrapolated)", "python",
+            lambda: _reference_encrypt(sample, idx), len(sample),
+        ),
         ("ShuffleBits fixed", "numpy reference", lambda: kernels_numpy.permute(words, fixed.destinations(32)), count),
         ("ShuffleBits fixed", "numba", lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1)), count),
-        ("ShuffleBits fixed, 1 thread", "numba", _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))), count),
+        (
+            "ShuffleBits fixed, 1 thread", "numba",
+            _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))), count,
+        ),
         ("ShuffleBits fixed", "torch cpu", lambda: fixed.encrypt_tensor(x), count),
         ("ShuffleBits fixed, 1 thread", "torch cpu", _one_thread(lambda: fixed.encrypt_tensor(x)), count),
         ("ShuffleBits fixed, cipher.encrypt", "numba", lambda: fixed.encrypt(features), count),
@@ -152,7 +164,8 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text table of ``run_benchmark`` rows."""
     lines = [
-        f"{'cipher / baseline':<50} {'kernel':<17} {'Mfloat/s':>9} {'xAES-GCM':>9} {'xAES alloc':>10} {'xreference':>10}"
+        f"{'cipher / baseline':<50} {'kernel':<17} {'Mfloat/s':>9} {'xAES-GCM':>9} "
+        f"{'xAES alloc':>10} {'xreference':>10}"
     ]
     for row in rows:
         lines.append(

@@ -24,7 +24,9 @@ class CipherSpec:
     element, ``"per-dimension"``: one per feature dimension, ``"per-element"``:
     fresh per value from a nonce; ``None``: not a permutation), so attacks know
     where key recovery applies. ``matchable``: similarities can be computed on
-    ciphertexts without decrypting.
+    ciphertexts without decrypting. Keys are ``key_bytes`` random bytes;
+    ``seed_keys``: the cipher also accepts the paper's INSECURE seed keys
+    (``decrepit.seed_key``).
     """
 
     name: str
@@ -42,6 +44,8 @@ class CipherSpec:
     permutation: str | None = None
     deployable: bool = True
     order: int = 100
+    key_bytes: int = 32
+    seed_keys: bool = False
 
     def resolve(self) -> type:
         """The cipher class (imports its module on first use)."""
@@ -54,7 +58,7 @@ SPECS: tuple[CipherSpec, ...] = (
         name="shufflebits", family="shufflebits", mode="fixed",
         target="shufflebits.ciphers.shufflebits:ShuffleBits",
         description="ShuffleBits, one bit permutation for every element (the paper)",
-        format_preserving=True, authenticated=False, permutation="fixed", order=10,
+        format_preserving=True, authenticated=False, permutation="fixed", order=10, seed_keys=True,
     ),
     CipherSpec(
         name="shufflebits-dim", family="shufflebits", mode="per-dimension",

@@ -10,7 +10,6 @@ files add an HMAC (``files.py``).
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import ShuffleBitsError
@@ -23,8 +22,6 @@ _CHUNK_BYTES = 1 << 26
 
 class ChaChaPad(Cipher):
     """XOR with ChaCha20 keystream; float in, same-dtype float out."""
-
-    ciphers = ("chacha20",)
 
     @classmethod
     def generate_key(cls) -> Key:

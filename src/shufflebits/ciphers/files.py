@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import IntegrityError, ShuffleBitsError
+from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from .base import Cipher, Sealed
 
 FILE_FORMAT = "shufflebits-encrypted-features"
@@ -66,7 +66,7 @@ def save_encrypted(
         "shape": list(sealed.shape),
     }
     n = sealed.shape[0]
-    arrays = {"ciphertext": sealed.words() if sealed.cipher != "aes-gcm" else np.ascontiguousarray(sealed.data)}
+    arrays = {"ciphertext": sealed.payload()}
     if sealed.nonces is not None:
         arrays["nonces"] = sealed.nonces
     arrays["image_paths"] = np.asarray(list(image_paths) if image_paths is not None else [""] * n, dtype=str)
@@ -116,23 +116,27 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
     header, arrays = read_header(path)
     raw_header = arrays.pop("header").tobytes()
     if header.get("cipher") != cipher.name:
-        raise ShuffleBitsError(f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}")
+        raise ShuffleBitsError(
+            f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
+        )
     if header.get("key_fingerprint") != cipher.key.fingerprint:
-        raise IntegrityError(
+        raise WrongKeyError(
             f"{path} was encrypted with key {str(header.get('key_fingerprint'))[:16]}…, not this key "
             f"({cipher.key.fingerprint[:16]}…): wrong key"
         )
     tag = arrays.pop("tag").tobytes()
     if not hmac.compare_digest(tag, _mac(cipher, raw_header, arrays)):
         raise IntegrityError(f"{path}: authentication failed (file tampered with or damaged)")
-    shape = tuple(header["shape"])
-    words = arrays["ciphertext"]
-    if header["cipher"] == "aes-gcm":
-        data = words
-    elif header["dtype"] == "bfloat16":
-        data = words.reshape(shape)
-    else:
-        data = words.view(np.dtype(header["dtype"])).reshape(shape)
-    sealed = Sealed(data, arrays.get("nonces"), header["cipher"], header["key_fingerprint"], header["dtype"], shape)
+    sealed = Sealed.from_words(
+        arrays["ciphertext"],
+        cipher=header["cipher"],
+        key_fingerprint=header["key_fingerprint"],
+        dtype=header["dtype"],
+        nonces=arrays.get("nonces"),
+    )
+    if list(sealed.shape) != header["shape"]:
+        raise ShuffleBitsError(
+            f"{path}: ciphertext of shape {sealed.shape} does not match its header {header['shape']}"
+        )
     passthrough = {name: arrays[name] for name in ("image_paths", "pids", "camids") if name in arrays}
     return sealed, passthrough

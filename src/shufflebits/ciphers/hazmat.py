@@ -9,7 +9,7 @@ figures. Only the leakage matrix and the tests import this module; the service,
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from .catalogue import spec
 from .keys import Key
@@ -37,9 +37,8 @@ def experiment_nonces(seed: int) -> Callable[[int], bytes]:
 
 def experiment_cipher(name: str, seed: int):
     """INSECURE: cipher ``name`` under a key and a nonce stream derived from ``seed``, so a rerun
-    sees the same ciphertexts (an experiment, not a deployment)."""
-    from ..registry import create_cipher
-
-    spec(name)
+    sees the same ciphertexts (an experiment, not a deployment). The public ``create_cipher``
+    takes no nonce source: only this path swaps ``os.urandom`` out."""
+    cipher_class = spec(name).resolve()
     material = hashlib.sha256(f"shufflebits/leakage/{seed}/{name}".encode()).digest()
-    return create_cipher(name, key=Key(name, material), nonce_source=experiment_nonces(seed))
+    return cipher_class(Key(name, material), nonce_source=experiment_nonces(seed))

@@ -18,34 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..errors import ShuffleBitsError
+from ..errors import InvalidInputError, ShuffleBitsError
+from .catalogue import cipher_names, spec
 
-CIPHERS = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
-MODES = {
-    "shufflebits": "fixed",
-    "shufflebits-dim": "per-dimension",
-    "shufflebits-otp": "one-time",
-    "chacha20": "pad",
-    "aes-gcm": "aead",
-}
 KEY_FORMAT = "shufflebits-key"
 KEY_VERSION = 1
 _LABEL = b"shufflebits/v1/"
-
-
-def check_cipher(name: str) -> str:
-    if name not in CIPHERS:
-        raise ShuffleBitsError(f"unknown cipher {name!r}; expected one of {', '.join(CIPHERS)}")
-    return name
 
 
 @dataclass(frozen=True)
 class Key:
     """A secret key bound to one cipher.
 
-    ``material`` is 32 random bytes, except for paper-compatible seed keys
-    (``seed`` set), whose material is just the seed: they have only the seed's
-    entropy and exist to reproduce the authors' published permutation.
+    ``material`` is ``key_bytes`` random bytes (the catalogue's, 32 for every
+    cipher today), except for paper-compatible seed keys (``seed`` set, see
+    ``decrepit.seed_key``), whose material is just the seed: they have only the
+    seed's entropy and exist to reproduce the authors' published permutation.
     """
 
     cipher: str
@@ -53,19 +41,24 @@ class Key:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_cipher(self.cipher)
+        record = spec(self.cipher)
         if not isinstance(self.material, bytes):
             raise TypeError("key material must be bytes")
-        if self.seed is None and len(self.material) != 32:
-            raise ShuffleBitsError(f"{self.cipher} key material must be 32 bytes, got {len(self.material)}")
-        if self.seed is not None and self.cipher != "shufflebits":
-            raise ShuffleBitsError("only the fixed-mode 'shufflebits' cipher has seed (paper-compatible) keys")
+        if self.seed is None and len(self.material) != record.key_bytes:
+            raise InvalidInputError(
+                f"{self.cipher} key material must be {record.key_bytes} bytes, got {len(self.material)}"
+            )
+        if self.seed is not None and not record.seed_keys:
+            raise InvalidInputError(
+                f"only {', '.join(map(repr, cipher_names(seed_keys=True)))} has seed (paper-compatible) keys, "
+                f"not {self.cipher!r}"
+            )
         if self.seed is not None and self.material != int(self.seed).to_bytes(8, "little"):
-            raise ShuffleBitsError("seed key material must be the seed (8 bytes, little-endian)")
+            raise InvalidInputError("seed key material must be the seed (8 bytes, little-endian)")
 
     @property
     def mode(self) -> str:
-        return MODES[self.cipher]
+        return spec(self.cipher).mode
 
     @property
     def insecure(self) -> bool:
@@ -84,15 +77,8 @@ class Key:
 
 
 def generate_key(cipher: str = "shufflebits-otp") -> Key:
-    """A fresh 256-bit random key for ``cipher`` (from the OS CSPRNG)."""
-    return Key(check_cipher(cipher), secrets.token_bytes(32))
-
-
-def seed_key(seed: int) -> Key:
-    """The authors' key for ``seed`` (fixed mode; INSECURE, for compatibility only)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ShuffleBitsError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    return Key("shufflebits", seed.to_bytes(8, "little"), seed=seed)
+    """A fresh random key for ``cipher`` (``key_bytes`` from the OS CSPRNG)."""
+    return Key(cipher, secrets.token_bytes(spec(cipher).key_bytes))
 
 
 def key_to_json(key: Key) -> str:

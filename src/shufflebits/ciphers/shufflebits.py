@@ -1,6 +1,6 @@
 """ShuffleBits: permute the bits of every float (Ni et al., ICCVW 2021).
 
-Modes (the mode is part of the key, see ``keys.MODES``):
+Modes (the mode is part of the key: each is its own catalogue entry, see ``catalogue``):
 
 - ``fixed``: one permutation for every element, as in the paper.
 - ``per-dimension``: one permutation per feature dimension.
@@ -21,7 +21,8 @@ domain-separated sub-keys:
   continues on its own overflow stream (sub-key ``one-time-overflow``, nonce
   from SHA-256(vector nonce || j)), so every permutation stays exactly uniform.
 
-``from_seed`` reproduces the authors' numpy-seeded permutation for compatibility only.
+``from_seed`` reproduces the authors' numpy-seeded permutation for compatibility
+only; that INSECURE recipe lives in ``decrepit``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import numpy as np
 from ..errors import ShuffleBitsError
 from . import kernels_numpy, prf
 from .base import Cipher, Sealed
-from .keys import Key, generate_key, seed_key
+from .catalogue import cipher_names, spec
+from .keys import Key, generate_key
 
-MODE_CIPHERS = {"fixed": "shufflebits", "per-dimension": "shufflebits-dim", "one-time": "shufflebits-otp"}
+MODE_CIPHERS = {spec(name).mode: name for name in cipher_names(family="shufflebits")}
 KERNELS = ("numba", "numpy")
 # Keystream bytes each one-time element draws from before falling back to its
 # overflow stream (expected need: 19, 41 and 85 bytes for 16, 32 and 64 bits).
@@ -47,8 +49,6 @@ _TAG_FIXED, _TAG_DIMENSION = 1, 2
 
 class ShuffleBits(Cipher):
     """Bit-permutation cipher. ``kernel`` picks the numba kernel or the numpy reference."""
-
-    ciphers = tuple(MODE_CIPHERS.values())
 
     def __init__(self, key: Key, *, kernel: str = "numba", nonce_source=None) -> None:
         super().__init__(key, nonce_source=nonce_source)
@@ -66,13 +66,15 @@ class ShuffleBits(Cipher):
         return generate_key(MODE_CIPHERS[mode])
 
     @classmethod
-    def from_seed(cls, seed: int, *, kernel: str = "numba") -> "ShuffleBits":
+    def from_seed(cls, seed: int, *, kernel: str = "numba") -> ShuffleBits:
         """INSECURE, paper-compatible: the authors' ``default_rng(seed)`` permutation (fixed mode).
 
         The key has only the seed's entropy and one permutation for everything;
         use it to read or reproduce the paper's ciphertexts, not to protect data.
         float16 / float64 use the same recipe on ``np.arange(16 or 64)``.
         """
+        from .decrepit import seed_key
+
         return cls(seed_key(seed), kernel=kernel)
 
     @property
@@ -86,9 +88,9 @@ class ShuffleBits(Cipher):
         if self.mode == "one-time":
             raise ShuffleBitsError("one-time keys have no fixed permutation (a fresh one per element)")
         if self.key.seed is not None:
-            idx = np.arange(bits)
-            np.random.default_rng(self.key.seed).shuffle(idx)
-            return idx
+            from .decrepit import paper_permutation
+
+            return paper_permutation(self.key.seed, bits)
         if self.mode == "fixed":
             return prf.derived_permutation(self._subkey("permutations"), _TAG_FIXED, bits, 0)
         if dimension is None:

@@ -29,7 +29,9 @@ def to_words(features) -> tuple[np.ndarray, str]:
         import torch
 
         tensor = features.detach().cpu().contiguous()
-        names = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
+        names = {
+            torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"
+        }
         if tensor.dtype not in names:
             raise _unsupported(tensor.dtype)
         name = names[tensor.dtype]
@@ -59,5 +61,6 @@ def contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
-def word_bits(dtype_name: str) -> int:
-    return 8 * np.dtype(WORD_DTYPES[dtype_name]).itemsize
+def unsigned(array: np.ndarray) -> np.ndarray:
+    """A native-endian ``array``'s bits as unsigned integers of the same width (a view when contiguous)."""
+    return contiguous(array).view(np.dtype(f"u{array.dtype.itemsize}"))

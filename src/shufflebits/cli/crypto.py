@@ -1,7 +1,8 @@
 """``keygen``, ``encrypt``, ``decrypt``, ``inspect`` and ``bench``.
 
-Handlers import the cipher package lazily so ``shufflebits --help`` stays fast.
-dtype problems (TypeError from the ciphers) become one-line errors like any
+Handlers import the cipher code lazily so ``shufflebits --help`` stays fast: the
+choices come from the catalogue, which imports nothing heavy. dtype problems
+(TypeError from the ciphers) become one-line errors like any
 other user error.
 """
 
@@ -12,15 +13,15 @@ import json
 import sys
 from pathlib import Path
 
+from ..ciphers.catalogue import cipher_names, spec
 from ..errors import ShuffleBitsError
-
-CIPHER_CHOICES = ("shufflebits", "shufflebits-dim", "shufflebits-otp", "chacha20", "aes-gcm")
 
 
 def register(subparsers) -> None:
     keygen = subparsers.add_parser("keygen", help="create a key file (0600, never overwritten)")
-    keygen.add_argument("--cipher", required=True, choices=CIPHER_CHOICES)
-    keygen.add_argument("--seed", type=int, help="paper-compatible INSECURE key (shufflebits only)")
+    keygen.add_argument("--cipher", required=True, choices=cipher_names())
+    seeded = ", ".join(cipher_names(seed_keys=True))
+    keygen.add_argument("--seed", type=int, help=f"paper-compatible INSECURE key ({seeded} only)")
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
     keygen.set_defaults(func=keygen_command)
 
@@ -47,11 +48,14 @@ def register(subparsers) -> None:
 
 
 def keygen_command(args: argparse.Namespace) -> int:
-    from ..ciphers.keys import generate_key, save_key, seed_key
+    from ..ciphers.keys import generate_key, save_key
 
     if args.seed is not None:
-        if args.cipher != "shufflebits":
-            raise ShuffleBitsError("--seed is only for the paper-compatible fixed 'shufflebits' cipher")
+        if not spec(args.cipher).seed_keys:
+            seeded = ", ".join(map(repr, cipher_names(seed_keys=True)))
+            raise ShuffleBitsError(f"--seed is only for the paper-compatible {seeded} cipher")
+        from ..ciphers.decrepit import seed_key
+
         key = seed_key(args.seed)
         print(
             "warning: a --seed key is the paper's INSECURE key (only the seed's entropy, one permutation); "
@@ -140,7 +144,8 @@ def _describe_features(path: Path) -> list[str]:
     if encrypted:
         header, arrays = read_header(path)
         lines = [f"encrypted feature file {path}"]
-        lines += [f"  {name}: {header.get(name)}" for name in ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")]
+        fields = ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")
+        lines += [f"  {name}: {header.get(name)}" for name in fields]
         nonces = arrays.get("nonces")
         lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
         lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
@@ -39,7 +40,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if not declared.isdigit():
             raise _reject(400, "malformed Content-Length header")
         if int(declared) > limit:
-            raise _reject(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes; send fewer images per request")
+            raise _reject(
+                413,
+                f"request body of {declared} bytes exceeds the limit of {limit} bytes; send fewer images per request",
+            )
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
@@ -75,7 +79,9 @@ def create_app(
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # compare_digest: the time taken does not reveal how much of the token matched.
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
-            raise _reject(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'", **{"WWW-Authenticate": "Bearer"})
+            raise _reject(
+                401, "missing or wrong token: send 'Authorization: Bearer TOKEN'", **{"WWW-Authenticate": "Bearer"}
+            )
 
     def compute(blobs: list[tuple[str, bytes]]) -> dict:
         images = []

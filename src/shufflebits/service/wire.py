@@ -51,12 +51,12 @@ def encode_result(result: Any) -> dict:
     if isinstance(result, np.ndarray):
         features, shape, dtype = encode_array(result)
         return {"features": features, "shape": shape, "dtype": dtype, "encryption": None}
-    from ..ciphers.keys import MODES
+    from ..ciphers.catalogue import spec
 
     features, shape, dtype = encode_array(result.data)
     encryption = {
         "cipher": result.cipher,
-        "mode": MODES[result.cipher],
+        "mode": spec(result.cipher).mode,
         "key_fingerprint": result.key_fingerprint,
         "plaintext_dtype": result.dtype,
         "plaintext_shape": list(result.shape),
@@ -79,22 +79,26 @@ def decode_result(body: Any) -> Any:
         if data.dtype != np.float32 or data.ndim != 2:
             raise ShuffleBitsError(f"plaintext answer must be 2-D float32, got {data.dtype} {data.shape}")
         return data
-    from ..ciphers import Sealed
+    from ..ciphers.base import Sealed
+    from ..ciphers.words import unsigned
 
     try:
         nonces = None
         if encryption["nonces"] is not None:
             nonces = decode_array(encryption["nonces"], encryption["nonce_shape"], encryption["nonce_dtype"])
-        return Sealed(
-            data=data,
-            nonces=nonces,
+        sealed = Sealed.from_words(
+            unsigned(data),
             cipher=str(encryption["cipher"]),
             key_fingerprint=str(encryption["key_fingerprint"]),
             dtype=str(encryption["plaintext_dtype"]),
-            shape=tuple(int(size) for size in encryption["plaintext_shape"]),
+            nonces=nonces,
         )
+        declared = tuple(int(size) for size in encryption["plaintext_shape"])
     except (KeyError, TypeError, ValueError) as error:
-        raise ShuffleBitsError(f"response has malformed encryption metadata ({error!r})") from error
+        raise ShuffleBitsError(f"response has malformed encryption metadata ({error})") from error
+    if sealed.shape != declared:
+        raise ShuffleBitsError(f"response declares plaintext shape {list(declared)} but carries {list(sealed.shape)}")
+    return sealed
 
 
 def concatenate_results(parts: list[Any]) -> Any:
@@ -102,16 +106,18 @@ def concatenate_results(parts: list[Any]) -> Any:
     if all(isinstance(part, np.ndarray) for part in parts):
         return np.concatenate(parts)
     first = parts[0]
-    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:]) for part in parts if not isinstance(part, np.ndarray)]
+    sealed = [part for part in parts if not isinstance(part, np.ndarray)]
+    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:]) for part in sealed]
     if len(same) != len(parts) or len(set(same)) != 1:
-        raise ShuffleBitsError("the service changed cipher, key or feature shape between batches; the answers cannot be combined")
+        raise ShuffleBitsError(
+            "the service changed cipher, key or feature shape between batches; the answers cannot be combined"
+        )
     if len(parts) == 1:
         return first
-    return type(first)(
-        data=np.concatenate([part.data for part in parts]),
-        nonces=None if first.nonces is None else np.concatenate([part.nonces for part in parts]),
+    return first.from_words(
+        np.concatenate([part.payload() for part in parts]),
         cipher=first.cipher,
         key_fingerprint=first.key_fingerprint,
         dtype=first.dtype,
-        shape=(sum(part.shape[0] for part in parts), *first.shape[1:]),
+        nonces=None if first.nonces is None else np.concatenate([part.nonces for part in parts]),
     )
