@@ -23,8 +23,6 @@ from .keys import Key, generate_key, load_key, save_key
 if TYPE_CHECKING:
     from .base import Cipher
 
-CIPHERS = cipher_names()  # every catalogue name in report order (prefer ``cipher_names(**where)``)
-
 _LAZY = {
     "AesGcm": "aesgcm",
     "ChaChaPad": "chacha",
@@ -34,7 +32,6 @@ _LAZY = {
 }
 
 __all__ = [
-    "CIPHERS",
     "AesGcm",
     "ChaChaPad",
     "Cipher",
