@@ -27,8 +27,20 @@ from shufflebits.registry import available, create_cipher
 CIPHERS = cipher_names()
 
 SPECIALS32 = np.array(
-    [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFBFFFFF,
-     0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0x3F800000, 0xDEADBEEF],
+    [
+        0x00000000,
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00000,
+        0x7F800001,
+        0xFFBFFFFF,
+        0x00000001,
+        0x807FFFFF,
+        0x7F7FFFFF,
+        0x3F800000,
+        0xDEADBEEF,
+    ],
     dtype=np.uint32,
 )
 
@@ -65,8 +77,40 @@ def test_reference_vectors_bit_exact(kernel):
 
 
 def test_seed_zero_permutation_matches_readme():
-    expected = [2, 11, 25, 21, 10, 4, 29, 16, 23, 6, 18, 26, 3, 30, 8, 0,
-                19, 12, 20, 13, 7, 5, 17, 14, 27, 22, 9, 28, 24, 1, 15, 31]
+    expected = [
+        2,
+        11,
+        25,
+        21,
+        10,
+        4,
+        29,
+        16,
+        23,
+        6,
+        18,
+        26,
+        3,
+        30,
+        8,
+        0,
+        19,
+        12,
+        20,
+        13,
+        7,
+        5,
+        17,
+        14,
+        27,
+        22,
+        9,
+        28,
+        24,
+        1,
+        15,
+        31,
+    ]
     cipher = ShuffleBits.from_seed(0)
     assert cipher.permutation().tolist() == expected
     assert cipher.key.insecure and cipher.key.seed == 0
@@ -295,7 +339,10 @@ def test_chacha_row_subsets_still_decrypt():
     sealed = cipher.encrypt(x)
     rows = [6, 1, 3]
     subset = Sealed.from_words(
-        sealed.payload()[rows], cipher="chacha20", key_fingerprint=sealed.key_fingerprint, dtype="float32",
+        sealed.payload()[rows],
+        cipher="chacha20",
+        key_fingerprint=sealed.key_fingerprint,
+        dtype="float32",
         nonces=sealed.nonces[rows],
     )
     assert subset.shape == (3, 13)
@@ -430,8 +477,13 @@ def test_corrupted_sealed_inputs_are_clear_errors():
     with pytest.raises(InvalidInputError, match="must be uint64 words, got uint32"):
         Sealed.from_words(sealed.payload(), dtype="float64", nonces=sealed.nonces, **common)
     with pytest.raises(InvalidInputError, match="uses no nonces"):
-        Sealed.from_words(sealed.payload(), dtype="float32", nonces=sealed.nonces, cipher="shufflebits",
-                          key_fingerprint=sealed.key_fingerprint)
+        Sealed.from_words(
+            sealed.payload(),
+            dtype="float32",
+            nonces=sealed.nonces,
+            cipher="shufflebits",
+            key_fingerprint=sealed.key_fingerprint,
+        )
     # a hand-built Sealed (bypassing from_words) is still refused by decrypt
     no_nonces = Sealed(sealed.data, None, sealed.cipher, sealed.key_fingerprint, sealed.dtype, sealed.shape)
     with pytest.raises(ShuffleBitsError, match="nonces"):

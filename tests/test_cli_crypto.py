@@ -94,7 +94,6 @@ def test_failures_are_one_line_with_no_output_file(tmp_path, capsys, plain):
     assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))
 
 
-
 def test_files_that_cannot_round_trip_are_refused(tmp_path, capsys, plain):
     """Found by hand: a 1-D .npy was encrypted (then crashed), a .npy given to decrypt raised TypeError."""
     path, _ = plain
@@ -112,6 +111,7 @@ def test_files_that_cannot_round_trip_are_refused(tmp_path, capsys, plain):
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))
+
 
 def test_bench_json_small(capsys):
     code, out, _ = run(capsys, "bench", "--json", "--size-mib", "0.25")

@@ -283,8 +283,20 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "shufflebits", "serve", "--model", "osnet_x0_25", "--size", "64x32",
-               "--port", str(port), "--encrypt-with", str(tmp_path / "server.key")]
+    command = [
+        sys.executable,
+        "-m",
+        "shufflebits",
+        "serve",
+        "--model",
+        "osnet_x0_25",
+        "--size",
+        "64x32",
+        "--port",
+        str(port),
+        "--encrypt-with",
+        str(tmp_path / "server.key"),
+    ]
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": TOKEN}, stderr=log)
     try:

@@ -24,7 +24,9 @@ def check_device(device: str) -> str:
             raise ShuffleBitsError(f"device {device!r} requested but CUDA is not available here; use device 'cpu'")
         index, count = device[len("cuda:") :], torch.cuda.device_count()
         if device != "cuda" and not (index.isdecimal() and int(index) < count):
-            raise ShuffleBitsError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise ShuffleBitsError(
+                f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
         return device
     raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
 

@@ -111,23 +111,31 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     cases: list[tuple[str, str, Callable[[], object], int]] = [
         ("numpy copy", "numpy", lambda: np.copyto(out, words), count),
         (
-            "AES-256-GCM (cryptography, one call)", "OpenSSL",
-            lambda: aesgcm.encrypt_into(nonce, raw, None, sealed_buffer), count,
+            "AES-256-GCM (cryptography, one call)",
+            "OpenSSL",
+            lambda: aesgcm.encrypt_into(nonce, raw, None, sealed_buffer),
+            count,
         ),
         ("AES-256-GCM (cryptography, one call, alloc)", "OpenSSL", lambda: aesgcm.encrypt(nonce, raw, None), count),
         (
-            "ChaCha20-Poly1305 (cryptography, one call)", "OpenSSL",
-            lambda: chachapoly.encrypt_into(nonce, raw, None, sealed_buffer), count,
+            "ChaCha20-Poly1305 (cryptography, one call)",
+            "OpenSSL",
+            lambda: chachapoly.encrypt_into(nonce, raw, None, sealed_buffer),
+            count,
         ),
         (
-            "per-element reference (pure Python, extrapolated)", "python",
-            lambda: _reference_encrypt(sample, idx), len(sample),
+            "per-element reference (pure Python, extrapolated)",
+            "python",
+            lambda: _reference_encrypt(sample, idx),
+            len(sample),
         ),
         ("ShuffleBits fixed", "numpy reference", lambda: kernels_numpy.permute(words, fixed.destinations(32)), count),
         ("ShuffleBits fixed", "numba", lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1)), count),
         (
-            "ShuffleBits fixed, 1 thread", "numba",
-            _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))), count,
+            "ShuffleBits fixed, 1 thread",
+            "numba",
+            _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))),
+            count,
         ),
         ("ShuffleBits fixed", "torch cpu", lambda: fixed.encrypt_tensor(x), count),
         ("ShuffleBits fixed, 1 thread", "torch cpu", _one_thread(lambda: fixed.encrypt_tensor(x)), count),
@@ -143,8 +151,15 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     rows = []
     for name, kernel, run, elements in cases:
         seconds = _time(run)
-        rows.append({"name": name, "kernel": kernel, "mfloat_per_s": elements / seconds / 1e6,
-                     "seconds": seconds * count / elements, "extrapolated": elements != count})
+        rows.append(
+            {
+                "name": name,
+                "kernel": kernel,
+                "mfloat_per_s": elements / seconds / 1e6,
+                "seconds": seconds * count / elements,
+                "extrapolated": elements != count,
+            }
+        )
         if progress:
             print(f"  {name} [{kernel}]: {rows[-1]['mfloat_per_s']:.1f} Mfloat/s", file=sys.stderr)
     aes_rate = rows[1]["mfloat_per_s"]

@@ -30,7 +30,10 @@ def to_words(features) -> tuple[np.ndarray, str]:
 
         tensor = features.detach().cpu().contiguous()
         names = {
-            torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"
+            torch.float16: "float16",
+            torch.bfloat16: "bfloat16",
+            torch.float32: "float32",
+            torch.float64: "float64",
         }
         if tensor.dtype not in names:
             raise _unsupported(tensor.dtype)

@@ -24,10 +24,13 @@ def register(subparsers) -> None:
     )
     options.add_model(parser)
     parser.add_argument(
-        "--token", help=f"bearer token clients must send (prefer the {TOKEN_VARIABLE} environment variable: "
-        "command lines are visible to other users)"
+        "--token",
+        help=f"bearer token clients must send (prefer the {TOKEN_VARIABLE} environment variable: "
+        "command lines are visible to other users)",
     )
-    parser.add_argument("--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted")
+    parser.add_argument(
+        "--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted"
+    )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     options.add_size(parser, None, "input size (default: the checkpoint's, 256x128 for torchreid weights)")
@@ -61,7 +64,9 @@ def run_serve(args: argparse.Namespace) -> int:
         extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
     )
     height, width = extractor.input_size
-    encryption = f"encrypting with {cipher.name} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
+    encryption = (
+        f"encrypting with {cipher.name} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
+    )
     print(
         f"shufflebits: serving {extractor.name} ({extractor.feature_dim}-d, input {height}x{width}, {encryption}) "
         f"at http://{args.host}:{args.port}/v1/features",
