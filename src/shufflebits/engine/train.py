@@ -29,8 +29,8 @@ from ..atomic import atomic_write
 from ..data.sizes import check_size
 from ..errors import ShuffleBitsError
 from ..models.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
-from ..runtime import check_device
 from ..registry import create_model
+from ..runtime import check_device
 from .losses import batch_hard_triplet_loss, identity_loss
 
 CHECKPOINT_VERSION = 1
