@@ -23,6 +23,12 @@ Record = namedtuple("Record", "path pid camid")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Random weights and random input tensors: the same draws in every run."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module")
 def extractor():
     torch.manual_seed(0)
@@ -167,7 +173,6 @@ def test_map_batches_covers_every_item_once_in_order(prefetch):
 
 
 def test_extractor_batches_do_not_change_features(crops):
-    torch.manual_seed(0)
     one_by_one = build_extractor("osnet_x0_25", size=SIZE, batch_size=1)
     torch.manual_seed(0)
     all_at_once = build_extractor("osnet_x0_25", size=SIZE, batch_size=64)

@@ -66,7 +66,10 @@ def _load_training_records(data_root: Path, dataset: str) -> list:
     if dataset not in loaders:
         raise ShuffleBitsError(f"unknown dataset layout {dataset!r}; expected one of {', '.join(DATASETS)}")
     if not data_root.is_dir():
-        raise ShuffleBitsError(f"training data folder {data_root} does not exist (make one with `shufflebits synth --out DIR`)")
+        raise ShuffleBitsError(
+            f"training data folder {data_root} does not exist; "
+            "shufflebits.data.generate_world (the `shufflebits synth` command) makes one"
+        )
     records = [record for record in loaders[dataset](data_root).train if record.pid >= 0]
     if len({record.pid for record in records}) < 2:
         raise ShuffleBitsError(f"{data_root} has fewer than 2 training identities; re-ID training needs at least 2")
@@ -109,7 +112,8 @@ def _resume_state(out_path: Path, config: dict) -> dict:
     different = [f"{key}={saved.get(key)!r} (now {value!r})" for key, value in config.items() if saved.get(key) != value]
     if different:
         raise ShuffleBitsError(
-            f"{out_path} was trained with other settings: {', '.join(different)}; resume with those or choose a new --out"
+            f"{out_path} was trained with other settings: {', '.join(different)}; "
+            "resume with those or choose another out_path"
         )
     return checkpoint
 

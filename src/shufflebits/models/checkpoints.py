@@ -159,7 +159,7 @@ def load_model(
     info = weights if isinstance(weights, ModelWeights) else parse_weights(read_checkpoint(weights), origin)
     if info.model_name is not None and info.model_name != name:
         raise ShuffleBitsError(
-            f"{origin} holds {info.source} {info.model_name} weights, not {name}; pass --model {info.model_name}"
+            f"{origin} holds {info.source} {info.model_name} weights, not {name}; use the model name {info.model_name!r}"
         )
     classes = info.num_classes if num_classes is None else num_classes
     model = create_model(name, num_classes=classes, **{**info.model_kwargs, **model_kwargs})
