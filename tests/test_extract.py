@@ -124,7 +124,7 @@ def test_flip_test_normalises_after_averaging(crops):
 
 
 def test_extraction_input_errors(extractor, crops, tmp_path):
-    with pytest.raises(ShuffleBitsError, match=".npz or .npy"):
+    with pytest.raises(ShuffleBitsError, match=r"\.npz or \.npy"):
         extract_features(extractor, crops, tmp_path / "f.csv", progress=False)
     with pytest.raises(ShuffleBitsError, match="no images"):
         extract_features(extractor, [], tmp_path / "f.npz", progress=False)

@@ -45,7 +45,8 @@ def market(tmp_path) -> Path:
 
 def test_extract_then_reid(market, tmp_path, capsys):
     common = ["--model", "osnet_x0_25", "--size", "64x32", "--quiet"]
-    assert main(["extract", *common, "--images", str(market), "--split", "query", "--out", str(tmp_path / "q.npz")]) == 0
+    query_out = str(tmp_path / "q.npz")
+    assert main(["extract", *common, "--images", str(market), "--split", "query", "--out", query_out]) == 0
     assert main(["extract", *common, "--images", str(market / "bounding_box_test"), "--out", str(tmp_path / "g.npz"),
                  "--flip", "--batch-size", "2"]) == 0
     gallery = load_features(tmp_path / "g.npz")

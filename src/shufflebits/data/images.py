@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
