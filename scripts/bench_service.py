@@ -65,14 +65,17 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--images-per-request", type=int, default=1)
-    parser.add_argument("--cipher", help="encrypt on the server with a fresh key for this cipher (e.g. shufflebits-otp)")
+    parser.add_argument(
+        "--cipher", help="encrypt on the server with a fresh key for this cipher (e.g. shufflebits-otp)"
+    )
     args = parser.parse_args()
     height, width = (int(part) for part in args.size.lower().split("x"))
     token = secrets.token_urlsafe(16)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size, "--port", str(port)]
+        command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size]
+        command += ["--port", str(port)]
         if args.cipher:
             from shufflebits.ciphers import generate_key, save_key
 
@@ -81,7 +84,8 @@ def main() -> int:
             command += ["--encrypt-with", str(key_path)]
         log = Path(scratch) / "server.log"
         with log.open("w") as log_file:
-            server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": token}, stdout=log_file, stderr=subprocess.STDOUT)
+            environment = {**os.environ, "SHUFFLEBITS_TOKEN": token}
+            server = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             health = wait_for_health(url, server, log)
             crops = jpeg_crops(64, height, width)
@@ -103,9 +107,14 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=30)
     milliseconds = np.percentile(latencies, [50, 95, 99]) * 1000
-    print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({args.cipher or 'plaintext'})")
-    print(f"{args.requests} requests x {args.images_per_request} image(s), {args.concurrency} concurrent clients, {os.cpu_count()} CPU cores")
-    print(f"requests/s {args.requests / wall:.1f}   images/s {args.requests * args.images_per_request / wall:.1f}   wall {wall:.2f} s")
+    encryption = args.cipher or "plaintext"
+    print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({encryption})")
+    print(
+        f"{args.requests} requests x {args.images_per_request} image(s), "
+        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores"
+    )
+    images_per_second = args.requests * args.images_per_request / wall
+    print(f"requests/s {args.requests / wall:.1f}   images/s {images_per_second:.1f}   wall {wall:.2f} s")
     print(f"latency ms: p50 {milliseconds[0]:.1f}   p95 {milliseconds[1]:.1f}   p99 {milliseconds[2]:.1f}")
     return 0
 

@@ -200,7 +200,7 @@ def test_market_layout_errors(tmp_path):
         load_market1501(tmp_path)
     (tmp_path / "query").mkdir()
     (tmp_path / "bounding_box_test").mkdir()
-    with pytest.raises(ShuffleBitsError, match="no .jpg images"):
+    with pytest.raises(ShuffleBitsError, match=r"no \.jpg images"):
         load_market1501(tmp_path)
     _jpeg(tmp_path / "query" / "person.jpg")
     with pytest.raises(ShuffleBitsError, match="unexpected image name"):
@@ -282,5 +282,5 @@ def test_msmt17_errors(tmp_path):
         load_msmt17(tmp_path)
     _msmt_fixture(tmp_path)
     (tmp_path / "list_query.txt").write_text("0000/0000_000_07_x.jpg\n")
-    with pytest.raises(ShuffleBitsError, match="list_query.txt:1"):
+    with pytest.raises(ShuffleBitsError, match=r"list_query\.txt:1"):
         load_msmt17(tmp_path)

@@ -13,16 +13,9 @@ from PIL import Image
 
 from conftest import shared_file
 from shufflebits.data import ImageRecord, load_market1501, parse_size
+from shufflebits.data.images import as_image_list, decode_image, load_image, read_image
 from shufflebits.data.torch_dataset import ImageDataset, RandomIdentitySampler
-from shufflebits.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_transforms,
-    load_images,
-    random_erase,
-    read_image,
-    to_unit_tensor,
-)
+from shufflebits.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, random_erase, to_unit_tensor
 from shufflebits.errors import ShuffleBitsError
 
 
@@ -37,12 +30,47 @@ def test_read_image_errors(tmp_path):
         read_image(tmp_path / "absent.jpg")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 definitely not a jpeg")
-    with pytest.raises(ShuffleBitsError, match="cannot decode"):
+    with pytest.raises(ShuffleBitsError, match="not a decodable image") as error:
         read_image(broken)
+    assert str(broken) in str(error.value) and "\n" not in str(error.value)
     grey = tmp_path / "grey.png"
     Image.new("L", (8, 16), 77).save(grey)
     image = read_image(grey)
     assert image.mode == "RGB" and image.size == (8, 16)
+    assert np.array_equal(np.asarray(image), np.full((16, 8, 3), 77, np.uint8))
+
+
+def test_every_image_source_decodes_to_the_same_pixels(tmp_path):
+    pixels = np.asarray(_gradient_image(12, 6))
+    path = tmp_path / "g.png"
+    Image.fromarray(pixels).save(path)
+    sources = [path, str(path), path.read_bytes(), bytearray(path.read_bytes()), Image.fromarray(pixels), pixels]
+    for source in sources:
+        image = load_image(source)
+        assert image.mode == "RGB" and np.array_equal(np.asarray(image), pixels), type(source).__name__
+    assert np.array_equal(np.asarray(load_image(Image.fromarray(pixels).convert("RGBA"))), pixels)
+    with pytest.raises(ShuffleBitsError, match="uint8 H x W x 3"):
+        load_image(pixels.astype(np.float32))
+    with pytest.raises(ShuffleBitsError, match="cannot use a int"):
+        load_image(3)
+
+
+def test_the_pixel_cap_refuses_before_decoding(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (40, 30)).save(path)
+    assert load_image(path, max_pixels=1200).size == (40, 30)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ShuffleBitsError, match="40x30 pixels, more than the limit of 1199"):
+            load_image(source, max_pixels=1199)
+    with pytest.raises(ShuffleBitsError, match=r"upload 3: not a decodable image"):
+        decode_image(b"GIF89a broken", name="upload 3")
+
+
+def test_one_image_or_many():
+    pixels = np.zeros((4, 2, 3), np.uint8)
+    assert len(as_image_list(pixels)) == 1 and len(as_image_list(np.stack([pixels] * 5))) == 5
+    assert as_image_list("a.jpg") == ["a.jpg"] and as_image_list(b"raw") == [b"raw"]
+    assert as_image_list(iter(["a", "b"])) == ["a", "b"] and as_image_list([]) == []
 
 
 def test_test_transform_is_resize_and_normalise():
@@ -86,17 +114,13 @@ def test_random_erase_fills_a_rectangle_with_the_mean():
     assert torch.equal(random_erase(tensor, probability=0.0), tensor)
 
 
-def test_unit_images_small_copies(tmp_path):
-    path = tmp_path / "a.png"
-    _gradient_image().save(path)
-    record = ImageRecord(path=path, pid=3, camid=0, split="query")
-    array = load_images([path, record, _gradient_image()], size=(64, 32))
-    assert array.shape == (3, 3, 64, 32) and array.dtype == np.float32
-    assert 0.0 <= array.min() and array.max() <= 1.0
-    np.testing.assert_allclose(array[0], array[1])
-    np.testing.assert_allclose(array[0], array[2])
-    unit = to_unit_tensor(_gradient_image())
-    assert unit.shape == (3, 100, 50) and float(unit[2].mean()) == pytest.approx(200 / 255)
+def test_unit_tensor_scales_pixels_to_the_unit_interval():
+    image = _gradient_image()
+    unit = to_unit_tensor(image)
+    assert unit.shape == (3, 100, 50) and unit.dtype == torch.float32
+    assert torch.equal((unit * 255).round().to(torch.uint8), torch.from_numpy(np.array(image)).permute(2, 0, 1))
+    assert float(unit[2].mean()) == pytest.approx(200 / 255)
+    assert float(unit[0, 0, -1]) == pytest.approx(49 * 255 // 50 / 255)  # red is x * 255 // width
 
 
 def test_image_dataset_on_real_crops():

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import shared_file
-from shufflebits.engine.extract import extract_features
+from shufflebits.engine.extract import extract_features, map_batches
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.features import load_features
 from shufflebits.models import build_extractor
@@ -21,6 +21,12 @@ Record = namedtuple("Record", "path pid camid")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Random weights and random input tensors: the same draws in every run."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +124,7 @@ def test_flip_test_normalises_after_averaging(crops):
 
 
 def test_extraction_input_errors(extractor, crops, tmp_path):
-    with pytest.raises(ShuffleBitsError, match=".npz or .npy"):
+    with pytest.raises(ShuffleBitsError, match=r"\.npz or \.npy"):
         extract_features(extractor, crops, tmp_path / "f.csv", progress=False)
     with pytest.raises(ShuffleBitsError, match="no images"):
         extract_features(extractor, [], tmp_path / "f.npz", progress=False)
@@ -148,3 +154,27 @@ def test_cuda_index_beyond_the_devices_is_a_clear_error(monkeypatch):
     for device in ("cuda:1", "cuda:x", "cuda:"):
         with pytest.raises(ShuffleBitsError, match="1 CUDA device"):
             check_device(device)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_map_batches_covers_every_item_once_in_order(prefetch):
+    calls = []
+
+    def prepare(batch):
+        calls.append(list(batch))
+        return [item * 10 for item in batch]
+
+    out = list(map_batches(sum, list(range(11)), 4, prepare=prepare, prefetch=prefetch))
+    assert calls == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    assert out == [60, 220, 270]
+    assert list(map_batches(sum, [], 4, prefetch=prefetch)) == []
+    with pytest.raises(ShuffleBitsError, match="batch_size must be positive"):
+        list(map_batches(sum, [1], 0, prefetch=prefetch))
+
+
+def test_extractor_batches_do_not_change_features(crops):
+    one_by_one = build_extractor("osnet_x0_25", size=SIZE, batch_size=1)
+    torch.manual_seed(0)
+    all_at_once = build_extractor("osnet_x0_25", size=SIZE, batch_size=64)
+    assert np.allclose(one_by_one(crops), all_at_once(crops), atol=1e-5)
+    assert np.array_equal(all_at_once(crops[0].read_bytes()), all_at_once([crops[0]]))  # encoded bytes too

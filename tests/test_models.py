@@ -1,4 +1,4 @@
-"""Models: torchreid-compatible OSNet, ResNet50-BoT with FastReID import, forward contract."""
+"""Models: torchreid-compatible OSNet, ResNet50-BoT, checkpoints, forward contract (FastReID: test_models_fastreid)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from conftest import shared_file
 from shufflebits.errors import ShuffleBitsError
-from shufflebits.models import CHECKPOINT_FORMAT, build_extractor, create_model, load_model, parse_weights
+from shufflebits.models import CHECKPOINT_FORMAT, build_extractor, create_model, load_model
 from shufflebits.registry import available
 
 MSMT_PTH = "weights/osnet_x0_25_msmt17.pth"
@@ -16,10 +16,18 @@ MSMT_PTH = "weights/osnet_x0_25_msmt17.pth"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# The models the forward-contract test runs on; every registered model must be among them.
+CONTRACT_MODELS = ["osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "resnet50_bot"]
 
-@pytest.mark.parametrize("name", ["osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "resnet50_bot"])
-def test_registered_models_follow_the_forward_contract(name):
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Fresh models draw their initial weights from torch's generator: the same draws in every run."""
     torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", CONTRACT_MODELS)
+def test_registered_models_follow_the_forward_contract(name):
     model = create_model(name, num_classes=5)
     images = torch.rand(2, 3, 64, 32)
     model.train()
@@ -37,7 +45,10 @@ def test_registered_models_follow_the_forward_contract(name):
 
 
 def test_every_registered_model_is_covered():
-    assert set(available("model")) >= {"osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "resnet50_bot"}
+    marks = test_registered_models_follow_the_forward_contract.pytestmark
+    covered = {name for mark in marks if mark.name == "parametrize" for name in mark.args[1]}
+    uncovered = set(available("model")) - covered
+    assert not uncovered, f"registered without a forward-contract test: {sorted(uncovered)}"
 
 
 def test_resnet_gem_option_adds_learnable_exponent():
@@ -84,81 +95,6 @@ def test_other_classifier_size_keeps_backbone_and_fresh_classifier():
     assert torch.equal(model.state_dict()["conv5.conv.weight"], raw["conv5.conv.weight"])
 
 
-def _to_fastreid_names(state: dict) -> dict:
-    """Our resnet50_bot keys under FastReID's names (what a real msmt_bot_R50.pth holds)."""
-    out = {}
-    for key, value in state.items():
-        if key.startswith(("conv1.", "bn1.", "layer")):
-            out["backbone." + key] = value
-        elif key.startswith("bottleneck."):
-            out["heads.bottleneck.0." + key[len("bottleneck.") :]] = value
-        elif key == "classifier.weight":
-            out["heads.weight"] = value
-        elif key == "pool.p":
-            out["heads.pool_layer.p"] = value
-        else:
-            raise AssertionError(f"unmapped key {key}")
-    return out
-
-
-def _randomise_batchnorm(model: torch.nn.Module, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-
-
-@pytest.fixture(scope="module")
-def fastreid_source():
-    torch.manual_seed(3)
-    model = create_model("resnet50_bot", num_classes=7, gem=True)
-    _randomise_batchnorm(model, 4)
-    with torch.no_grad():
-        model.pool.p.fill_(2.5)
-    return model.eval()
-
-
-def test_fastreid_checkpoint_round_trip(tmp_path, fastreid_source):
-    state = _to_fastreid_names(fastreid_source.state_dict())
-    for name in ("backbone.layer1.0.downsample.0.weight", "backbone.layer4.2.bn3.running_var", "heads.bottleneck.0.bias"):
-        assert name in state
-    state["pixel_mean"] = torch.tensor([120.0, 110.0, 100.0]).view(1, 3, 1, 1)
-    state["pixel_std"] = torch.tensor([60.0, 55.0, 50.0]).view(1, 3, 1, 1)
-    path = tmp_path / "msmt_bot_R50.pth"
-    torch.save({"model": state, "iteration": 3}, path)
-
-    extractor = build_extractor("resnet50_bot", weights=path, size=(64, 32))
-    assert extractor.normalize_features and extractor.distance == "cosine" and extractor.interpolation == "bicubic"
-    assert np.allclose(extractor.mean, [120 / 255, 110 / 255, 100 / 255])
-    assert extractor.model.classifier.weight.shape == (7, 2048)
-    batch = np.random.default_rng(0).standard_normal((2, 3, 64, 32)).astype(np.float32)
-    with torch.no_grad():
-        expected = torch.nn.functional.normalize(fastreid_source(torch.from_numpy(batch)), dim=1).numpy()
-    assert np.allclose(extractor.embed_array(batch), expected, atol=1e-5)
-    loaded = extractor.model.state_dict()
-    for key, value in fastreid_source.state_dict().items():
-        assert torch.equal(loaded[key], value), key
-
-
-def test_fastreid_older_naming_without_batch_counters(fastreid_source):
-    state = {k: v for k, v in _to_fastreid_names(fastreid_source.state_dict()).items() if "num_batches" not in k}
-    state["heads.classifier.weight"] = state.pop("heads.weight")
-    info = parse_weights({"model": state})
-    model, _ = load_model("resnet50_bot", info)
-    assert info.source == "fastreid" and info.model_kwargs == {"gem": True} and info.num_classes == 7
-    assert torch.equal(model.classifier.weight, fastreid_source.classifier.weight)
-    assert np.allclose(info.mean, (0.485, 0.456, 0.406), atol=1e-4)  # no pixel_mean saved: ImageNet
-
-
-def test_fastreid_variants_we_cannot_map_are_refused(fastreid_source):
-    state = _to_fastreid_names(fastreid_source.state_dict())
-    state["backbone.NL_2.0.g.weight"] = torch.zeros(1)
-    with pytest.raises(ShuffleBitsError, match="non-local"):
-        parse_weights({"model": state})
-
-
 def test_our_checkpoint_format_records_size_and_normalisation(tmp_path):
     model = create_model("osnet_x0_25", num_classes=3).eval()
     path = tmp_path / "victim.pth"
@@ -177,7 +113,7 @@ def test_our_checkpoint_format_records_size_and_normalisation(tmp_path):
     extractor = build_extractor("osnet_x0_25", weights=path)
     assert extractor.input_size == (128, 64) and extractor.normalize_features and extractor.source == "shufflebits"
     assert build_extractor("osnet_x0_25", weights=path, size=(64, 32), normalize=False).input_size == (64, 32)
-    with pytest.raises(ShuffleBitsError, match="pass --model osnet_x0_25"):
+    with pytest.raises(ShuffleBitsError, match="use the model name 'osnet_x0_25'"):
         build_extractor("osnet_x0_5", weights=path)
 
 

@@ -13,9 +13,15 @@ from PIL import Image
 from conftest import shared_file
 from shufflebits.cli import main
 from shufflebits.features import load_features, save_features
-
+from test_reid import brute_force  # the protocol written out one query and one gallery image at a time
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """The extracted model has random weights: the same ones in every run."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture()
@@ -39,7 +45,8 @@ def market(tmp_path) -> Path:
 
 def test_extract_then_reid(market, tmp_path, capsys):
     common = ["--model", "osnet_x0_25", "--size", "64x32", "--quiet"]
-    assert main(["extract", *common, "--images", str(market), "--split", "query", "--out", str(tmp_path / "q.npz")]) == 0
+    query_out = str(tmp_path / "q.npz")
+    assert main(["extract", *common, "--images", str(market), "--split", "query", "--out", query_out]) == 0
     assert main(["extract", *common, "--images", str(market / "bounding_box_test"), "--out", str(tmp_path / "g.npz"),
                  "--flip", "--batch-size", "2"]) == 0
     gallery = load_features(tmp_path / "g.npz")
@@ -53,7 +60,12 @@ def test_extract_then_reid(market, tmp_path, capsys):
                  "--metric", "cosine"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["num_query"] == 2 and len(figures["cmc"]) == 5  # capped at the gallery size
-    assert 0.0 <= figures["mAP"] <= 1.0
+    query = load_features(tmp_path / "q.npz")
+    reference = brute_force(
+        query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids, "cosine", 50
+    )
+    assert figures["mAP"] == pytest.approx(reference["mAP"], abs=1e-6)
+    assert figures["cmc"] == pytest.approx(reference["cmc"].tolist(), abs=1e-9)
 
 
 def test_extract_with_real_weights_records_real_figures(tmp_path, capsys):

@@ -77,7 +77,8 @@ def test_resume_continues_exactly(world, tmp_path):
 
 
 def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
-    code = main(["train", "--data", str(tmp_path / "missing"), "--model", "osnet_x0_25", "--out", str(tmp_path / "m.pt")])
+    missing, out = str(tmp_path / "missing"), str(tmp_path / "m.pt")
+    code = main(["train", "--data", missing, "--model", "osnet_x0_25", "--out", out])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

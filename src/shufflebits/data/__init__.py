@@ -1,4 +1,4 @@
-"""Re-ID data: real dataset layouts, attribute files, the synthetic world, transforms.
+"""Re-ID data: real dataset layouts, attribute files, the synthetic world, image decoding, transforms.
 
 The torch pieces (``ImageDataset``, ``RandomIdentitySampler``, transforms) load
 lazily so that importing the loaders does not import torch.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .attributes import SCHEMAS, AttributeSchema, load_attributes, save_attributes
+from .images import MAX_PIXELS, load_image, read_image
 from .layouts import load_dukemtmc, load_market1501, load_msmt17
 from .records import SPLITS, ImageRecord, ReidDataset
 from .sizes import parse_size
@@ -20,12 +21,11 @@ _LAZY = {
     "IMAGENET_MEAN": "transforms",
     "IMAGENET_STD": "transforms",
     "build_transforms": "transforms",
-    "load_images": "transforms",
-    "read_image": "transforms",
     "to_unit_tensor": "transforms",
 }
 
 __all__ = [
+    "MAX_PIXELS",
     "SCHEMAS",
     "SPLITS",
     "AttributeSchema",
@@ -34,9 +34,11 @@ __all__ = [
     "generate_world",
     "load_attributes",
     "load_dukemtmc",
+    "load_image",
     "load_market1501",
     "load_msmt17",
     "parse_size",
+    "read_image",
     "save_attributes",
     *_LAZY,
 ]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
@@ -116,6 +115,8 @@ def load_attributes(mat_path: str | os.PathLike, dataset: str = "market", strict
     path = Path(mat_path)
     if not path.is_file():
         raise ShuffleBitsError(f"attribute file {path} not found")
+    import scipy.io  # here, not at the top: importing shufflebits.data (the image decoder) stays light
+
     try:
         contents = scipy.io.loadmat(str(path))
     except Exception as error:  # scipy raises many types for a bad file
@@ -170,6 +171,8 @@ def save_attributes(path: str | os.PathLike, tables: AttributeTable, dataset: st
     The inverse of ``load_attributes``: class k is stored as k+1, -1 as 0, and a
     missing colour as no colour marked. Identities are written as 4-digit strings.
     """
+    import scipy.io  # lazy, as in load_attributes
+
     schema = get_schema(dataset)
     struct = {}
     for split in ("train", "test"):

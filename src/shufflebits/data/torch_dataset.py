@@ -9,8 +9,9 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import ShuffleBitsError
+from .images import read_image
 from .records import ImageRecord
-from .transforms import read_image, to_unit_tensor
+from .transforms import to_unit_tensor
 
 
 class ImageDataset(Dataset):

@@ -1,4 +1,4 @@
-"""Image reading and torchreid-style transforms with Pillow, numpy and torch only.
+"""torchreid-style transforms with Pillow, numpy and torch only (images are decoded by ``data.images``).
 
 torchvision does not import beside our pinned torch, so the few transforms
 re-ID needs are written here with torchreid's conventions: bilinear resize to
@@ -10,58 +10,34 @@ Randomness comes from torch's generator, which DataLoader seeds per worker.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
+from PIL import Image, ImageOps
 
-from ..errors import ShuffleBitsError
+from .images import read_image
 from .sizes import check_size
+
+# read_image stays importable from here for callers written before data.images existed.
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ReidTransform",
+    "build_transforms",
+    "random_erase",
+    "read_image",
+    "to_unit_tensor",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with a one-line error when missing or undecodable.
-
-    The one image reader: training data, the study and the feature extractors all use it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ShuffleBitsError(f"image {path} not found: the file does not exist")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ShuffleBitsError(f"cannot read image {path}: cannot decode it ({error})") from error
 
 
 def to_unit_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB image -> float32 tensor (3, H, W) in [0, 1]."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
-
-
-def load_images(
-    items: Iterable, size: tuple[int, int] = (64, 32), progress: bool = False
-) -> np.ndarray:
-    """Images (paths, ``ImageRecord``s or PIL images) -> float32 ``(n, 3, H, W)`` in [0, 1].
-
-    Small copies like these feed the reconstruction attack (64x32 by default).
-    """
-    items = list(items)
-    height, width = check_size(size)
-    out = np.empty((len(items), 3, height, width), dtype=np.float32)
-    for row, item in enumerate(tqdm(items, desc="images", disable=not progress, leave=False)):
-        image = item if isinstance(item, Image.Image) else read_image(getattr(item, "path", item))
-        image = image.convert("RGB").resize((width, height), Image.BILINEAR)
-        out[row] = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return out
 
 
 def build_transforms(
@@ -121,8 +97,8 @@ def random_erase(
     for _ in range(100):
         target = float(torch.empty(()).uniform_(*area)) * height * width
         aspect = float(torch.empty(()).uniform_(min_aspect, 1.0 / min_aspect))
-        h = int(round(math.sqrt(target * aspect)))
-        w = int(round(math.sqrt(target / aspect)))
+        h = round(math.sqrt(target * aspect))
+        w = round(math.sqrt(target / aspect))
         if 0 < h < height and 0 < w < width:
             top = int(torch.randint(0, height - h + 1, ()))
             left = int(torch.randint(0, width - w + 1, ()))

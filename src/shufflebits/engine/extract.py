@@ -1,9 +1,12 @@
-"""Batched feature extraction to a feature file, with memory bounded by one batch.
+"""Batched feature extraction: the one batching layer, and extraction to a feature file.
 
-Rows go into a temporary ``.npy`` memory map beside the output as each batch
-finishes, and ``save_features`` then streams that map into the paper's ``.npz``
-layout, so a million images never sit in RAM as one list of arrays. Decoding
-the next batch overlaps with the model running on the current one.
+``map_batches`` is how every path from images to features splits its work: the
+extractor's ``__call__``, the in-process and HTTP black boxes and
+``extract_features`` all call it. ``extract_features`` writes rows into a
+temporary ``.npy`` memory map beside the output as each batch finishes, and
+``save_features`` then streams that map into the paper's ``.npz`` layout, so a
+million images never sit in RAM as one list of arrays; decoding the next batch
+overlaps with the model running on the current one.
 """
 
 from __future__ import annotations
@@ -11,15 +14,53 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import ShuffleBitsError
 from ..features import save_features
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Refuse a batch size that would split nothing, before any image is decoded."""
+    if batch_size < 1:
+        raise ShuffleBitsError(f"batch_size must be positive, got {batch_size}")
+    return batch_size
+
+
+def map_batches(
+    run: Callable[[Any], Any],
+    items: Sequence,
+    batch_size: int,
+    prepare: Callable[[Sequence], Any] = list,
+    prefetch: bool = False,
+) -> Iterator:
+    """``run(prepare(batch))`` for consecutive batches of at most ``batch_size`` items, in order.
+
+    ``prepare`` decodes a batch (images to arrays or uploads) and ``run`` sends it
+    through the model or the network. With ``prefetch`` the next batch is
+    prepared in a worker thread while ``run`` works on the current one; memory
+    stays bounded by two batches either way.
+    """
+    check_batch_size(batch_size)
+    starts = range(0, len(items), batch_size)
+    if not prefetch:
+        for start in starts:
+            yield run(prepare(items[start : start + batch_size]))
+        return
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(prepare, items[0:batch_size])
+        for start in starts:
+            batch = pending.result()
+            if start + batch_size < len(items):
+                pending = loader.submit(prepare, items[start + batch_size : start + 2 * batch_size])
+            yield run(batch)
 
 
 def _split_records(images: Sequence) -> tuple[list, np.ndarray | None, np.ndarray | None]:
@@ -50,27 +91,22 @@ def extract_features(
         raise ShuffleBitsError(f"feature file must end in .npz or .npy, got {out_path.name}")
     if not out_path.parent.is_dir():
         raise ShuffleBitsError(f"output folder {out_path.parent} does not exist")
-    if batch_size <= 0:
-        raise ShuffleBitsError(f"batch size must be positive, got {batch_size}")
+    check_batch_size(batch_size)
     paths, pids, camids = _split_records(images)
     if not paths:
         raise ShuffleBitsError("no images to extract features from")
-    starts = range(0, len(paths), batch_size)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".rows.npy", dir=out_path.parent)
     os.close(fd)
     try:
         shape = (len(paths), extractor.feature_dim)
         rows = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape)
-        with ThreadPoolExecutor(max_workers=1) as loader, tqdm(
-            total=len(paths), unit="img", desc="extract", disable=not progress
-        ) as bar:
-            pending = loader.submit(extractor.preprocess, paths[0:batch_size])
-            for start in starts:
-                batch = pending.result()
-                if start + batch_size < len(paths):
-                    pending = loader.submit(extractor.preprocess, paths[start + batch_size : start + 2 * batch_size])
-                rows[start : start + len(batch)] = extractor.embed_array(batch, flip=flip)
-                bar.update(len(batch))
+        with tqdm(total=len(paths), unit="img", desc="extract", disable=not progress) as bar:
+            start = 0
+            embed = partial(extractor.embed_array, flip=flip)
+            for features in map_batches(embed, paths, batch_size, prepare=extractor.preprocess, prefetch=True):
+                rows[start : start + len(features)] = features
+                start += len(features)
+                bar.update(len(features))
         rows.flush()
         save_features(out_path, rows, [str(path) for path in paths], pids=pids, camids=camids)
         del rows

@@ -29,8 +29,8 @@ from ..atomic import atomic_write
 from ..data.sizes import check_size
 from ..errors import ShuffleBitsError
 from ..models.checkpoints import CHECKPOINT_FORMAT, read_checkpoint
-from ..runtime import check_device
 from ..registry import create_model
+from ..runtime import check_device
 from .losses import batch_hard_triplet_loss, identity_loss
 
 CHECKPOINT_VERSION = 1
@@ -66,7 +66,10 @@ def _load_training_records(data_root: Path, dataset: str) -> list:
     if dataset not in loaders:
         raise ShuffleBitsError(f"unknown dataset layout {dataset!r}; expected one of {', '.join(DATASETS)}")
     if not data_root.is_dir():
-        raise ShuffleBitsError(f"training data folder {data_root} does not exist (make one with `shufflebits synth --out DIR`)")
+        raise ShuffleBitsError(
+            f"training data folder {data_root} does not exist; "
+            "shufflebits.data.generate_world (the `shufflebits synth` command) makes one"
+        )
     records = [record for record in loaders[dataset](data_root).train if record.pid >= 0]
     if len({record.pid for record in records}) < 2:
         raise ShuffleBitsError(f"{data_root} has fewer than 2 training identities; re-ID training needs at least 2")
@@ -106,10 +109,13 @@ def _resume_state(out_path: Path, config: dict) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT or "config" not in checkpoint:
         raise ShuffleBitsError(f"{out_path} is not a shufflebits training checkpoint; cannot resume from it")
     saved = checkpoint["config"]
-    different = [f"{key}={saved.get(key)!r} (now {value!r})" for key, value in config.items() if saved.get(key) != value]
+    different = [
+        f"{key}={saved.get(key)!r} (now {value!r})" for key, value in config.items() if saved.get(key) != value
+    ]
     if different:
         raise ShuffleBitsError(
-            f"{out_path} was trained with other settings: {', '.join(different)}; resume with those or choose a new --out"
+            f"{out_path} was trained with other settings: {', '.join(different)}; "
+            "resume with those or choose another out_path"
         )
     return checkpoint
 
@@ -127,7 +133,8 @@ def _run_epoch(model, optimizer, dataset, records, config: dict, epoch: int, dev
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order, drop_last=True, num_workers=0)
     sums = {"loss": 0.0, "id_loss": 0.0, "triplet_loss": 0.0, "accuracy": 0.0}
     model.train()
-    bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{config['epochs']}", unit="batch", disable=not progress, file=sys.stderr)
+    description = f"epoch {epoch + 1}/{config['epochs']}"
+    bar = tqdm(loader, total=steps, desc=description, unit="batch", disable=not progress, file=sys.stderr)
     for step, (images, labels, _, _) in enumerate(bar):
         lr = config["lr"] * lr_factor((epoch + step / steps) / config["epochs"])
         for group in optimizer.param_groups:
@@ -204,7 +211,12 @@ def train(
         "lr": float(lr),
         "seed": seed,
     }
-    schedule = {"name": "warmup-cosine", "warmup_fraction": WARMUP_FRACTION, "final_factor": FINAL_LR_FACTOR, "per": "iteration"}
+    schedule = {
+        "name": "warmup-cosine",
+        "warmup_fraction": WARMUP_FRACTION,
+        "final_factor": FINAL_LR_FACTOR,
+        "per": "iteration",
+    }
     dataset_images = ImageDataset(records, build_transforms((height, width), train=True))
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state as it was
         torch.manual_seed(seed)
@@ -223,7 +235,8 @@ def train(
             elapsed = time.monotonic() - started
             if max_minutes is not None and done_here and elapsed + np.mean(done_here) > max_minutes * 60:
                 if progress:
-                    tqdm.write(f"stopping after epoch {epoch}: max_minutes={max_minutes} would be exceeded", file=sys.stderr)
+                    message = f"stopping after epoch {epoch}: max_minutes={max_minutes} would be exceeded"
+                    tqdm.write(message, file=sys.stderr)
                 break
             entry = _run_epoch(model, optimizer, dataset_images, records, config, epoch, device, progress)
             history.append(entry)

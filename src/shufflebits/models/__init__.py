@@ -6,10 +6,11 @@ works from anywhere. Contract: ``eval()`` forward returns features ``(n, d)``,
 ``feature_dim`` and ``num_classes``.
 """
 
+from ..data.images import load_image
 from ..registry import create_model
 from . import osnet, resnet  # noqa: F401  (registers the models)
 from .checkpoints import CHECKPOINT_FORMAT, ModelWeights, load_model, parse_weights, read_checkpoint
-from .extractor import FeatureExtractor, OnnxExtractor, TorchExtractor, build_extractor, load_image
+from .extractor import FeatureExtractor, OnnxExtractor, TorchExtractor, build_extractor
 from .fastreid import import_fastreid
 
 __all__ = [

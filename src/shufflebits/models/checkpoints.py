@@ -31,6 +31,8 @@ from .fastreid import import_fastreid, is_fastreid_checkpoint
 CHECKPOINT_FORMAT = "shufflebits-checkpoint"
 DEFAULT_INPUT_SIZE = (256, 128)
 _OSNET_BY_STEM_WIDTH = {16: "osnet_x0_25", 32: "osnet_x0_5", 48: "osnet_x0_75", 64: "osnet_x1_0"}
+# What torch.load raises on a truncated or corrupt file.
+_UNREADABLE = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, IndexError, KeyError, struct.error)
 
 
 @dataclass
@@ -69,7 +71,7 @@ def read_checkpoint(path: str | os.PathLike) -> object:
             f"{path} holds more than tensors and plain containers ({reason}); refusing to unpickle it "
             "(weights_only=True): re-save it as a plain state dict"
         ) from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, IndexError, KeyError, struct.error) as error:
+    except _UNREADABLE as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ShuffleBitsError(f"{path} is not a readable PyTorch checkpoint (truncated?): {detail}") from error
 
@@ -159,7 +161,8 @@ def load_model(
     info = weights if isinstance(weights, ModelWeights) else parse_weights(read_checkpoint(weights), origin)
     if info.model_name is not None and info.model_name != name:
         raise ShuffleBitsError(
-            f"{origin} holds {info.source} {info.model_name} weights, not {name}; pass --model {info.model_name}"
+            f"{origin} holds {info.source} {info.model_name} weights, not {name}; "
+            f"use the model name {info.model_name!r}"
         )
     classes = info.num_classes if num_classes is None else num_classes
     model = create_model(name, num_classes=classes, **{**info.model_kwargs, **model_kwargs})

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.images import as_image_list, load_image
 from ..data.sizes import check_size
-from ..data.transforms import read_image
+from ..engine.extract import check_batch_size, map_batches
 from ..errors import ShuffleBitsError
 from ..runtime import check_device
 from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelWeights, load_model
@@ -32,19 +34,6 @@ from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelW
 # are split into forwards of at most this many pixels.
 CPU_PIXELS_PER_FORWARD = 16 * 256 * 128
 _PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-
-
-def load_image(image: Image.Image | str | os.PathLike | np.ndarray) -> Image.Image:
-    """An RGB PIL image from a PIL image, a file path or a uint8 H x W x 3 array."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ShuffleBitsError(f"image arrays must be uint8 H x W x 3, got {image.dtype} {image.shape}")
-        return Image.fromarray(image, "RGB")
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
-    raise ShuffleBitsError(f"expected a PIL image, a path or a uint8 array, got {type(image).__name__}")
 
 
 class FeatureExtractor(ABC):
@@ -120,15 +109,9 @@ class FeatureExtractor(ABC):
         return features.astype(np.float32, copy=False)
 
     def __call__(self, images: Sequence, flip: bool = False) -> np.ndarray:
-        """``(n, feature_dim)`` float32 features of PIL images, paths or uint8 H x W x 3 arrays."""
-        if isinstance(images, (Image.Image, str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
-            images = [images]
-        elif not isinstance(images, (list, tuple, np.ndarray)):
-            images = list(images)
-        chunks = [
-            self.embed_array(self.preprocess(images[start : start + self.batch_size]), flip=flip)
-            for start in range(0, len(images), self.batch_size)
-        ]
+        """``(n, feature_dim)`` float32 features of PIL images, paths, encoded bytes or uint8 H x W x 3 arrays."""
+        embed = partial(self.embed_array, flip=flip)
+        chunks = list(map_batches(embed, as_image_list(images), self.batch_size, prepare=self.preprocess))
         if not chunks:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
         return np.concatenate(chunks)
@@ -184,7 +167,9 @@ class OnnxExtractor(FeatureExtractor):
         providers = ["CPUExecutionProvider"]
         if device != "cpu":
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-                raise ShuffleBitsError("--device cuda needs onnxruntime-gpu (CUDAExecutionProvider is not available)")
+                raise ShuffleBitsError(
+                    f"device {device!r} needs onnxruntime-gpu (CUDAExecutionProvider is not available)"
+                )
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=providers)
@@ -241,11 +226,10 @@ def build_extractor(
     device = check_device(device)
     if size is not None:
         size = check_size(size)
-    if batch_size <= 0:
-        raise ShuffleBitsError(f"batch size must be positive, got {batch_size}")
+    check_batch_size(batch_size)
     if name.startswith("onnx:"):
         if weights is not None:
-            raise ShuffleBitsError("onnx:PATH models carry their weights; drop --weights")
+            raise ShuffleBitsError("onnx:PATH models carry their weights; leave weights=None")
         return OnnxExtractor(
             name[len("onnx:") :],
             device=device,

@@ -111,7 +111,7 @@ def evaluate(
         "mAP": float(np.concatenate(average_precision).mean()),
         "mINP": float(np.concatenate(inverse_negative_penalty).mean()),
         "cmc": cmc,
-        "num_query": int(len(first)),
+        "num_query": len(first),
         "num_skipped": int(len(query) - len(first)),
         "metric": metric,
     }

@@ -6,13 +6,15 @@ against a model in this process or a remote service (``HttpBlackBox``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from ..data.images import ImageSource, as_image_list, load_image
+from ..engine.extract import check_batch_size, map_batches
 from ..errors import ShuffleBitsError
-from .images import ImageSource, as_image_list, to_pil
 
 
 class BlackBox(Protocol):
@@ -29,18 +31,19 @@ class InProcessBlackBox:
         cipher: Any = None,
         batch_size: int = 64,
     ):
-        if batch_size < 1:
-            raise ShuffleBitsError(f"batch_size must be positive, got {batch_size}")
         self.extractor = extractor
         self.cipher = cipher
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
 
     def features(self, images: Sequence[ImageSource]) -> Any:
         """Features of ``images``; decoded in batches so large lists stay in bounded memory."""
         images = as_image_list(images)
-        parts = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [to_pil(image) for image in images[start : start + self.batch_size]]
-            parts.append(np.ascontiguousarray(self.extractor(batch), dtype=np.float32))
-        features = np.concatenate(parts)
+        if not images:
+            raise ShuffleBitsError("no images given to the black box")
+        parts = map_batches(self.extractor, images, self.batch_size, prepare=_decode_batch)
+        features = np.concatenate([np.ascontiguousarray(part, dtype=np.float32) for part in parts])
         return self.cipher.encrypt(features) if self.cipher is not None else features
+
+
+def _decode_batch(images: Sequence[ImageSource]) -> list[Image.Image]:
+    return [load_image(image) for image in images]

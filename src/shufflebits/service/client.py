@@ -9,12 +9,15 @@ reported at once, never retried.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
+from ..data.images import ImageSource, as_image_list
+from ..engine.extract import map_batches
 from ..errors import ShuffleBitsError
-from .images import ImageSource, as_image_list, to_upload
+from .images import to_upload
 from .wire import concatenate_results, decode_result
 
 
@@ -40,7 +43,7 @@ class HttpBlackBox:
             base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
         )
 
-    def __enter__(self) -> "HttpBlackBox":
+    def __enter__(self) -> HttpBlackBox:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -56,16 +59,18 @@ class HttpBlackBox:
     def features(self, images: Sequence[ImageSource]) -> Any:
         """Features of ``images``: ``(n, d)`` float32, or a ``Sealed`` if the server encrypts."""
         images = as_image_list(images)
-        parts = []
-        for start in range(0, len(images), self.batch_size):
-            files = [("images", (*to_upload(image), "application/octet-stream")) for image in images[start : start + self.batch_size]]
-            response = self._request("POST", "/v1/features", files=files)
-            try:
-                body = response.json()
-            except ValueError as error:
-                raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
-            parts.append(decode_result(body))
-        return concatenate_results(parts)
+        if not images:
+            raise ShuffleBitsError("no images given to the black box")
+        return concatenate_results(list(map_batches(self._post, images, self.batch_size, prepare=_uploads)))
+
+    def _post(self, files: list) -> Any:
+        """One ``POST /v1/features`` of a batch of uploads, decoded."""
+        response = self._request("POST", "/v1/features", files=files)
+        try:
+            body = response.json()
+        except ValueError as error:
+            raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
+        return decode_result(body)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with retries on connection errors and 5xx, none on 4xx."""
@@ -85,6 +90,11 @@ class HttpBlackBox:
                 )
             failure = f"HTTP {response.status_code}: {_detail(response)}"
         raise ShuffleBitsError(f"{self.url}{path} failed after {self.retries + 1} attempts; last error: {failure}")
+
+
+def _uploads(images: Sequence[ImageSource]) -> list:
+    """The multipart ``images`` fields of one request."""
+    return [("images", (*to_upload(image), "application/octet-stream")) for image in images]
 
 
 def _detail(response: httpx.Response) -> str:
