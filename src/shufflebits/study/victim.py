@@ -165,7 +165,7 @@ def _small_images(records: list, size: tuple[int, int]) -> np.ndarray:
     """``(n, 3, h, w)`` float32 copies in [0, 1]: the reconstruction attack's targets."""
     from PIL import Image
 
-    from ..data.transforms import read_image
+    from ..data.images import read_image
 
     height, width = size
     out = np.empty((len(records), 3, height, width), dtype=np.float32)
