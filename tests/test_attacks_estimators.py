@@ -12,13 +12,13 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks import AttributeInference, Reconstructor
-from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("sklearn", minversion="1.8")  # expected_failed_checks (1.6) and xfail_strict (1.8)
 
-STRING_LABELS = "labels are 0-based class indices with -1 for missing (the dataset contract); string classes are refused"
+STRING_LABELS = "labels are 0-based class indices, -1 for missing (the dataset contract); string classes are refused"
 IMAGE_TARGET = "fits with a 1-D y; a Reconstructor's target is images (n, 3, h, w), tested with images below"
 RECONSTRUCTOR_FAILURES = (
     "check_fit_score_takes_y",
@@ -58,7 +58,7 @@ def world():
     return make_world(identities=16, per_id=4, d=12, size=(16, 8))
 
 
-@pytest.mark.parametrize("estimator", [AttributeInference(view="bits", hidden=7), Reconstructor(variant="gan", width=8)])
+@pytest.mark.parametrize("estimator", [AttributeInference(view="bits", hidden=7), Reconstructor(variant="gan")])
 def test_clone_keeps_every_parameter_and_no_fitted_state(estimator, world):
     attacker = world[0]
     copy = clone(estimator)

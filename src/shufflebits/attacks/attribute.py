@@ -32,10 +32,10 @@ def _validation_split(n: int, groups: np.ndarray | None, fraction: float, rng: n
     """Train/validation row indices; whole groups (identities) go to one side."""
     if groups is None:
         order = rng.permutation(n)
-        n_val = max(1, int(round(fraction * n)))
+        n_val = max(1, round(fraction * n))
         return np.sort(order[n_val:]), np.sort(order[:n_val])
     unique = rng.permutation(np.unique(groups))
-    n_val = max(1, int(round(fraction * len(unique))))
+    n_val = max(1, round(fraction * len(unique)))
     val = np.isin(groups, unique[:n_val])
     return np.flatnonzero(~val), np.flatnonzero(val)
 
@@ -154,7 +154,8 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None, num_classes=None, attribute_names=None):
         """Train on the attacker's ``X`` with labels ``y``; ``groups`` (identities) shape the validation split."""
         if self.config not in CONFIGS:
-            raise ShuffleBitsError(f"unknown attribute-inference config {self.config!r}; choose one of {', '.join(CONFIGS)}")
+            choices = ", ".join(CONFIGS)
+            raise ShuffleBitsError(f"unknown attribute-inference config {self.config!r}; choose one of {choices}")
         X, y = validate_data(self, X, y, multi_output=True, ensure_min_samples=2)
         y = _labels(y)
         self.single_output_ = y.ndim == 1
@@ -162,14 +163,16 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         self.num_classes_ = list(num_classes) if num_classes is not None else [int(max(c.max(), 0)) + 1 for c in y.T]
         if len(self.num_classes_) != y.shape[1] or any(c.max() >= k for c, k in zip(y.T, self.num_classes_)):
             raise ShuffleBitsError(f"num_classes {self.num_classes_} does not cover the labels (one count per column)")
-        self.attribute_names_ = list(attribute_names) if attribute_names is not None else [f"attr{i}" for i in range(y.shape[1])]
+        names = attribute_names if attribute_names is not None else [f"attr{i}" for i in range(y.shape[1])]
+        self.attribute_names_ = list(names)
         self.classes_ = [np.arange(k) for k in self.num_classes_]
         if self.single_output_:
             self.classes_ = self.classes_[0]
         rng = np.random.default_rng(self.random_state)
-        train_idx, val_idx = _validation_split(len(y), None if groups is None else np.asarray(groups), self.validation_fraction, rng)
+        groups = None if groups is None else np.asarray(groups)
+        train_idx, val_idx = _validation_split(len(y), groups, self.validation_fraction, rng)
         if len(train_idx) == 0:
-            raise ShuffleBitsError("the validation split took every row; pass more groups or a smaller validation_fraction")
+            raise ShuffleBitsError("the validation split took every row; pass more groups or lower validation_fraction")
         self.validation_index_ = val_idx
 
         Z_all = apply_view(self.view, X).astype(np.float64)

@@ -91,7 +91,9 @@ class SurrogatePerceptual(nn.Module):
             activations.append(x)
         return activations
 
-    def fit(self, images: torch.Tensor, targets: torch.Tensor, epochs: int, batch_size: int, generator) -> "SurrogatePerceptual":
+    def fit(
+        self, images: torch.Tensor, targets: torch.Tensor, epochs: int, batch_size: int, generator: torch.Generator
+    ) -> SurrogatePerceptual:
         """Regress standardised black-box features (the attacker has both for its own images)."""
         optimizer = torch.optim.Adam(self.parameters(), lr=1e-3)
 

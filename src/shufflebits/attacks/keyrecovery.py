@@ -69,14 +69,14 @@ def _refine(C, M, V, perm, max_passes):
                         perm[a], perm[b] = perm[b], perm[a]
                     total = 0.0
                     for j in (a, b):
-                        for l in range(n):
-                            r = C[j, l] - M[perm[j], perm[l]]
-                            total += r * r / V[perm[j], perm[l]]
+                        for m in range(n):
+                            r = C[j, m] - M[perm[j], perm[m]]
+                            total += r * r / V[perm[j], perm[m]]
                     for j in range(n):
                         if j != a and j != b:
-                            for l in (a, b):
-                                r = C[j, l] - M[perm[j], perm[l]]
-                                total += r * r / V[perm[j], perm[l]]
+                            for m in (a, b):
+                                r = C[j, m] - M[perm[j], perm[m]]
+                                total += r * r / V[perm[j], perm[m]]
                     delta += -sign * total
                 if delta < -1e-9:
                     improved = True

@@ -23,7 +23,7 @@ from ..runtime import torch_threads
 from .attribute import AttributeInference
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .leakage_files import leakage_markdown, read_leakage, write_leakage  # noqa: F401 (study and CLI import them here)
-from .reconstruction import Reconstructor
+from .reconstruction import VARIANTS, Reconstructor
 from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
@@ -58,7 +58,7 @@ class _Matrix:
         self.templates = {
             "attr-mlp": create_attack("attr-mlp", epochs=profile.mlp_epochs, **common),
             "attr-paper": create_attack("attr-paper", epochs=profile.paper_epochs, **common),
-            **{f"recon-{v}": create_attack(f"recon-{v}", **recon, **common) for v in ("autoencoder", *profile.recon_variants)},
+            **{f"recon-{v}": create_attack(f"recon-{v}", **recon, **common) for v in VARIANTS},
         }
 
     def attribute_model(self, config: str, view: str | None) -> AttributeInference:
@@ -77,15 +77,19 @@ class _Matrix:
     def add_attribute_rows(self, cipher: str, candidates: dict[str, tuple[float, np.ndarray]]) -> None:
         """``candidates``: attack -> (validation score, predictions on users); reports the best by validation."""
         users = self.users
-        scores = {attack: attribute_scores(users.labels, pred, users.attribute_names) for attack, (_, pred) in candidates.items()}
+        names = users.attribute_names
+        scores = {attack: attribute_scores(users.labels, pred, names) for attack, (_, pred) in candidates.items()}
         best = max(candidates, key=lambda attack: candidates[attack][0])
-        null = permutation_null(users.labels, candidates[best][1], users.attribute_names, self.profile.permutations, self.seed)
+        null = permutation_null(users.labels, candidates[best][1], names, self.profile.permutations, self.seed)
         score = scores[best]
         self.rows.append(LeakageRow(
             cipher=cipher, attack=best, metric="attr_bacc_mean", value=score["mean"], chance=score["chance_mean"],
             n=score["n"], details={
                 **null["mean"], "validation": candidates[best][0],
-                "candidates": {attack: {"value": scores[attack]["mean"], "validation": candidates[attack][0]} for attack in candidates},
+                "candidates": {
+                    attack: {"value": scores[attack]["mean"], "validation": validation}
+                    for attack, (validation, _) in candidates.items()
+                },
             },
         ))
         for name, per in score["attributes"].items():
@@ -139,7 +143,8 @@ class _Matrix:
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
         a = self.attacker
         cipher = experiment_cipher(name, self.seed)
-        A, Q, G = (cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)).words() for s in (a, self.query, self.gallery))
+        sets = (a, self.query, self.gallery)
+        A, Q, G = (cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)).words() for s in sets)
         U = np.concatenate([Q, G])
         candidates = {}
         for attack, view in (("same-key-bits", "bits"), ("same-key-float", "float"), ("invariants", "invariants")):
@@ -149,23 +154,27 @@ class _Matrix:
         decrypt = None
         permutation = spec(name).permutation
         if permutation in PER_DIMENSION_KEY:
-            recovered = recover_permutation(np.concatenate([A, U]), a.features, per_dimension=PER_DIMENSION_KEY[permutation])
+            per_dimension = PER_DIMENSION_KEY[permutation]
+            recovered = recover_permutation(np.concatenate([A, U]), a.features, per_dimension=per_dimension)
             truth = true_permutation(cipher, a.features.shape[1])
             result = score_recovery(recovered, truth, self.users.features)
             self.rows.append(LeakageRow(
                 cipher=name, attack="key-recovery", metric="key_bits_recovered", value=result["bits_exact"],
-                chance=1.0, n=recovered.n_words, details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
+                chance=1.0, n=recovered.n_words,
+                details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
             ))
             decrypt = recovered.decrypt
-            own = decrypt(A)[plain_model.validation_index_]
-            validation = attribute_scores(a.labels[plain_model.validation_index_], plain_model.predict(own), a.attribute_names)["mean"]
+            val = plain_model.validation_index_
+            own = plain_model.predict(decrypt(A)[val])
+            validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
             candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
         self.add_attribute_rows(name, candidates)
         if not self.can_reconstruct:
             return
         if decrypt is not None:
             for variant, decoder in decoders.items():
-                self.add_reconstruction_rows(name, f"key-recovery+recon-{variant}", decoder.predict(decrypt(Q)), plain_model)
+                attack = f"key-recovery+recon-{variant}"
+                self.add_reconstruction_rows(name, attack, decoder.predict(decrypt(Q)), plain_model)
         else:
             decoder = self.reconstructor("autoencoder", view="invariants").fit(A, a.images)
             self.add_reconstruction_rows(name, "invariants+recon-autoencoder", decoder.predict(Q), plain_model)
@@ -208,7 +217,7 @@ def leakage_matrix(
     unknown = sorted(set(ciphers) - set(known))
     if unknown:
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    if attacker.features.shape[1] != user_query.features.shape[1] or user_query.features.shape[1] != user_gallery.features.shape[1]:
+    if len({attacker.features.shape[1], user_query.features.shape[1], user_gallery.features.shape[1]}) != 1:
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
     matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, progress)
     steps = ["plaintext", *ciphers]

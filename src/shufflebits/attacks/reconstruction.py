@@ -80,7 +80,8 @@ class Reconstructor(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> Reconstructor:
         """``X``: features (or words, with ``view``); ``y``: the attacker's images, (n, 3, h, w) float in [0, 1]."""
         if self.variant not in VARIANTS:
-            raise ShuffleBitsError(f"unknown reconstruction variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+            choices = ", ".join(VARIANTS)
+            raise ShuffleBitsError(f"unknown reconstruction variant {self.variant!r}; choose one of {choices}")
         X = validate_data(self, X, ensure_min_samples=2)
         if y is None or len(y) != len(X) or np.ndim(y) != 4:
             raise ShuffleBitsError("reconstruction needs one attacker image (3, h, w) per feature vector")

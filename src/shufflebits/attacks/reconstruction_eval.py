@@ -13,7 +13,8 @@ from .decoders import image_tensor
 
 
 def _embed(embed, images: np.ndarray, batch: int = 128) -> np.ndarray:
-    return np.concatenate([np.asarray(embed(images[i : i + batch]), dtype=np.float32) for i in range(0, len(images), batch)])
+    chunks = [np.asarray(embed(images[i : i + batch]), dtype=np.float32) for i in range(0, len(images), batch)]
+    return np.concatenate(chunks)
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -28,7 +29,9 @@ def rank1(query_features, gallery_features, query, gallery, metric: str = "cosin
     """Rank-1 of ``query_features`` (rows of ``query``) against ``gallery_features`` (rows of ``gallery``)."""
     from ..reid import evaluate
 
-    result = evaluate(query_features, gallery_features, query.pids, gallery.pids, query.camids, gallery.camids, metric=metric)
+    result = evaluate(
+        query_features, gallery_features, query.pids, gallery.pids, query.camids, gallery.camids, metric=metric
+    )
     return float(result["cmc"][0])
 
 
@@ -72,7 +75,7 @@ def evaluate_reconstruction(
         "chance": float(_cosine_distance(shuffled, originals).mean()),
         "mean_image_distance": float(_cosine_distance(mean_features, originals).mean()),
         "noise_distance": float(_cosine_distance(_embed(embed, noise), originals).mean()),
-        "n": int(len(originals)),
+        "n": len(originals),
     }
     if gallery is not None:
         result["rank1"] = rank1(recon_features, gallery.features, query, gallery)
@@ -83,7 +86,9 @@ def evaluate_reconstruction(
     return result
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, columns: int = 8, count: int = 16) -> np.ndarray:
+def reconstruction_grid(
+    originals: np.ndarray, reconstructions: np.ndarray, columns: int = 8, count: int = 16
+) -> np.ndarray:
     """uint8 ``(H, W, 3)`` image of pairs original | reconstruction, ``count`` pairs in rows of ``columns`` pairs."""
     count = min(count, len(reconstructions))
     if count == 0:

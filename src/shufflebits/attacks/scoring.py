@@ -46,7 +46,7 @@ def attribute_scores(Y: np.ndarray, P: np.ndarray, names: list[str]) -> dict:
         "attributes": per,
         "mean": float(np.mean([v["bacc"] for v in per.values()])),
         "chance_mean": float(np.mean([v["chance"] for v in per.values()])),
-        "n": int(len(Y)),
+        "n": len(Y),
     }
 
 
@@ -69,7 +69,8 @@ def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutation
 
     def summary(samples: np.ndarray, value: float) -> dict:
         lo, hi = np.percentile(samples, [2.5, 97.5])
-        return {"chance_ci": [float(lo), float(hi)], "p_value": float((1 + np.sum(samples >= value)) / (1 + len(samples)))}
+        p_value = float((1 + np.sum(samples >= value)) / (1 + len(samples)))
+        return {"chance_ci": [float(lo), float(hi)], "p_value": p_value}
 
     result = {"mean": summary(null.mean(axis=1), observed["mean"])}
     for j, name in enumerate(names_scored):

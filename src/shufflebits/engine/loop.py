@@ -8,7 +8,7 @@ cannot normalise a single row in training mode.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
