@@ -4,6 +4,7 @@ The paper's attack trains one softmax head per attribute on the attacker's own
 labelled images and applies it to leaked user features. Both configurations
 carve a validation split from the attacker's data (by identity when groups are
 given, since users are other people); the users' data is only ever scored.
+The scores and their chance levels live in ``scoring``.
 """
 
 from __future__ import annotations
@@ -165,9 +166,8 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
             raise ShuffleBitsError(f"num_classes {self.num_classes_} does not cover the labels (one count per column)")
         names = attribute_names if attribute_names is not None else [f"attr{i}" for i in range(y.shape[1])]
         self.attribute_names_ = list(names)
-        self.classes_ = [np.arange(k) for k in self.num_classes_]
-        if self.single_output_:
-            self.classes_ = self.classes_[0]
+        classes = [np.arange(k) for k in self.num_classes_]
+        self.classes_ = classes[0] if self.single_output_ else classes
         rng = np.random.default_rng(self.random_state)
         groups = None if groups is None else np.asarray(groups)
         train_idx, val_idx = _validation_split(len(y), groups, self.validation_fraction, rng)
