@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_attacks_helpers import one_torch_thread, relu_features  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks.views import (
     apply_view,
@@ -17,7 +18,6 @@ from shufflebits.attacks.views import (
     zero_view,
 )
 from shufflebits.errors import ShuffleBitsError
-from test_attacks_helpers import relu_features, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 def _permute_by_definition(word: int, idx) -> int:

@@ -8,22 +8,25 @@ Importing this package registers ``attr-mlp``, ``attr-paper``,
 ``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
 """
 
-from .attribute import AttributeInference, attribute_scores, balanced_accuracy, permutation_null
+from .attribute import AttributeInference
+from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
-from .leakage import CIPHERS, leakage_markdown, leakage_matrix, write_leakage
-from .reconstruction import Reconstructor, SurrogatePerceptual, evaluate_reconstruction, save_grid
+from .leakage import leakage_matrix
+from .leakage_files import leakage_markdown, read_leakage, write_leakage
+from .reconstruction import Reconstructor
+from .reconstruction_eval import evaluate_reconstruction, grid_png, reconstruction_grid, save_grid
+from .scoring import attribute_scores, balanced_accuracy, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
 
 __all__ = [
-    "CIPHERS",
     "AttackProfile",
     "AttributeInference",
     "LabelledFeatures",
     "LeakageResult",
     "LeakageRow",
-    "RecoveredKey",
     "Reconstructor",
+    "RecoveredKey",
     "SurrogatePerceptual",
     "apply_view",
     "attribute_scores",
@@ -31,12 +34,15 @@ __all__ = [
     "bit_view",
     "evaluate_reconstruction",
     "float_view",
+    "grid_png",
     "invariant_view",
     "leakage_markdown",
     "leakage_matrix",
     "partial_decrypt",
     "permutation_null",
     "popcount_view",
+    "read_leakage",
+    "reconstruction_grid",
     "recover_permutation",
     "save_grid",
     "score_recovery",

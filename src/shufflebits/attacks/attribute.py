@@ -4,6 +4,7 @@ The paper's attack trains one softmax head per attribute on the attacker's own
 labelled images and applies it to leaked user features. Both configurations
 carve a validation split from the attacker's data (by identity when groups are
 given, since users are other people); the users' data is only ever scored.
+The scores and their chance levels live in ``scoring``.
 """
 
 from __future__ import annotations
@@ -12,89 +13,30 @@ import copy
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..engine.loop import run_epoch
 from ..errors import ShuffleBitsError
 from ..registry import register
 from ..runtime import torch_threads
+from .scoring import attribute_scores
 from .views import apply_view, standardized
 
 CONFIGS = ("mlp", "paper")
-
-
-def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true`` (rows labelled -1 are skipped)."""
-    mask = y_true >= 0
-    y_true, y_pred = y_true[mask], y_pred[mask]
-    classes = np.unique(y_true)
-    if classes.size == 0:
-        return float("nan")
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
-
-
-def attribute_scores(Y: np.ndarray, P: np.ndarray, names: list[str]) -> dict:
-    """Balanced accuracy per attribute and their mean, each beside its chance level.
-
-    Chance is 1 / (classes present among the labelled rows): what a constant
-    guess scores, and 1/num_classes when every class occurs.
-    """
-    per = {}
-    for a, name in enumerate(names):
-        labelled = Y[:, a] >= 0
-        k = np.unique(Y[labelled, a]).size
-        if k == 0:
-            continue
-        per[name] = {
-            "bacc": balanced_accuracy(Y[:, a], P[:, a]),
-            "chance": 1.0 / k,
-            "n": int(labelled.sum()),
-        }
-    if not per:
-        raise ShuffleBitsError("no labelled rows to score attribute inference on")
-    return {
-        "attributes": per,
-        "mean": float(np.mean([v["bacc"] for v in per.values()])),
-        "chance_mean": float(np.mean([v["chance"] for v in per.values()])),
-        "n": int(len(Y)),
-    }
-
-
-def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutations: int = 200, seed: int = 0) -> dict:
-    """Scores of the same predictions against shuffled labels: what 'no information' looks like.
-
-    Returns, for the mean and for each attribute, the 95% interval of the null
-    scores and the one-sided p-value of the observed score.
-    """
-    rng = np.random.default_rng(seed)
-    observed = attribute_scores(Y, P, names)
-    names_scored = list(observed["attributes"])
-    null = np.empty((permutations, len(names_scored)))
-    columns = [names.index(name) for name in names_scored]
-    for i in range(permutations):
-        for j, a in enumerate(columns):
-            labelled = np.flatnonzero(Y[:, a] >= 0)
-            shuffled = Y[rng.permutation(labelled), a]
-            null[i, j] = balanced_accuracy(shuffled, P[labelled, a])
-
-    def summary(samples: np.ndarray, value: float) -> dict:
-        lo, hi = np.percentile(samples, [2.5, 97.5])
-        return {"chance_ci": [float(lo), float(hi)], "p_value": float((1 + np.sum(samples >= value)) / (1 + len(samples)))}
-
-    result = {"mean": summary(null.mean(axis=1), observed["mean"])}
-    for j, name in enumerate(names_scored):
-        result[name] = summary(null[:, j], observed["attributes"][name]["bacc"])
-    return result
 
 
 def _validation_split(n: int, groups: np.ndarray | None, fraction: float, rng: np.random.Generator):
     """Train/validation row indices; whole groups (identities) go to one side."""
     if groups is None:
         order = rng.permutation(n)
-        n_val = max(1, int(round(fraction * n)))
+        n_val = max(1, round(fraction * n))
         return np.sort(order[n_val:]), np.sort(order[:n_val])
     unique = rng.permutation(np.unique(groups))
-    n_val = max(1, int(round(fraction * len(unique))))
+    n_val = max(1, round(fraction * len(unique)))
     val = np.isin(groups, unique[:n_val])
     return np.flatnonzero(~val), np.flatnonzero(val)
 
@@ -148,7 +90,7 @@ class _PaperHeads(nn.Module):
         return [logits[:, a, :c] for a, c in enumerate(self.classes)]
 
 
-class AttributeInference:
+class AttributeInference(ClassifierMixin, BaseEstimator):
     """One classification head per attribute on (views of) feature vectors.
 
     ``config="paper"``: per-attribute BatchNorm -> Dense, Adam 5e-5 then 1e-5
@@ -156,7 +98,11 @@ class AttributeInference:
     ``config="mlp"`` (default): a shared two-layer MLP trunk, early-stopped on
     the validation split (at most ``epochs``, default 60).
     ``view`` turns ciphertext words into features first (see ``views.VIEWS``);
-    ``None`` takes ``X`` as features. Labels -1 are left out of loss and metric.
+    ``None`` takes ``X`` as features. ``y`` is ``(n, attributes)`` class
+    indices, or ``(n,)`` for one attribute; -1 marks a missing label, left out
+    of loss and metric. A scikit-learn estimator: ``clone`` and ``set_params``
+    work, ``score`` is the mean balanced accuracy, and ``attribute_scores``
+    gives each attribute's score beside its chance level.
     """
 
     def __init__(
@@ -187,6 +133,13 @@ class AttributeInference:
         self.random_state = random_state
         self.progress = progress
 
+    def __sklearn_tags__(self):
+        # Several attributes at once (multi-output); -1 = missing label has no
+        # scikit-learn tag, so it is stated in the docstring instead.
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _features(self, X: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(standardized(apply_view(self.view, X), self.mean_, self.scale_)).to(self.device)
 
@@ -200,16 +153,26 @@ class AttributeInference:
         return np.stack([lg.argmax(1).cpu().numpy() for lg in self._logits(Z)], axis=1)
 
     def fit(self, X, y, groups=None, num_classes=None, attribute_names=None):
-        """Train on the attacker's ``X`` with labels ``y`` (n, a); ``groups`` (identities) shape the validation split."""
+        """Train on the attacker's ``X`` with labels ``y``; ``groups`` (identities) shape the validation split."""
         if self.config not in CONFIGS:
-            raise ShuffleBitsError(f"unknown attribute-inference config {self.config!r}; choose one of {', '.join(CONFIGS)}")
-        y = np.asarray(y, dtype=np.int64)
-        if y.ndim != 2 or len(y) != len(X):
-            raise ShuffleBitsError(f"labels must be (n, attributes) aligned with X, got {y.shape} for {len(X)} rows")
+            choices = ", ".join(CONFIGS)
+            raise ShuffleBitsError(f"unknown attribute-inference config {self.config!r}; choose one of {choices}")
+        X, y = validate_data(self, X, y, multi_output=True, ensure_min_samples=2)
+        y = _labels(y)
+        self.single_output_ = y.ndim == 1
+        y = y.reshape(len(y), -1)
         self.num_classes_ = list(num_classes) if num_classes is not None else [int(max(c.max(), 0)) + 1 for c in y.T]
-        self.attribute_names_ = list(attribute_names) if attribute_names is not None else [f"attr{i}" for i in range(y.shape[1])]
+        if len(self.num_classes_) != y.shape[1] or any(c.max() >= k for c, k in zip(y.T, self.num_classes_)):
+            raise ShuffleBitsError(f"num_classes {self.num_classes_} does not cover the labels (one count per column)")
+        names = attribute_names if attribute_names is not None else [f"attr{i}" for i in range(y.shape[1])]
+        self.attribute_names_ = list(names)
+        classes = [np.arange(k) for k in self.num_classes_]
+        self.classes_ = classes[0] if self.single_output_ else classes
         rng = np.random.default_rng(self.random_state)
-        train_idx, val_idx = _validation_split(len(y), None if groups is None else np.asarray(groups), self.validation_fraction, rng)
+        groups = None if groups is None else np.asarray(groups)
+        train_idx, val_idx = _validation_split(len(y), groups, self.validation_fraction, rng)
+        if len(train_idx) == 0:
+            raise ShuffleBitsError("the validation split took every row; pass more groups or lower validation_fraction")
         self.validation_index_ = val_idx
 
         Z_all = apply_view(self.view, X).astype(np.float64)
@@ -247,6 +210,19 @@ class AttributeInference:
             self.model_ = _MLP(d, self.hidden, self.num_classes_, self.dropout).to(self.device)
             optimizer = torch.optim.Adam(self.model_.parameters(), lr=lr, weight_decay=1e-4)
         losses = self._losses(Y_train)
+
+        def step(batch: torch.Tensor) -> float | None:
+            outputs = self.model_(Z_train[batch])
+            labelled = [(fn, out, Y_train[batch, a]) for a, (fn, out) in enumerate(zip(losses, outputs))]
+            terms = [fn(out, target) for fn, out, target in labelled if (target >= 0).any()]
+            if not terms:
+                return None
+            loss = sum(terms)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
         generator = torch.Generator().manual_seed(self.random_state)
         best, best_state, since_best = -np.inf, None, 0
         self.history_ = []
@@ -256,21 +232,7 @@ class AttributeInference:
                 for group in optimizer.param_groups:
                     group["lr"] = lr / 5
             self.model_.train()
-            order = torch.randperm(n, generator=generator).to(self.device)
-            total = 0.0
-            for start in range(0, n, self.batch_size):
-                batch = order[start : start + self.batch_size]
-                if len(batch) < 2:  # BatchNorm needs two rows
-                    continue
-                outputs = self.model_(Z_train[batch])
-                terms = [fn(out, Y_train[batch, a]) for a, (fn, out) in enumerate(zip(losses, outputs)) if (Y_train[batch, a] >= 0).any()]
-                if not terms:
-                    continue
-                loss = sum(terms)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
+            total = run_epoch(n, self.batch_size, generator, step, self.device)
             val = attribute_scores(y_val, self._predict_tensor(Z_val), self.attribute_names_)["mean"]
             self.history_.append({"epoch": epoch + 1, "loss": total / n, "validation": val})
             if paper:
@@ -285,13 +247,38 @@ class AttributeInference:
             self.model_.load_state_dict(best_state)
         self.validation_score_ = attribute_scores(y_val, self._predict_tensor(Z_val), self.attribute_names_)["mean"]
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted class per attribute, ``(n, a)``."""
+    def _predict_all(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
         return self._predict_tensor(self._features(X))
 
-    def score(self, X, y) -> dict:
-        """Balanced accuracy per attribute and mean, with chance levels and n (see ``attribute_scores``)."""
-        return attribute_scores(np.asarray(y, dtype=np.int64), self.predict(X), self.attribute_names_)
+    def predict(self, X) -> np.ndarray:
+        """Predicted class per attribute, ``(n, a)`` (``(n,)`` when fitted on a 1-D ``y``)."""
+        P = self._predict_all(X)
+        return P[:, 0] if self.single_output_ else P
+
+    def attribute_scores(self, X, y) -> dict:
+        """Balanced accuracy per attribute and their mean, each beside its chance level, and n.
+
+        The details behind ``score``: ``scoring.attribute_scores(y, predict(X), attribute_names_)``.
+        """
+        y = _labels(np.asarray(y))
+        return attribute_scores(y.reshape(len(y), -1), self._predict_all(X), self.attribute_names_)
+
+    def score(self, X, y) -> float:
+        """Mean balanced accuracy over the attributes (higher is better); chance levels: ``attribute_scores``."""
+        return float(self.attribute_scores(X, y)["mean"])
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    """Class indices as int64, -1 for missing; anything else (strings, continuous values) is refused."""
+    check_classification_targets(y)
+    if y.dtype.kind not in "biuf":
+        raise ShuffleBitsError(f"attribute labels must be integer class indices (-1 for missing), got dtype {y.dtype}")
+    labels = y.astype(np.int64)
+    if labels.size and labels.min() < -1:
+        raise ShuffleBitsError("attribute labels must be class indices >= 0, or -1 for missing")
+    return labels
 
 
 @register("attack", "attr-mlp")

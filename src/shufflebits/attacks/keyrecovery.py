@@ -69,14 +69,14 @@ def _refine(C, M, V, perm, max_passes):
                         perm[a], perm[b] = perm[b], perm[a]
                     total = 0.0
                     for j in (a, b):
-                        for l in range(n):
-                            r = C[j, l] - M[perm[j], perm[l]]
-                            total += r * r / V[perm[j], perm[l]]
+                        for m in range(n):
+                            r = C[j, m] - M[perm[j], perm[m]]
+                            total += r * r / V[perm[j], perm[m]]
                     for j in range(n):
                         if j != a and j != b:
-                            for l in (a, b):
-                                r = C[j, l] - M[perm[j], perm[l]]
-                                total += r * r / V[perm[j], perm[l]]
+                            for m in (a, b):
+                                r = C[j, m] - M[perm[j], perm[m]]
+                                total += r * r / V[perm[j], perm[m]]
                     delta += -sign * total
                 if delta < -1e-9:
                     improved = True
@@ -155,27 +155,30 @@ def true_permutation(cipher, d: int) -> np.ndarray:
 
 
 def score_recovery(recovered: RecoveredKey, truth: np.ndarray, plaintext: np.ndarray) -> dict:
-    """How much of the key was recovered, against the true ``(d, 32)`` permutations.
+    """How much of the key was recovered, against the true permutations of ``plaintext``'s ciphertext.
 
-    ``bits_exact``: positions placed exactly (mean over dimensions);
-    ``bits_equivalent``: positions whose recovered source holds the same bits
-    as the true one on ``plaintext`` (swaps of identical columns decrypt the same);
-    ``bits_confident``: positions the attacker believes it placed;
-    ``median_rel_error`` of the decryption on the nonzero entries of ``plaintext``.
+    ``truth``: ``(d, 32)`` key permutations, or ``(n, d, 32)`` one per element
+    (one-time keys). ``bits_exact``: positions placed exactly (mean over
+    dimensions, and elements); ``bits_equivalent``: positions whose recovered
+    source holds the same bits as the true one on every row of ``plaintext``
+    (swaps of identical columns decrypt the same); ``bits_confident``:
+    positions the attacker believes it placed; ``median_rel_error`` of the
+    decryption on the nonzero entries of ``plaintext``.
     """
     plaintext = np.ascontiguousarray(plaintext, dtype=np.float32)
     d = plaintext.shape[1]
     perm = np.broadcast_to(recovered.perm, (d, WORD_BITS))
     bits = word_bits(plaintext.view(np.uint32))  # (n, d, 32)
+    truth = np.asarray(truth)
     source_hat = np.take_along_axis(bits, perm[None], axis=-1)
-    source_true = np.take_along_axis(bits, truth[None], axis=-1)
+    source_true = np.take_along_axis(bits, truth if truth.ndim == 3 else truth[None], axis=-1)  # the ciphertext bits
     equivalent = (source_hat == source_true).all(axis=0)
     decrypted = recovered.decrypt(bits_to_words(source_true))
     nonzero = plaintext != 0
     truth_values = plaintext[nonzero].astype(np.float64)
     rel = np.abs(decrypted[nonzero].astype(np.float64) - truth_values) / np.abs(truth_values)
     return {
-        "bits_exact": float((perm == truth).sum(axis=1).mean()),
+        "bits_exact": float((perm == truth).sum(axis=-1).mean()),
         "bits_equivalent": float(equivalent.sum(axis=1).mean()),
         "bits_confident": float(np.broadcast_to(recovered.confident, (d, WORD_BITS)).sum(axis=1).mean()),
         "median_rel_error": float(np.median(rel)) if rel.size else 0.0,

@@ -24,7 +24,9 @@ def as_words(words: np.ndarray) -> np.ndarray:
         return words
     if words.dtype == np.uint8 and words.ndim == 2 and words.shape[1] % 4 == 0:
         return np.ascontiguousarray(words).view("<u4").astype(np.uint32)
-    raise ShuffleBitsError(f"attacks need uint32 ciphertext words (or uint8 bytes, 4 per word), got {words.dtype} {words.shape}")
+    raise ShuffleBitsError(
+        f"attacks need uint32 ciphertext words (or uint8 bytes, 4 per word), got {words.dtype} {words.shape}"
+    )
 
 
 def float_view(words: np.ndarray) -> np.ndarray:

@@ -1,0 +1,78 @@
+"""Scores of attribute predictions, each beside what chance would score.
+
+Balanced accuracy per attribute (labels -1 are left out), the constant-guess
+chance level, and a label-permutation null that gives the interval and
+p-value of "no information". The estimators' ``score`` returns one float; these
+functions are where the chance levels live.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShuffleBitsError
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (rows labelled -1 are skipped)."""
+    mask = y_true >= 0
+    y_true, y_pred = y_true[mask], y_pred[mask]
+    classes = np.unique(y_true)
+    if classes.size == 0:
+        return float("nan")
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
+
+
+def attribute_scores(Y: np.ndarray, P: np.ndarray, names: list[str]) -> dict:
+    """Balanced accuracy per attribute and their mean, each beside its chance level.
+
+    Chance is 1 / (classes present among the labelled rows): what a constant
+    guess scores, and 1/num_classes when every class occurs.
+    """
+    per = {}
+    for a, name in enumerate(names):
+        labelled = Y[:, a] >= 0
+        k = np.unique(Y[labelled, a]).size
+        if k == 0:
+            continue
+        per[name] = {
+            "bacc": balanced_accuracy(Y[:, a], P[:, a]),
+            "chance": 1.0 / k,
+            "n": int(labelled.sum()),
+        }
+    if not per:
+        raise ShuffleBitsError("no labelled rows to score attribute inference on")
+    return {
+        "attributes": per,
+        "mean": float(np.mean([v["bacc"] for v in per.values()])),
+        "chance_mean": float(np.mean([v["chance"] for v in per.values()])),
+        "n": len(Y),
+    }
+
+
+def permutation_null(Y: np.ndarray, P: np.ndarray, names: list[str], permutations: int = 200, seed: int = 0) -> dict:
+    """Scores of the same predictions against shuffled labels: what 'no information' looks like.
+
+    Returns, for the mean and for each attribute, the 95% interval of the null
+    scores and the one-sided p-value of the observed score.
+    """
+    rng = np.random.default_rng(seed)
+    observed = attribute_scores(Y, P, names)
+    names_scored = list(observed["attributes"])
+    null = np.empty((permutations, len(names_scored)))
+    columns = [names.index(name) for name in names_scored]
+    for i in range(permutations):
+        for j, a in enumerate(columns):
+            labelled = np.flatnonzero(Y[:, a] >= 0)
+            shuffled = Y[rng.permutation(labelled), a]
+            null[i, j] = balanced_accuracy(shuffled, P[labelled, a])
+
+    def summary(samples: np.ndarray, value: float) -> dict:
+        lo, hi = np.percentile(samples, [2.5, 97.5])
+        p_value = float((1 + np.sum(samples >= value)) / (1 + len(samples)))
+        return {"chance_ci": [float(lo), float(hi)], "p_value": p_value}
+
+    result = {"mean": summary(null.mean(axis=1), observed["mean"])}
+    for j, name in enumerate(names_scored):
+        result[name] = summary(null[:, j], observed["attributes"][name]["bacc"])
+    return result
