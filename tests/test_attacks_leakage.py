@@ -9,7 +9,8 @@ import pytest
 from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks import AttributeInference, Reconstructor
-from shufflebits.attacks.leakage import leakage_markdown, leakage_matrix, read_leakage, write_leakage
+from shufflebits.attacks.leakage import leakage_matrix
+from shufflebits.attacks.leakage_files import leakage_markdown, read_leakage, write_leakage
 from shufflebits.ciphers.catalogue import cipher_names
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.profiles import PROFILES

@@ -161,7 +161,8 @@ def test_same_seed_repeats_features_and_leakage_matrix_in_a_fresh_folder(smoke, 
     Ciphers with per-vector nonces draw fresh random nonces in every run, so only
     plaintext, ShuffleBits fixed and per-dimension rows are a function of the seed.
     """
-    from shufflebits.attacks.leakage import leakage_matrix, write_leakage
+    from shufflebits.attacks.leakage import leakage_matrix
+    from shufflebits.attacks.leakage_files import write_leakage
 
     with prepare_victim(CONFIG, smoke.index_html.parent) as first:
         with prepare_victim(CONFIG, tmp_path) as again:

@@ -22,7 +22,6 @@ from ..registry import create_attack
 from ..runtime import torch_threads
 from .attribute import AttributeInference
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
-from .leakage_files import leakage_markdown, read_leakage, write_leakage  # noqa: F401 (study and CLI import them here)
 from .reconstruction import VARIANTS, Reconstructor
 from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
 from .scoring import attribute_scores, permutation_null

@@ -22,7 +22,6 @@ from ..engine.loop import run_epoch
 from ..errors import ShuffleBitsError
 from ..registry import register
 from .decoders import Decoder, Discriminator, SurrogatePerceptual, image_tensor
-from .reconstruction_eval import grid_png  # noqa: F401 (study.report imports it from here)
 from .views import apply_view, standardized
 
 VARIANTS = ("autoencoder", "gan")

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def handler(args) -> int:
-    from ..attacks.leakage import leakage_markdown
+    from ..attacks.leakage_files import leakage_markdown
     from ..study.run import run_attack
 
     config = options.study_config(args)

@@ -35,7 +35,8 @@ class StudyResult:
 
 
 def _leakage_matrix(context: StageContext) -> LeakageResult:
-    from ..attacks.leakage import leakage_matrix, write_leakage
+    from ..attacks.leakage import leakage_matrix
+    from ..attacks.leakage_files import write_leakage
 
     victim, config = context.values[FEATURES], context.config
     result = leakage_matrix(
@@ -54,7 +55,7 @@ def _leakage_matrix(context: StageContext) -> LeakageResult:
 
 def _published_leakage(context: StageContext) -> LeakageResult:
     """The matrix in memory (read back only from a cached folder); its files copied beside the report."""
-    from ..attacks.leakage import read_leakage
+    from ..attacks.leakage_files import read_leakage
 
     for path in sorted(context.folder.iterdir()):
         if path.name != INPUTS_FILE:

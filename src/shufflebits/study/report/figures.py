@@ -29,7 +29,7 @@ def reconstruction_html(grids: dict) -> str:
     """The attack's image grids (original | reconstruction), one per (cipher, attack), embedded."""
     if not grids:
         return "<p>No reconstruction images were made by the attack stage.</p>"
-    from ...attacks.reconstruction import grid_png
+    from ...attacks.reconstruction_eval import grid_png
 
     shown = []
     for key in sorted(grids, key=lambda key: (cipher_rank(key[0]), key[1])):
