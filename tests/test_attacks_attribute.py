@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
-from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks.attribute import AttributeInference, _validation_split
 from shufflebits.attacks.scoring import attribute_scores, balanced_accuracy, permutation_null
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.registry import create_attack
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks import AttributeInference, Reconstructor
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("sklearn", minversion="1.8")  # expected_failed_checks (1.6) and xfail_strict (1.8)
 

@@ -66,8 +66,13 @@ def make_world(identities=60, per_id=6, d=64, size=(32, 16), seed=0, missing=0.1
 
     def part(mask):
         return LabelledFeatures(
-            features=features[mask], labels=labels[mask], attribute_names=list(NAMES), num_classes=list(CLASSES),
-            pids=pids[mask], camids=camids[mask], images=images[mask],
+            features=features[mask],
+            labels=labels[mask],
+            attribute_names=list(NAMES),
+            num_classes=list(CLASSES),
+            pids=pids[mask],
+            camids=camids[mask],
+            images=images[mask],
         )
 
     attacker_ids = pids < identities // 2

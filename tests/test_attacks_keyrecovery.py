@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from test_attacks_helpers import one_torch_thread, relu_features  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks.keyrecovery import recover_permutation, score_recovery, true_permutation
 from shufflebits.attacks.views import permute_bits
 from shufflebits.ciphers.hazmat import experiment_cipher
+from test_attacks_helpers import one_torch_thread, relu_features  # noqa: F401 (autouse fixture)
 
 D = 64
 

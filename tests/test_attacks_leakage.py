@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks import AttributeInference, Reconstructor
 from shufflebits.attacks.leakage import leakage_matrix
@@ -14,6 +13,7 @@ from shufflebits.attacks.leakage_files import leakage_markdown, read_leakage, wr
 from shufflebits.ciphers.catalogue import cipher_names
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.profiles import PROFILES
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 CIPHERS = cipher_names()
 SMOKE = PROFILES["smoke"].attacks
@@ -107,8 +107,11 @@ def test_matrix_attacks_are_clones_of_the_registered_ones():
     matrix = _Matrix(attacker, query, gallery, embed, profile, 3, "cpu", False)
     bits, paper = matrix.attribute_model("mlp", "bits"), matrix.attribute_model("paper", None)
     assert isinstance(bits, AttributeInference) and bits.get_params() == {
-        **AttributeInference().get_params(), "view": "bits", "hidden": profile.bits_hidden,
-        "epochs": profile.mlp_epochs, "random_state": 3,
+        **AttributeInference().get_params(),
+        "view": "bits",
+        "hidden": profile.bits_hidden,
+        "epochs": profile.mlp_epochs,
+        "random_state": 3,
     }
     assert paper.config == "paper" and paper.epochs == profile.paper_epochs
     assert paper is not matrix.attribute_model("paper", None)  # a fresh clone each time
@@ -117,8 +120,12 @@ def test_matrix_attacks_are_clones_of_the_registered_ones():
     assert all(p.bits_hidden <= p.hidden for p in (q.attacks for q in PROFILES.values()))
     decoder = matrix.reconstructor("autoencoder", view="invariants")
     assert isinstance(decoder, Reconstructor) and decoder.get_params() == {
-        **Reconstructor().get_params(), "view": "invariants", "epochs": profile.recon_epochs,
-        "width": profile.recon_width, "surrogate_epochs": profile.surrogate_epochs, "random_state": 3,
+        **Reconstructor().get_params(),
+        "view": "invariants",
+        "epochs": profile.recon_epochs,
+        "width": profile.recon_width,
+        "surrogate_epochs": profile.surrogate_epochs,
+        "random_state": 3,
     }
 
 
@@ -147,8 +154,18 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
 
     def fake_features(context):
         calls["config"] = context.config
-        return type("Victim", (), dict(attacker=attacker, user_query=query, user_gallery=gallery, embed=embed,
-                                       victim="toy", dataset="toy world"))()
+        return type(
+            "Victim",
+            (),
+            dict(
+                attacker=attacker,
+                user_query=query,
+                user_gallery=gallery,
+                embed=embed,
+                victim="toy",
+                dataset="toy world",
+            ),
+        )()
 
     def fake_matrix(*args, **kwargs):
         calls["matrix"] += 1

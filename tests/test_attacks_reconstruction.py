@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks.attribute import AttributeInference
 from shufflebits.attacks.decoders import SurrogatePerceptual
 from shufflebits.attacks.reconstruction import Reconstructor
 from shufflebits.attacks.reconstruction_eval import evaluate_reconstruction, reconstruction_grid, save_grid
 from shufflebits.errors import ShuffleBitsError
+from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,10 @@ def test_evaluation_goes_back_through_the_black_box(world, tmp_path):
     path = tmp_path / "grid.png"
     save_grid(query.images, query.images[:, :, ::2, ::2], path, columns=4, count=8)
     with Image.open(path) as image:
-        assert image.format == "PNG" and np.array_equal(np.asarray(image.convert("RGB")), reconstruction_grid(
-            query.images, query.images[:, :, ::2, ::2], columns=4, count=8
-        ))
+        assert image.format == "PNG" and np.array_equal(
+            np.asarray(image.convert("RGB")),
+            reconstruction_grid(query.images, query.images[:, :, ::2, ::2], columns=4, count=8),
+        )
 
 
 def test_grid_puts_each_original_beside_its_reconstruction():

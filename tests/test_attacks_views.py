@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_attacks_helpers import one_torch_thread, relu_features  # noqa: F401 (autouse fixture)
 
 from shufflebits.attacks.views import (
     apply_view,
@@ -18,6 +17,7 @@ from shufflebits.attacks.views import (
     zero_view,
 )
 from shufflebits.errors import ShuffleBitsError
+from test_attacks_helpers import one_torch_thread, relu_features  # noqa: F401 (autouse fixture)
 
 
 def _permute_by_definition(word: int, idx) -> int:

@@ -10,13 +10,13 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import shared_file
 from cryptography.hazmat.primitives.ciphers import Cipher as CryptoCipher
 from cryptography.hazmat.primitives.ciphers import algorithms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conftest import shared_file
 from shufflebits import AesGcm, ChaChaPad, ShuffleBits
 from shufflebits.ciphers import Key, Sealed, cipher_names, generate_key, kernels_numpy, load_key, prf, save_key, spec
 from shufflebits.ciphers import shufflebits as sb_module

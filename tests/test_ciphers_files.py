@@ -99,7 +99,7 @@ def test_key_for_another_cipher_and_bad_output_name(tmp_path):
     save_encrypted(tmp_path / "e.npz", cipher, cipher.encrypt(features()))
     with pytest.raises(ShuffleBitsError, match="encrypted with 'shufflebits'"):
         load_encrypted(tmp_path / "e.npz", create_cipher("shufflebits-dim"))
-    with pytest.raises(ShuffleBitsError, match=".npz"):
+    with pytest.raises(ShuffleBitsError, match=r"\.npz"):
         save_encrypted(tmp_path / "e.bin", cipher, cipher.encrypt(features()))
     with pytest.raises(ShuffleBitsError, match="another key"):
         other = create_cipher("shufflebits", key=generate_key("shufflebits"))

@@ -45,7 +45,7 @@ def test_keygen_encrypt_decrypt_round_trip(tmp_path, capsys, plain, name):
 
 
 def test_seed_key_warns_and_matches_paper(tmp_path, capsys, plain):
-    path, x = plain
+    _path, _x = plain
     code, _, err = run(capsys, "keygen", "--cipher", "shufflebits", "--seed", "0", "--out", tmp_path / "k.json")
     assert code == 0 and "INSECURE" in err
     code, _, err = run(capsys, "keygen", "--cipher", "chacha20", "--seed", "0", "--out", tmp_path / "c.json")
@@ -88,7 +88,7 @@ def test_failures_are_one_line_with_no_output_file(tmp_path, capsys, plain):
         (("inspect", tmp_path / "nothing.json"), "does not exist"),
     ]
     for argv, message in cases:
-        code, out, err = run(capsys, *argv)
+        code, _out, err = run(capsys, *argv)
         assert code == 2, argv
         assert message in err and err.count("\n") == 1, err
     assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*tmp"))

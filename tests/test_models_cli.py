@@ -32,8 +32,11 @@ def market(tmp_path) -> Path:
     names = {
         "query": ["0001_c1s1_000101_00.jpg", "0002_c1s1_000201_00.jpg"],
         "bounding_box_test": [
-            "0001_c2s1_000301_00.jpg", "0002_c2s1_000401_00.jpg", "0003_c2s1_000501_00.jpg",
-            "0001_c1s1_000601_00.jpg", "-1_c2s1_000701_00.jpg",
+            "0001_c2s1_000301_00.jpg",
+            "0002_c2s1_000401_00.jpg",
+            "0003_c2s1_000501_00.jpg",
+            "0001_c1s1_000601_00.jpg",
+            "-1_c2s1_000701_00.jpg",
         ],
     }
     for folder, files in names.items():
@@ -47,8 +50,22 @@ def test_extract_then_reid(market, tmp_path, capsys):
     common = ["--model", "osnet_x0_25", "--size", "64x32", "--quiet"]
     query_out = str(tmp_path / "q.npz")
     assert main(["extract", *common, "--images", str(market), "--split", "query", "--out", query_out]) == 0
-    assert main(["extract", *common, "--images", str(market / "bounding_box_test"), "--out", str(tmp_path / "g.npz"),
-                 "--flip", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                *common,
+                "--images",
+                str(market / "bounding_box_test"),
+                "--out",
+                str(tmp_path / "g.npz"),
+                "--flip",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     gallery = load_features(tmp_path / "g.npz")
     assert gallery.features.shape == (5, 512)
     assert sorted(gallery.pids.tolist()) == [-1, 1, 1, 2, 3]
@@ -56,8 +73,21 @@ def test_extract_then_reid(market, tmp_path, capsys):
     capsys.readouterr()
     assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]) == 0
     assert "rank-1" in capsys.readouterr().out
-    assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"), "--json",
-                 "--metric", "cosine"]) == 0
+    assert (
+        main(
+            [
+                "reid",
+                "--query",
+                str(tmp_path / "q.npz"),
+                "--gallery",
+                str(tmp_path / "g.npz"),
+                "--json",
+                "--metric",
+                "cosine",
+            ]
+        )
+        == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     assert figures["num_query"] == 2 and len(figures["cmc"]) == 5  # capped at the gallery size
     query = load_features(tmp_path / "q.npz")
@@ -72,8 +102,23 @@ def test_extract_with_real_weights_records_real_figures(tmp_path, capsys):
     weights = shared_file("weights/osnet_x0_25_msmt17.pth")
     folder = shared_file("data/market1501-mini") / "bounding_box_train"
     out = tmp_path / "train.npz"
-    assert main(["extract", "--model", "osnet_x0_25", "--weights", str(weights), "--images", str(folder),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "--model",
+                "osnet_x0_25",
+                "--weights",
+                str(weights),
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "256x128" in capsys.readouterr().out
     assert load_features(out).features.shape == (16, 512)
 
@@ -107,8 +152,17 @@ def test_extract_bad_input_exits_2(market, tmp_path, capsys, extra, message):
 def test_extract_on_cuda_without_cuda_exits_2(market, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    argv = ["extract", "--model", "osnet_x0_25", "--images", str(market / "query"), "--out", str(tmp_path / "f.npz"),
-            "--device", "cuda"]
+    argv = [
+        "extract",
+        "--model",
+        "osnet_x0_25",
+        "--images",
+        str(market / "query"),
+        "--out",
+        str(tmp_path / "f.npz"),
+        "--device",
+        "cuda",
+    ]
     assert main(argv) == 2
     assert "CUDA is not available" in capsys.readouterr().err
 

@@ -328,5 +328,5 @@ def test_serve_reports_a_taken_port_in_one_line():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ShuffleBitsError, match="cannot listen on 127.0.0.1"):
+        with pytest.raises(ShuffleBitsError, match=r"cannot listen on 127\.0\.0\.1"):
             serve(None, "127.0.0.1", port)

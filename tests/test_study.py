@@ -18,8 +18,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import shared_file
 
+from conftest import shared_file
 from shufflebits.ciphers.catalogue import cipher_names
 from shufflebits.cli import build_parser, main, options
 from shufflebits.errors import ShuffleBitsError

@@ -7,9 +7,8 @@ import torch
 
 from shufflebits.cli import main
 from shufflebits.data import generate_world
-from shufflebits.engine.train import train
 from shufflebits.engine.losses import batch_hard_triplet_loss
-from shufflebits.engine.train import FINAL_LR_FACTOR, lr_factor
+from shufflebits.engine.train import FINAL_LR_FACTOR, lr_factor, train
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.models import build_extractor
 
@@ -46,8 +45,24 @@ def test_schedule_warms_up_then_decays():
 
 def test_cli_trains_and_writes_a_loadable_checkpoint(world, tmp_path, capsys):
     out = tmp_path / "victim.pt"
-    code = main(["train", "--data", str(world), "--model", "osnet_x0_25", "--out", str(out), "--epochs", "1",
-                 "--size", "64x32", "--batch-size", "16", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(world),
+            "--model",
+            "osnet_x0_25",
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--size",
+            "64x32",
+            "--batch-size",
+            "16",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert "epoch 1/1" in capsys.readouterr().out
     checkpoint = torch.load(out, map_location="cpu", weights_only=True)

@@ -24,8 +24,11 @@ class _UpBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-            nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
         )
         self.skip = nn.Conv2d(cin, cout, 1)
 
@@ -60,9 +63,12 @@ class Discriminator(nn.Module):
         super().__init__()
         h, w = image_size
         self.conv = nn.Sequential(
-            nn.Conv2d(3, 32, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(64, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(3, 32, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
         self.cond = nn.Sequential(nn.Linear(in_dim, 128), nn.LeakyReLU(0.2))
@@ -77,11 +83,13 @@ class SurrogatePerceptual(nn.Module):
 
     def __init__(self, feature_dim: int):
         super().__init__()
-        self.blocks = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU()),
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU()),
+            ]
+        )
         self.head = nn.Linear(64, feature_dim)
 
     def forward(self, x) -> list[torch.Tensor]:
@@ -119,5 +127,3 @@ def image_tensor(images, size: tuple[int, int], device: str) -> torch.Tensor:
     if tuple(tensor.shape[2:]) != tuple(size):
         tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
     return tensor.clamp(0, 1)
-
-

@@ -81,55 +81,96 @@ class _Matrix:
         best = max(candidates, key=lambda attack: candidates[attack][0])
         null = permutation_null(users.labels, candidates[best][1], names, self.profile.permutations, self.seed)
         score = scores[best]
-        self.rows.append(LeakageRow(
-            cipher=cipher, attack=best, metric="attr_bacc_mean", value=score["mean"], chance=score["chance_mean"],
-            n=score["n"], details={
-                **null["mean"], "validation": candidates[best][0],
-                "candidates": {
-                    attack: {"value": scores[attack]["mean"], "validation": validation}
-                    for attack, (validation, _) in candidates.items()
+        self.rows.append(
+            LeakageRow(
+                cipher=cipher,
+                attack=best,
+                metric="attr_bacc_mean",
+                value=score["mean"],
+                chance=score["chance_mean"],
+                n=score["n"],
+                details={
+                    **null["mean"],
+                    "validation": candidates[best][0],
+                    "candidates": {
+                        attack: {"value": scores[attack]["mean"], "validation": validation}
+                        for attack, (validation, _) in candidates.items()
+                    },
                 },
-            },
-        ))
+            )
+        )
         for name, per in score["attributes"].items():
-            self.rows.append(LeakageRow(
-                cipher=cipher, attack=best, metric="attr_bacc", attribute=name,
-                value=per["bacc"], chance=per["chance"], n=per["n"], details=dict(null[name]),
-            ))
+            self.rows.append(
+                LeakageRow(
+                    cipher=cipher,
+                    attack=best,
+                    metric="attr_bacc",
+                    attribute=name,
+                    value=per["bacc"],
+                    chance=per["chance"],
+                    n=per["n"],
+                    details=dict(null[name]),
+                )
+            )
 
     def add_reconstruction_rows(self, cipher: str, attack: str, reconstructions: np.ndarray, attribute_model) -> None:
         result = evaluate_reconstruction(
-            reconstructions, self.query, self.embed, gallery=self.gallery, attribute_model=attribute_model,
-            baseline_images=self.attacker.images, seed=self.seed,
+            reconstructions,
+            self.query,
+            self.embed,
+            gallery=self.gallery,
+            attribute_model=attribute_model,
+            baseline_images=self.attacker.images,
+            seed=self.seed,
         )
-        self.rows.append(LeakageRow(
-            cipher=cipher, attack=attack, metric="recon_cosine_distance", value=result["cosine_distance"],
-            chance=result["chance"], n=result["n"], details={
-                "mean_image_distance": result["mean_image_distance"], "noise_distance": result["noise_distance"],
-                "attr_bacc_mean": result["attributes"]["mean"], "attr_chance_mean": result["attributes"]["chance_mean"],
-            },
-        ))
-        self.rows.append(LeakageRow(
-            cipher=cipher, attack=attack, metric="recon_rank1", value=result["rank1"], chance=result["rank1_chance"],
-            n=result["n"], details={"gallery_identities": result["gallery_identities"]},
-        ))
+        self.rows.append(
+            LeakageRow(
+                cipher=cipher,
+                attack=attack,
+                metric="recon_cosine_distance",
+                value=result["cosine_distance"],
+                chance=result["chance"],
+                n=result["n"],
+                details={
+                    "mean_image_distance": result["mean_image_distance"],
+                    "noise_distance": result["noise_distance"],
+                    "attr_bacc_mean": result["attributes"]["mean"],
+                    "attr_chance_mean": result["attributes"]["chance_mean"],
+                },
+            )
+        )
+        self.rows.append(
+            LeakageRow(
+                cipher=cipher,
+                attack=attack,
+                metric="recon_rank1",
+                value=result["rank1"],
+                chance=result["rank1_chance"],
+                n=result["n"],
+                details={"gallery_identities": result["gallery_identities"]},
+            )
+        )
         self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
     def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features) -> None:
-        self.rows.append(LeakageRow(
-            cipher=cipher, attack=attack, metric="reid_rank1",
-            value=rank1(query_features, gallery_features, self.query, self.gallery),
-            chance=shuffled_rank1(query_features, gallery_features, self.query, self.gallery, self.seed),
-            n=len(query_features),
-        ))
+        self.rows.append(
+            LeakageRow(
+                cipher=cipher,
+                attack=attack,
+                metric="reid_rank1",
+                value=rank1(query_features, gallery_features, self.query, self.gallery),
+                chance=shuffled_rank1(query_features, gallery_features, self.query, self.gallery, self.seed),
+                n=len(query_features),
+            )
+        )
 
     def plaintext(self) -> tuple[AttributeInference, dict[str, Reconstructor]]:
         """Plaintext attacks; returns the models that key recovery reuses on decrypted features."""
         a = self.attacker
         models = {f"attr-{config}": self.fit_attribute(config, None, a.features) for config in ("mlp", "paper")}
-        self.add_attribute_rows("plaintext", {
-            name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()
-        })
+        self.add_attribute_rows(
+            "plaintext", {name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()}
+        )
         self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features)
         decoders = {}
         if self.can_reconstruct:
@@ -157,11 +198,17 @@ class _Matrix:
             recovered = recover_permutation(np.concatenate([A, U]), a.features, per_dimension=per_dimension)
             truth = true_permutation(cipher, a.features.shape[1])
             result = score_recovery(recovered, truth, self.users.features)
-            self.rows.append(LeakageRow(
-                cipher=name, attack="key-recovery", metric="key_bits_recovered", value=result["bits_exact"],
-                chance=1.0, n=recovered.n_words,
-                details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
-            ))
+            self.rows.append(
+                LeakageRow(
+                    cipher=name,
+                    attack="key-recovery",
+                    metric="key_bits_recovered",
+                    value=result["bits_exact"],
+                    chance=1.0,
+                    n=recovered.n_words,
+                    details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
+                )
+            )
             decrypt = recovered.decrypt
             val = plain_model.validation_index_
             own = plain_model.predict(decrypt(A)[val])

@@ -87,8 +87,14 @@ class LeakageRow:
     def from_dict(cls, row: dict) -> LeakageRow:
         details = {k: v for k, v in row.items() if k not in _ROW_FIELDS}
         return cls(
-            cipher=row["cipher"], attack=row["attack"], metric=row["metric"], value=row["value"],
-            chance=row["chance"], n=row["n"], attribute=row.get("attribute"), details=details,
+            cipher=row["cipher"],
+            attack=row["attack"],
+            metric=row["metric"],
+            value=row["value"],
+            chance=row["chance"],
+            n=row["n"],
+            attribute=row.get("attribute"),
+            details=details,
         )
 
     def get(self, name: str, default=None):

@@ -59,7 +59,7 @@ def permute_fixed(words: torch.Tensor, wide: torch.Tensor) -> torch.Tensor:
 
 def permute_per_dimension(words: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """Per-dimension mode: ``words`` ``(n, d)``, byte ``tables`` ``(d, nbytes, 256)``."""
-    n, d = words.shape
+    _n, d = words.shape
     nbytes = tables.shape[1]
     flat = tables.reshape(-1)
     device = words.device
@@ -134,7 +134,7 @@ def chacha20_rows(key: bytes, nonces: torch.Tensor, row_bytes: int) -> torch.Ten
 
 def xor_pad(words: torch.Tensor, key: bytes, nonces: torch.Tensor) -> torch.Tensor:
     """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream."""
-    n, d = words.shape
+    _n, d = words.shape
     row_bytes = d * words.element_size()
     out = torch.empty_like(words)
     for part in _chunks(words, (1 << 14) // max(1, -(-row_bytes // 64))):

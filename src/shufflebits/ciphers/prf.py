@@ -7,6 +7,7 @@ we use exactly that layout for the per-vector nonces that travel with ciphertext
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -52,7 +53,7 @@ def contiguous_runs(nonces: np.ndarray, blocks_per_row: int) -> list[tuple[int, 
     same = np.all(nonces[1:, 4:] == nonces[:-1, 4:], axis=1) & (count[1:] == count[:-1] + blocks_per_row)
     breaks = np.flatnonzero(~same) + 1
     edges = [0, *breaks.tolist(), n]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def batch_nonces(n: int, blocks_per_row: int, random12) -> np.ndarray:

@@ -143,7 +143,7 @@ class ShuffleBits(Cipher):
             flat = words.reshape(-1)
             out = kernels_numba.fixed(flat, self.tables(bits, None, decrypt), np.empty_like(flat))
             return out.reshape(words.shape), None
-        n, d = words.shape
+        _n, d = words.shape
         if self.mode == "per-dimension":
             if self.kernel == "numpy" or d == 0:
                 return kernels_numpy.permute(words, self.destinations(bits, d, decrypt)), None

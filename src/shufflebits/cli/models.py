@@ -40,8 +40,12 @@ def register(subparsers) -> None:
     extract.add_argument("--flip", action="store_true", help="flip-test: average with the mirrored image")
     extract.add_argument("--batch-size", type=int, default=64)
     options.add_device(extract)
-    extract.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                         help="L2-normalise features (default: as the weights' framework does)")
+    extract.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="L2-normalise features (default: as the weights' framework does)",
+    )
     options.add_no_progress(extract, "--quiet")
     extract.set_defaults(func=run_extract)
 
@@ -124,8 +128,14 @@ def run_reid(args) -> int:
         files[role] = loaded
     query, gallery = files["query"], files["gallery"]
     result = evaluate(
-        query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids,
-        metric=args.metric, max_rank=args.max_rank,
+        query.features,
+        gallery.features,
+        query.pids,
+        gallery.pids,
+        query.camids,
+        gallery.camids,
+        metric=args.metric,
+        max_rank=args.max_rank,
     )
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))

@@ -64,9 +64,7 @@ def _load_folder_layout(
     splits = {}
     for split, folder in MARKET_FOLDERS.items():
         table = None if tables is None else tables["train" if split == "train" else "test"]
-        splits[split] = [
-            _parse_image(path, split, pattern, table, schema.names) for path in _images(root / folder)
-        ]
+        splits[split] = [_parse_image(path, split, pattern, table, schema.names) for path in _images(root / folder)]
     if not any(splits.values()):
         raise ShuffleBitsError(f"{root} has no .jpg images in {', '.join(MARKET_FOLDERS.values())}/")
     return ReidDataset(
@@ -123,9 +121,7 @@ def load_msmt17(root: str | os.PathLike, include_val: bool = False) -> ReidDatas
                 f"{root} is not an MSMT17 folder: no {MSMT_LISTS['train']} in it or in MSMT17_V1/, MSMT17_V2/"
             )
         base = candidates[0]
-    folders = [
-        (base / train, base / test) for train, test in MSMT_VERSIONS.values() if (base / train).is_dir()
-    ]
+    folders = [(base / train, base / test) for train, test in MSMT_VERSIONS.values() if (base / train).is_dir()]
     if not folders:
         raise ShuffleBitsError(f"{base} has no train/ (V1) or mask_train_v2/ (V2) image folder")
     train_dir, test_dir = folders[0]

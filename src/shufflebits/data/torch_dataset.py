@@ -43,9 +43,7 @@ class RandomIdentitySampler(Sampler[int]):
 
     def __init__(self, records: list[ImageRecord], batch_size: int, num_instances: int, seed: int | None = None):
         if num_instances < 1 or batch_size < num_instances:
-            raise ShuffleBitsError(
-                f"batch_size ({batch_size}) must be at least num_instances ({num_instances}) >= 1"
-            )
+            raise ShuffleBitsError(f"batch_size ({batch_size}) must be at least num_instances ({num_instances}) >= 1")
         self.num_instances = num_instances
         self.pids_per_batch = batch_size // num_instances
         self.index_by_pid: dict[int, list[int]] = defaultdict(list)
@@ -58,8 +56,7 @@ class RandomIdentitySampler(Sampler[int]):
             )
         self.rng = np.random.default_rng(seed)
         self.length = sum(
-            max(len(indices), num_instances) // num_instances * num_instances
-            for indices in self.index_by_pid.values()
+            max(len(indices), num_instances) // num_instances * num_instances for indices in self.index_by_pid.values()
         )
 
     def __iter__(self) -> Iterator[int]:
@@ -83,4 +80,3 @@ class RandomIdentitySampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
-

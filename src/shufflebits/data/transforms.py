@@ -106,4 +106,3 @@ def random_erase(
             tensor[:, top : top + h, left : left + w] = torch.tensor(fill, dtype=tensor.dtype).view(3, 1, 1)
             return tensor
     return tensor
-

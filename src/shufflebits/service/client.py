@@ -39,9 +39,7 @@ class HttpBlackBox:
         self.batch_size = batch_size
         self.retries = retries
         self.backoff = backoff
-        self._client = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
+        self._client = httpx.Client(base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
     def __enter__(self) -> HttpBlackBox:
         return self

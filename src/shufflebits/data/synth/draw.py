@@ -56,7 +56,6 @@ class Figure:
             self.draw.ellipse([xb - hb, yb - hb, xb + hb, yb + hb], fill=fill)
 
 
-
 def draw_person(fig: Figure, p: Person, view: int, phase: float) -> None:
     """Draw ``p`` seen from the front (0), back (1) or side (2, 3) at walking ``phase``."""
     _Body(fig, p, view, phase).draw()
@@ -164,8 +163,16 @@ class _Body:
             dress_hem = 0.86 if self.a["down"] == 0 else 0.7
             fig.poly([(-ww, hip - 0.08), (ww, hip - 0.08), (hw * 1.55, dress_hem), (-hw * 1.55, dress_hem)], p.down_rgb)
         fig.poly(
-            [(-sw + 0.015, shoulder_u), (sw - 0.015, shoulder_u), (sw, shoulder_u + 0.03), (ww, hip - 0.1),
-             (hw, hip + 0.015), (-hw, hip + 0.015), (-ww, hip - 0.1), (-sw, shoulder_u + 0.03)],
+            [
+                (-sw + 0.015, shoulder_u),
+                (sw - 0.015, shoulder_u),
+                (sw, shoulder_u + 0.03),
+                (ww, hip - 0.1),
+                (hw, hip + 0.015),
+                (-hw, hip + 0.015),
+                (-ww, hip - 0.1),
+                (-sw, shoulder_u + 0.03),
+            ],
             p.up_rgb,
         )
         shadow = [(sw * 0.55, shoulder_u + 0.03), (sw, shoulder_u + 0.03), (ww, hip - 0.1), (hw, hip + 0.015)]

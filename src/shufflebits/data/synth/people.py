@@ -55,7 +55,6 @@ class Person:
     label_colours: bool  # False: the attribute file marks no colour for this identity
 
 
-
 def _tilted(prior: np.ndarray, season: float, dark: list[int]) -> np.ndarray:
     """Shift probability mass toward dark colours in winter-like worlds."""
     p = prior.copy()
@@ -145,4 +144,3 @@ def _near_copy(base: Person, pid: int, rng: np.random.Generator) -> Person:
         attributes[name] = 1 - attributes[name]
     body = _sample_body(rng, bool(attributes["gender"]), attributes["age"])
     return replace(base, pid=pid, attributes=attributes, **changes, **body)
-

@@ -108,7 +108,6 @@ def _backgrounds(rng: np.random.Generator, h2: int, w2: int, hue: float, variant
     return tuple(out)
 
 
-
 def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h2: int, w2: int) -> None:
     """Something between camera and person: a low object, a pole or a passer-by."""
     kind = rng.integers(3)

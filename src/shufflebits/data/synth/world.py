@@ -170,4 +170,3 @@ def _replace_folder(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
     else:
         old.unlink()
-
