@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 
@@ -39,9 +40,11 @@ def test_market_layout_and_split(world):
     assert len(world.train) + len(world.query) + len(world.gallery) == 8 * 6
     for pid in test_pids:
         query_cams = [r.camid for r in world.query if r.pid == pid]
-        gallery_cams = {r.camid for r in world.gallery if r.pid == pid}
-        assert len(query_cams) == len(set(query_cams)) >= 2  # one query per camera
-        assert set(query_cams) == gallery_cams  # every query camera still has gallery images
+        gallery_cams = [r.camid for r in world.gallery if r.pid == pid]
+        assert len(query_cams) == len(set(query_cams)) >= 1  # at most one query per camera
+        kept = set(gallery_cams) - set(query_cams)
+        assert len(kept) == 1  # one camera keeps all its images in the gallery: every query has a match
+        assert gallery_cams.count(kept.pop()) == max(Counter(query_cams + gallery_cams).values())
     assert all(0 <= r.camid < 4 for r in world.train + world.query + world.gallery)
     image = read_image(world.train[0].path)
     assert image.size == (64, 128)
@@ -78,10 +81,10 @@ def test_same_seed_same_bytes_other_seed_other_world(tmp_path, world):
 # single-module synth.py before it became a package. A change means other images under the same seed
 # (or another Pillow / numpy build encoding them): the study's leakage values would move too.
 FROZEN_WORLD = dict(identities=4, images_per_identity=5, cameras=3, distractors=3, world_seed=5, progress=False)
-FROZEN_WORLD_SHA256 = "1b16902e2bd0a23ab7f07e8cb0e1139c5e5457f039ec49f935850e9c16937bc4"
+FROZEN_WORLD_SHA256 = "3a27e6bf5b66f15941a1c3bece0c0de4aa0146940575b5434aa73a24d744cf7c"
 # sha256 of the raw uint8 pixels and camera ids of render_person (60 people, 6 images, 64x32, world 11)
 # and render_distractor (10): every view, garment pattern and bag type, before JPEG.
-FROZEN_PIXELS_SHA256 = "6e86d1004f2d4b1db34fe46496536f155c81753f78595e565b4354f9337fbaeb"
+FROZEN_PIXELS_SHA256 = "287aae413eedd4e97163e56c876829d47a7dad15b598e1a91e9bae1a95712c11"
 
 
 def test_a_small_world_is_byte_identical_to_the_frozen_digest(tmp_path):
@@ -145,7 +148,7 @@ def test_images_of_one_person_vary(tmp_path):
     person = make_person(3, 7, world.season)
     images, cams = render_person(world, person, 12)
     assert images.shape == (12, 128, 64, 3) and images.dtype == np.uint8
-    assert len(set(cams)) >= 2 and all(count >= 2 for count in Counter(cams).values())
+    assert len(set(cams)) >= 2
     flat = images.reshape(12, -1).astype(np.float32)
     assert min(np.abs(flat[i] - flat[j]).mean() for i in range(12) for j in range(i)) > 1.0
     centre = images[:, 40:90, 24:40].astype(np.float32).mean(axis=(0, 1, 2))
@@ -194,7 +197,9 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     "kwargs, message",
     [
         (dict(identities=1), "identities"),
-        (dict(images_per_identity=3), "images_per_identity"),
+        (dict(images_per_identity=1), "images_per_identity"),
+        (dict(images_per_identity=(5, 3)), "images_per_identity"),
+        (dict(images_per_identity="many"), "images_per_identity"),
         (dict(cameras=10), "cameras"),
         (dict(distractors=-1), "distractors"),
         (dict(world_seed=-3), "world_seed"),
@@ -231,3 +236,31 @@ def test_generated_world_folder_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "w").stat().st_mode & 0o777 == 0o755
+
+
+def test_image_counts_vary_per_identity_and_two_images_still_make_a_query(tmp_path):
+    dataset = generate_world(tmp_path / "w", identities=40, images_per_identity=(2, 10), cameras=4, progress=False)
+    records = dataset.train + dataset.query + dataset.gallery
+    counts = Counter(r.pid for r in records)
+    assert min(counts.values()) >= 2 and max(counts.values()) <= 10 and len(set(counts.values())) >= 4
+    assert all(len({r.camid for r in records if r.pid == pid}) >= 2 for pid in counts)
+    for query in dataset.query:  # every query has a gallery match in another camera
+        assert any(g.pid == query.pid and g.camid != query.camid for g in dataset.gallery)
+    assert {r.pid for r in dataset.query} == set(range(21, 41))  # even identities with only two images
+
+
+@pytest.mark.parametrize("accessory", ["hat", "backpack", "bag", "handbag"])
+def test_accessories_are_visible_at_128x64(accessory):
+    """An accessory changes well over a hundred pixels of a 128x64 crop in every view (a few did before)."""
+    world = make_world(2, (128, 64), 6)
+    areas = []
+    for pid in range(1, 21):
+        person = make_person(2, pid, world.season)
+        with_it, without = (
+            dataclasses.replace(person, attributes={**person.attributes, accessory: value}) for value in (1, 0)
+        )
+        a, _ = render_person(world, with_it, 6)
+        b, _ = render_person(world, without, 6)  # the same stream: the same poses, cameras and noise
+        changed = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1) > 40
+        areas += changed.reshape(len(a), -1).sum(axis=1).tolist()
+    assert np.percentile(areas, 5) >= 100, accessory

@@ -20,13 +20,28 @@ def register(subparsers) -> None:
         "--world-seed", type=int, default=0, help="world seed: other seeds give disjoint people and cameras"
     )
     options.add_size(parser, "128x64", "image size (default 128x64; 256x128 also common)")
-    parser.add_argument("--images-per-identity", type=int, default=16, help="images of each identity")
+    parser.add_argument(
+        "--images-per-identity",
+        type=_count_or_range,
+        default="2-10",
+        metavar="N|LOW-HIGH",
+        help="images of each identity: a count, or a range each identity draws its own count from (default 2-10)",
+    )
     parser.add_argument("--cameras", type=int, default=6, help="number of cameras (2-9)")
     parser.add_argument("--distractors", type=int, default=0, help="extra 0000 gallery images (bad detections)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (same output)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     options.add_no_progress(parser)
     parser.set_defaults(func=run_synth)
+
+
+def _count_or_range(text: str) -> int | tuple[int, int]:
+    """``"8"`` -> 8, ``"2-10"`` -> (2, 10); limits are checked by ``generate_world``."""
+    try:
+        low, _, high = text.partition("-")
+        return (int(low), int(high)) if high else int(low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (8) or a range (2-10), got {text!r}") from None
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from PIL import ImageDraw
 from .palette import shade
 from .people import Person
 
+STRAP = 0.03  # width of bag and backpack straps, person units: a few pixels even at 128x64
+
 
 class Figure:
     """Pillow drawing in person units: u down from the head top (0) to the feet (1), v sideways."""
@@ -74,7 +76,7 @@ class _Body:
         self.hw = (0.07 if self.side else 0.092) * self.w * (1.08 if self.a["gender"] else 1.0)
         self.ww = min(self.sw, self.hw) * 0.92
         self.stride = p.gait * np.sin(phase)
-        self.pack_strap = shade(p.backpack_rgb, 0.7)
+        self.pack_strap = shade(p.backpack_rgb, 0.8)
 
     def draw(self) -> None:
         """Far parts first: what is drawn later covers what was drawn before."""
@@ -86,14 +88,14 @@ class _Body:
     def _draw_side(self) -> None:
         fig, p, a, sw, shoulder_u = self.fig, self.p, self.a, self.sw, self.shoulder_u
         if a["backpack"]:
-            pack = [(-sw - 0.075, shoulder_u + 0.04), (-sw + 0.01, shoulder_u + 0.02), (-sw + 0.01, shoulder_u + 0.28)]
-            fig.poly([*pack, (-sw - 0.08, shoulder_u + 0.27)], p.backpack_rgb)
+            pack = [(-sw - 0.11, shoulder_u + 0.01), (-sw + 0.015, shoulder_u - 0.01), (-sw + 0.015, shoulder_u + 0.3)]
+            fig.poly([*pack, (-sw - 0.12, shoulder_u + 0.29)], p.backpack_rgb)
         self.arm(1, -self.stride, far=True)
         self.legs((-1, 1))
         self.torso()
         if a["backpack"]:
-            strap = ((0.01, shoulder_u + 0.005), (-0.02, shoulder_u + 0.16))
-            fig.limb(*strap, 0.018, 0.018, self.pack_strap, round_end=False)
+            strap = ((0.01, shoulder_u + 0.005), (-0.02, shoulder_u + 0.18))
+            fig.limb(*strap, STRAP, STRAP, self.pack_strap, round_end=False)
         if a["bag"]:
             self.bag_strap(1)
             self.bag_box(p.bag_side)
@@ -104,13 +106,15 @@ class _Body:
 
     def _draw_front_or_back(self) -> None:
         fig, p, a, sw, shoulder_u = self.fig, self.p, self.a, self.sw, self.shoulder_u
+        if self.view == 0 and a["backpack"]:  # the pack behind the body shows above and beside the shoulders
+            fig.quad(shoulder_u - 0.035, -sw - 0.02, sw + 0.02, shoulder_u + 0.22, -sw - 0.035, sw + 0.035, p.backpack_rgb)
         self.legs((-1, 1))
         self.torso()
         if self.view == 0:
             if a["backpack"]:
                 for sign in (-1, 1):
-                    top, bottom = (sign * sw * 0.55, shoulder_u), (sign * sw * 0.75, shoulder_u + 0.2)
-                    fig.limb(top, bottom, 0.018, 0.018, self.pack_strap, round_end=False)
+                    top, bottom = (sign * sw * 0.55, shoulder_u), (sign * sw * 0.7, shoulder_u + 0.24)
+                    fig.limb(top, bottom, STRAP, STRAP, p.backpack_rgb, round_end=False)
             if a["bag"]:
                 self.bag_strap(p.bag_side)
         wrists = {sign: self.arm(sign, self.stride * sign) for sign in (-1, 1)}
@@ -193,6 +197,16 @@ class _Body:
             fig.poly([(-0.022, shoulder_u), (0.022, shoulder_u), (0.028, hip), (-0.028, hip)], p.up_alt_rgb)
         elif pattern == "logo" and self.view == 0:
             fig.ellipse(0.0, shoulder_u + 0.1, 0.035, 0.03, p.up_alt_rgb)
+        elif pattern == "dots":  # a printed fabric
+            for row, u in enumerate(np.arange(shoulder_u + 0.05, hip - 0.03, 0.045)):
+                for v in np.arange(-ww + 0.02 + 0.0225 * (row % 2), ww - 0.01, 0.045):
+                    fig.ellipse(float(v), float(u), 0.009, 0.009, p.up_alt_rgb)
+        elif pattern == "check":  # a checked shirt: crossing bands
+            for u in np.arange(shoulder_u + 0.04, hip - 0.01, 0.06):
+                fig.quad(float(u), -ww, ww, float(u) + 0.014, -ww, ww, p.up_alt_rgb)
+            for v in np.arange(-ww + 0.02, ww, 0.05):
+                left, right = float(v) - 0.007, float(v) + 0.007
+                fig.quad(shoulder_u + 0.03, left, right, hip, left, right, p.up_alt_rgb)
 
     def arm(self, sign: int, swing: float, far: bool = False) -> tuple[float, float]:
         """One arm with its sleeve and hand; returns the wrist, where a handbag hangs."""
@@ -239,30 +253,33 @@ class _Body:
             back = -0.02 if side else 0.0
             right = back + (0.02 if side else 0.05) * hs
             fig.quad(head_u, back - 0.05 * hs, right, 0.24, back - 0.06, back + 0.06, p.hair_rgb)
-        if a["hat"]:
-            fig.ellipse(0.0, head_u - 0.035 * hs, 0.056 * hs, 0.04 * hs, p.hat_rgb)
-            if view != 1:
-                brim = (0.0, 0.075) if side else (-0.065, 0.065)
-                left, right = brim[0] * hs, brim[1] * hs
-                fig.quad(head_u - 0.02 * hs, left, right, head_u - 0.008 * hs, left, right, shade(p.hat_rgb, 0.8))
+        if a["hat"]:  # a crown covering the top of the head and a wide brim, seen from every side
+            fig.ellipse(0.0, head_u - 0.04 * hs, 0.062 * hs, 0.05 * hs, p.hat_rgb)
+            brim = (-0.04, 0.1) if side else (-0.085, 0.085)
+            left, right = brim[0] * hs, brim[1] * hs
+            fig.quad(head_u - 0.03 * hs, left, right, head_u - 0.01 * hs, left, right, shade(p.hat_rgb, 0.8))
 
     def backpack_back(self) -> None:
         """A backpack seen from behind: a box with a pocket."""
         fig, p, w, shoulder_u = self.fig, self.p, self.w, self.shoulder_u
-        fig.quad(shoulder_u + 0.03, -0.085 * w, 0.085 * w, shoulder_u + 0.28, -0.09 * w, 0.09 * w, p.backpack_rgb)
-        pocket = shade(p.backpack_rgb, 0.8)
-        fig.quad(shoulder_u + 0.17, -0.06 * w, 0.06 * w, shoulder_u + 0.25, -0.06 * w, 0.06 * w, pocket)
+        fig.quad(shoulder_u - 0.01, -0.1 * w, 0.1 * w, shoulder_u + 0.3, -0.105 * w, 0.105 * w, p.backpack_rgb)
+        pocket = shade(p.backpack_rgb, 0.75)
+        fig.quad(shoulder_u + 0.18, -0.07 * w, 0.07 * w, shoulder_u + 0.27, -0.07 * w, 0.07 * w, pocket)
 
     def bag_strap(self, sign: int) -> None:
-        strap = shade(self.p.bag_rgb, 0.7)
+        """A shoulder bag's strap across the chest, in the bag's colour."""
         ends = ((sign * self.sw * 0.7, self.shoulder_u + 0.005), (-sign * self.hw, self.hip - 0.03))
-        self.fig.limb(*ends, 0.014, 0.014, strap, round_end=False)
+        self.fig.limb(*ends, STRAP, STRAP, shade(self.p.bag_rgb, 0.9), round_end=False)
 
     def bag_box(self, sign: int) -> None:
-        v = -sign * (self.hw + 0.02) if not self.side else sign * 0.02
-        self.fig.quad(self.hip - 0.06, v - 0.045, v + 0.045, self.hip + 0.06, v - 0.05, v + 0.05, self.p.bag_rgb)
+        v = -sign * (self.hw + 0.04) if not self.side else sign * 0.03
+        self.fig.quad(self.hip - 0.08, v - 0.065, v + 0.065, self.hip + 0.07, v - 0.07, v + 0.07, self.p.bag_rgb)
+        flap = shade(self.p.bag_rgb, 0.75)
+        self.fig.quad(self.hip - 0.08, v - 0.065, v + 0.065, self.hip - 0.04, v - 0.067, v + 0.067, flap)
 
     def handbag(self, wrist: tuple[float, float]) -> None:
+        """A handbag hanging from the wrist: handles, then a large body below the hand."""
         v, u = wrist
-        self.fig.limb((v, u), (v, u + 0.03), 0.01, 0.01, shade(self.p.handbag_rgb, 0.6), round_end=False)
-        self.fig.quad(u + 0.03, v - 0.04, v + 0.04, u + 0.11, v - 0.045, v + 0.045, self.p.handbag_rgb)
+        self.fig.limb((v - 0.03, u), (v - 0.03, u + 0.035), 0.012, 0.012, shade(self.p.handbag_rgb, 0.6), False)
+        self.fig.limb((v + 0.03, u), (v + 0.03, u + 0.035), 0.012, 0.012, shade(self.p.handbag_rgb, 0.6), False)
+        self.fig.quad(u + 0.03, v - 0.065, v + 0.065, u + 0.17, v - 0.075, v + 0.075, self.p.handbag_rgb)

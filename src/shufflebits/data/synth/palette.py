@@ -46,3 +46,19 @@ def muted(rng: np.random.Generator, v: tuple = (0.3, 0.75), s: tuple = (0.05, 0.
     """A random RGB colour of low saturation: bags, hats, scenery clutter."""
     rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*s), rng.uniform(*v))
     return tuple(round(255 * c) for c in rgb)
+
+
+def contrasting(rng: np.random.Generator, avoid: tuple, candidates: int = 6) -> tuple:
+    """A saturated RGB colour far from every colour in ``avoid``: accessories that stand out.
+
+    Of ``candidates`` random colours, the one whose nearest ``avoid`` colour is farthest
+    (RGB distance); a bag the colour of the coat would be invisible to any attack.
+    """
+    best, best_distance = None, -1.0
+    for _ in range(candidates):
+        rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.3, 0.95))
+        colour = tuple(round(255 * c) for c in rgb)
+        distance = min(float(np.linalg.norm(np.subtract(colour, other))) for other in avoid)
+        if distance > best_distance:
+            best, best_distance = colour, distance
+    return best

@@ -4,6 +4,14 @@ Each identity carries the Market-1501 attribute schema plus traits no attribute
 names (skin tone, build, exact colour shade, garment pattern, shoe and hair
 colour, gait). Some identities are near-copies of another that differ in one
 attribute and share its clothes, so re-ID cannot rely on attributes alone.
+
+The priors are the label frequencies of the real ``market_attribute.mat``
+(train and test, 1,501 identities; ``scripts/market_priors.py`` counts them and
+``tests/test_synth_priors.py`` checks these constants against the file), with
+gender-dependent hair, dress and handbag rates as counted there. One change:
+every class gets at least ``PRIOR_FLOOR``, so that each class is held by enough
+attacker identities to be learnt and scored (Market's 0.1 % purple trousers
+would give one identity in a thousand).
 """
 
 from __future__ import annotations
@@ -13,16 +21,33 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..attributes import SCHEMAS
-from .palette import hsv_colour, muted, shade, stream
+from .palette import contrasting, hsv_colour, muted, shade, stream
 
 SCHEMA = SCHEMAS["market"]
 UP_COLOURS = SCHEMA.colours["up_colour"][1]
 DOWN_COLOURS = SCHEMA.colours["down_colour"][1]
-# Class frequencies close to market_attribute.mat (train and test tables).
-UP_PRIOR = np.array([0.15, 0.30, 0.10, 0.04, 0.06, 0.12, 0.09, 0.08])
-DOWN_PRIOR = np.array([0.37, 0.07, 0.04, 0.02, 0.02, 0.16, 0.19, 0.03, 0.10])
-AGE_PRIOR = np.array([0.03, 0.77, 0.17, 0.03])
-PATTERNS = ("plain", "plain", "plain", "stripes", "jacket", "logo", "band", "vstripes")
+# Counted from market_attribute.mat (train + test): P(class) per attribute, colours among
+# identities with exactly one colour marked; "female:"/"male:" entries are conditional on gender.
+MARKET_PRIORS = {
+    "gender": (0.563, 0.437),
+    "hair|female": (0.215, 0.785),
+    "hair|male": (0.994, 0.006),
+    "up": (0.056, 0.944),
+    "down|dress": (0.128, 0.872),
+    "down|pants": (0.407, 0.593),
+    "clothes|female": (0.297, 0.703),
+    "hat": (0.971, 0.029),
+    "backpack": (0.743, 0.257),
+    "bag": (0.753, 0.247),
+    "handbag|female": (0.864, 0.136),
+    "handbag|male": (0.914, 0.086),
+    "age": (0.011, 0.805, 0.175, 0.009),
+    "up_colour": (0.164, 0.322, 0.114, 0.040, 0.072, 0.142, 0.072, 0.075),
+    "down_colour": (0.406, 0.076, 0.034, 0.001, 0.008, 0.174, 0.194, 0.024, 0.082),
+}
+PRIOR_FLOOR = 0.05  # every class at least this often: ~25 of 500 attacker identities, so >= 10 with margin
+DARK_COLOURS = {"up_colour": [0, 5], "down_colour": [0, 5]}  # black, gray
+PATTERNS = ("plain", "plain", "plain", "stripes", "jacket", "logo", "band", "vstripes", "dots", "check")
 SKIN_LIGHT, SKIN_DARK = np.array([236, 200, 172]), np.array([98, 66, 48])
 HAIR_COLOURS = ((22, 18, 16), (40, 28, 20), (74, 48, 30), (120, 84, 50), (190, 160, 110))
 CLONE_RATE = 0.25  # even identities copied from the previous one with one attribute changed
@@ -55,10 +80,13 @@ class Person:
     label_colours: bool  # False: the attribute file marks no colour for this identity
 
 
-def _tilted(prior: np.ndarray, season: float, dark: list[int]) -> np.ndarray:
-    """Shift probability mass toward dark colours in winter-like worlds."""
-    p = prior.copy()
-    p[dark] *= 1.0 + 1.5 * season
+def prior(name: str, season: float = 0.0) -> np.ndarray:
+    """``MARKET_PRIORS[name]``, dark colours tilted by ``season``, every class raised to ``PRIOR_FLOOR``."""
+    p = np.array(MARKET_PRIORS[name], dtype=np.float64)
+    if name in DARK_COLOURS:  # winter worlds wear black and gray more often: part of the shift between worlds
+        p[DARK_COLOURS[name]] *= 1.0 + 0.5 * season
+        p /= p.sum()
+    p = np.maximum(p, PRIOR_FLOOR)
     return p / p.sum()
 
 
@@ -70,40 +98,46 @@ def make_person(world_seed: int, pid: int, season: float) -> Person:
     return _sample_person(rng, pid, season)
 
 
+def _draw(rng: np.random.Generator, name: str) -> int:
+    return int(rng.choice(len(MARKET_PRIORS[name]), p=prior(name)))
+
+
 def _sample_person(rng: np.random.Generator, pid: int, season: float) -> Person:
-    female = rng.random() < 0.43
-    age = int(rng.choice(4, p=AGE_PRIOR))
-    dress = female and rng.random() < 0.3
+    female = bool(_draw(rng, "gender"))
+    sex = "female" if female else "male"
+    pants = _draw(rng, "clothes|female") if female else 1
     attributes = {
         "gender": int(female),
-        "hair": int(rng.random() < (0.72 if female else 0.06)),
-        "up": int(rng.random() < 0.9 - 0.45 * season),
-        "down": int(rng.random() < 0.62 - 0.35 * season),
-        "clothes": 0 if dress else 1,
-        "hat": int(rng.random() < 0.05 + 0.1 * season),
-        "backpack": int(rng.random() < 0.26),
-        "bag": int(rng.random() < 0.25),
-        "handbag": int(rng.random() < (0.18 if female else 0.05)),
-        "age": age,
-        "up_colour": int(rng.choice(8, p=_tilted(UP_PRIOR, season, [0, 5]))),
-        "down_colour": int(rng.choice(9, p=_tilted(DOWN_PRIOR, season, [0, 5]))),
+        "hair": _draw(rng, f"hair|{sex}"),
+        "up": _draw(rng, "up"),
+        "down": _draw(rng, "down|pants" if pants else "down|dress"),
+        "clothes": pants,
+        "hat": _draw(rng, "hat"),
+        "backpack": _draw(rng, "backpack"),
+        "bag": _draw(rng, "bag"),
+        "handbag": _draw(rng, f"handbag|{sex}"),
+        "age": _draw(rng, "age"),
+        "up_colour": int(rng.choice(8, p=prior("up_colour", season))),
+        "down_colour": int(rng.choice(9, p=prior("down_colour", season))),
     }
     up_rgb = hsv_colour(rng, UP_COLOURS[attributes["up_colour"]])
     pattern = str(rng.choice(PATTERNS))
     alt_factor = rng.choice([0.55, 0.75, 1.3, 1.6])
     up_alt = shade(up_rgb, alt_factor) if rng.random() < 0.6 else muted(rng, (0.2, 0.95))
-    body = _sample_body(rng, female, age)
+    body = _sample_body(rng, female, attributes["age"])
+    down_rgb = hsv_colour(rng, DOWN_COLOURS[attributes["down_colour"]])
+    clothes = (up_rgb, down_rgb, body["skin"], body["hair_rgb"])  # accessories stand out from these
     return Person(
         pid=pid,
         attributes=attributes,
         up_rgb=up_rgb,
         up_alt_rgb=up_alt,
         pattern=pattern,
-        down_rgb=hsv_colour(rng, DOWN_COLOURS[attributes["down_colour"]]),
-        hat_rgb=muted(rng, (0.1, 0.9), (0.0, 0.7)),
-        backpack_rgb=muted(rng, (0.08, 0.7), (0.0, 0.8)),
-        bag_rgb=muted(rng, (0.08, 0.7), (0.0, 0.6)),
-        handbag_rgb=muted(rng, (0.1, 0.8), (0.0, 0.8)),
+        down_rgb=down_rgb,
+        hat_rgb=contrasting(rng, clothes),
+        backpack_rgb=contrasting(rng, clothes),
+        bag_rgb=contrasting(rng, clothes),
+        handbag_rgb=contrasting(rng, clothes),
         bag_side=int(rng.choice([-1, 1])),
         handbag_side=int(rng.choice([-1, 1])),
         label_colours=bool(rng.random() >= MISSING_COLOUR_RATE),

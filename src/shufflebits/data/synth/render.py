@@ -133,15 +133,17 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h2: int,
 def render_person(world: World, person: Person, n_images: int) -> tuple[np.ndarray, list[int]]:
     """Draw ``n_images`` views of ``person``; returns uint8 ``(n, H, W, 3)`` and camera ids.
 
-    The identity appears in at least two cameras with at least two images in
-    each (one can be a query, one a gallery match); a camera mostly sees one
-    viewpoint, as a person walks past it in one direction.
+    The identity appears in at least two cameras (so a query from one has a
+    match in another), each with at least one image (``n_images >= 2``); a
+    camera mostly sees one viewpoint, as a person walks past it in one direction.
     """
+    if n_images < 2:
+        raise ShuffleBitsError(f"a person needs at least 2 images (two cameras), got {n_images}")
     rng = stream(world.seed, person.pid, 2)
     n_cams = len(world.cameras)
-    chosen = rng.choice(n_cams, size=int(rng.integers(2, max(2, min(n_cams, n_images // 2)) + 1)), replace=False)
-    extra = rng.choice(chosen, size=n_images - 2 * len(chosen))
-    cameras = sorted([int(c) for c in chosen] * 2 + [int(c) for c in extra])
+    chosen = rng.choice(n_cams, size=int(rng.integers(2, min(n_cams, n_images) + 1)), replace=False)
+    extra = rng.choice(chosen, size=n_images - len(chosen))
+    cameras = sorted([int(c) for c in chosen] + [int(c) for c in extra])
     view_of_camera = {c: int(rng.choice(4, p=VIEW_PROBS)) for c in chosen}
     h2, w2 = 2 * world.size[0], 2 * world.size[1]
 

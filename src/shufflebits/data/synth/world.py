@@ -25,6 +25,7 @@ from ..attributes import save_attributes
 from ..layouts import MARKET_FOLDERS, load_market1501
 from ..records import ReidDataset
 from ..sizes import check_size
+from .palette import stream
 from .people import make_person
 from .render import World, make_world, render_distractor, render_person
 
@@ -36,7 +37,7 @@ def generate_world(
     identities: int = 200,
     world_seed: int = 0,
     size: tuple[int, int] = (128, 64),
-    images_per_identity: int = 16,
+    images_per_identity: int | tuple[int, int] = 16,
     cameras: int = 6,
     distractors: int = 0,
     workers: int = 1,
@@ -46,9 +47,13 @@ def generate_world(
     """Write a synthetic world in the Market-1501 layout and load it back.
 
     Identities ``1..identities//2`` form ``bounding_box_train``; the rest give
-    one query per camera they appear in, their other images forming
-    ``bounding_box_test``, with ``distractors`` extra ``0000`` images of
-    passers-by cut off by a bad detection. ``workers > 1`` renders identities
+    one query per camera they appear in except the camera holding most of
+    their images, whose images all stay in ``bounding_box_test`` with the
+    others (so every query has a match in another camera), plus
+    ``distractors`` extra ``0000`` images of passers-by cut off by a bad
+    detection. ``images_per_identity`` is a count or a ``(low, high)`` range:
+    each identity then gets its own count in it (from the world seed), so
+    queries have different numbers of matches and mAP differs from mINP. ``workers > 1`` renders identities
     in that many processes (same bytes, as each identity has its own seed).
     The folder appears atomically (built beside it, then renamed); a
     non-empty ``out_dir`` is refused unless ``overwrite``.
@@ -57,8 +62,7 @@ def generate_world(
     height, width = check_size(size)
     if identities < 2 or identities > 9999:
         raise ShuffleBitsError(f"identities must be between 2 and 9999, got {identities}")
-    if images_per_identity < 4:
-        raise ShuffleBitsError(f"images_per_identity must be at least 4, got {images_per_identity}")
+    low, high = image_counts(images_per_identity)
     if not 2 <= cameras <= 9:
         raise ShuffleBitsError(f"cameras must be between 2 and 9 (Market names hold one digit), got {cameras}")
     if not 0 <= distractors <= 999_999:
@@ -74,18 +78,18 @@ def generate_world(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(umask_mode(0o777))  # mkdtemp makes 0700; the world is ordinary output
-    total = identities * images_per_identity + distractors
+    total = sum(images_of(world_seed, pid, (low, high)) for pid in range(1, identities + 1)) + distractors
     try:
         with tqdm(total=total, desc="synth", unit="img", disable=not progress) as bar:
             for name in MARKET_FOLDERS.values():
                 (tmp / name).mkdir()
-            job = _Job(tmp, world_seed, (height, width), cameras, images_per_identity, identities // 2)
+            job = _Job(tmp, world_seed, (height, width), cameras, (low, high), identities // 2)
             chunks = [list(range(start, min(start + 8, identities + 1))) for start in range(1, identities + 1, 8)]
             tables: dict = {"train": {}, "test": {}}
             for labels in _run_chunks(job, chunks, workers):
                 for pid, (split, attributes) in labels.items():
                     tables[split][pid] = attributes
-                bar.update(len(labels) * images_per_identity)
+                bar.update(sum(images_of(world_seed, pid, (low, high)) for pid in labels))
             world = _world(world_seed, (height, width), cameras)
             for index in range(distractors):
                 image, cam = render_distractor(world, index)
@@ -108,8 +112,33 @@ class _Job:
     world_seed: int
     size: tuple[int, int]
     cameras: int
-    images_per_identity: int
+    images_per_identity: tuple[int, int]
     n_train: int
+
+
+def image_counts(images_per_identity: int | tuple[int, int]) -> tuple[int, int]:
+    """``(low, high)`` images per identity from a count or a range; at least 2 (two cameras)."""
+    if isinstance(images_per_identity, int):
+        low = high = images_per_identity
+    else:
+        try:
+            low, high = (int(n) for n in images_per_identity)
+        except (TypeError, ValueError):
+            raise ShuffleBitsError(
+                f"images_per_identity must be a count or a (low, high) range, got {images_per_identity!r}"
+            ) from None
+    if low < 2 or high < low:
+        raise ShuffleBitsError(
+            f"images_per_identity must be at least 2 (one image in each of two cameras), with low <= high; "
+            f"got {images_per_identity!r}"
+        )
+    return low, high
+
+
+def images_of(world_seed: int, pid: int, counts: tuple[int, int]) -> int:
+    """How many images identity ``pid`` has: its own draw in ``counts``, a function of the world seed."""
+    low, high = counts
+    return low if low == high else int(stream(world_seed, pid, 4).integers(low, high + 1))
 
 
 @lru_cache(maxsize=2)
@@ -135,13 +164,14 @@ def _write_chunk(job: _Job, pids: list[int]) -> dict[int, tuple[str, dict[str, i
     out = {}
     for pid in pids:
         person = make_person(world.seed, pid, world.season)
-        images, cams = render_person(world, person, job.images_per_identity)
+        images, cams = render_person(world, person, images_of(job.world_seed, pid, job.images_per_identity))
         split = "train" if pid <= job.n_train else "test"
         labels = dict(person.attributes)
         if not person.label_colours:
             labels["up_colour"] = labels["down_colour"] = -1
         out[pid] = (split, labels)
-        seen: set[int] = set()
+        gallery_camera = max(set(cams), key=lambda cam: (cams.count(cam), cam))
+        seen: set[int] = {gallery_camera}
         for frame, (image, cam) in enumerate(zip(images, cams)):
             if split == "train":
                 subfolder = MARKET_FOLDERS["train"]
