@@ -66,7 +66,7 @@ def test_smoke_study_completes_every_stage(smoke):
     assert smoke.failures == {}
     results = json.loads(smoke.results_json.read_text())
     assert {"leakage", "reid", "throughput", "timings", "environment"} <= set(results)
-    assert {row["cipher"] for row in results["leakage"]} == {"plaintext", *CIPHERS}
+    assert {row["cipher"] for row in results["leakage"]} == {"image", "plaintext", *CIPHERS}  # image: pixel probe
     for row in results["leakage"]:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
     assert set(results["reid"]["decrypted"]) == set(CIPHERS)

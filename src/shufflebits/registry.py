@@ -70,8 +70,13 @@ def create(kind: str, name: str, /, **kwargs: Any) -> Any:
     return _FACTORIES[kind][name](**kwargs)
 
 
-def create_model(name: str, /, **kwargs: Any) -> Any:
-    return create("model", name, **kwargs)
+def create_model(name: str, /, pretrained: str | None = None, **kwargs: Any) -> Any:
+    """Model ``name``; ``pretrained`` names a victim-zoo entry whose verified weights it loads (eval mode)."""
+    if pretrained is None:
+        return create("model", name, **kwargs)
+    from .models.zoo import pretrained_model
+
+    return pretrained_model(name, pretrained, **kwargs)
 
 
 def create_cipher(name: str, /, **kwargs: Any) -> Any:

@@ -29,6 +29,17 @@ from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import invariant_view
 
 PER_DIMENSION_KEY = {"fixed": False, "per-dimension": True}  # catalogue permutation -> recover_permutation mode
+IMAGE = "image"  # the rows of the raw-pixel probe: no feature vector at all, the image itself
+PIXEL_PROBE_SIZE = (32, 16)  # (H, W): enough for colours, sleeves and accessories, small enough for an MLP
+
+
+def pixels(images: np.ndarray) -> np.ndarray:
+    """``(n, 3, h, w)`` images in [0, 1] averaged down to ``PIXEL_PROBE_SIZE``, flattened."""
+    import torch
+    import torch.nn.functional as F
+
+    small = F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), PIXEL_PROBE_SIZE)
+    return small.reshape(len(images), -1).numpy()
 
 
 def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
@@ -73,9 +84,11 @@ class _Matrix:
             X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
         )
 
-    def add_attribute_rows(self, cipher: str, candidates: dict[str, tuple[float, np.ndarray]]) -> None:
+    def add_attribute_rows(
+        self, cipher: str, candidates: dict[str, tuple[float, np.ndarray]], users: LabelledFeatures | None = None
+    ) -> None:
         """``candidates``: attack -> (validation score, predictions on users); reports the best by validation."""
-        users = self.users
+        users = self.users if users is None else users
         names = users.attribute_names
         scores = {attack: attribute_scores(users.labels, pred, names) for attack, (_, pred) in candidates.items()}
         best = max(candidates, key=lambda attack: candidates[attack][0])
@@ -164,6 +177,20 @@ class _Matrix:
             )
         )
 
+    def pixel_probe(self) -> None:
+        """The attribute attack on the images themselves, downsampled: what the image alone reveals.
+
+        The ceiling a feature vector is measured against: the same MLP on
+        ``PIXEL_PROBE_SIZE`` pixels of the attacker's images, scored on the users'
+        query images (the users' images the study keeps).
+        """
+        a = self.attacker
+        X_attacker, X_users = (pixels(images) for images in (a.images, self.query.images))
+        model = self.attribute_model("mlp", None).fit(
+            X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
+        )
+        self.add_attribute_rows(IMAGE, {"pixel-probe": (model.validation_score_, model.predict(X_users))}, self.query)
+
     def plaintext(self) -> tuple[AttributeInference, dict[str, Reconstructor]]:
         """Plaintext attacks; returns the models that key recovery reuses on decrypted features."""
         a = self.attacker
@@ -247,6 +274,9 @@ def leakage_matrix(
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
     per-dimension, against the true key).
+    With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
+    attribute attack on downsampled pixels: what the image alone reveals, the
+    ceiling for any feature vector.
     ``chance`` for attributes is what a constant guess scores; ``chance_ci`` is
     where the reported attack's own predictions land against shuffled labels
     (it sits lower when the model predicts classes the users lack), so "within
@@ -271,6 +301,8 @@ def leakage_matrix(
         for step in bar:
             bar.set_postfix_str(step)
             if step == "plaintext":
+                if matrix.can_reconstruct:
+                    matrix.pixel_probe()
                 plain_model, decoders = matrix.plaintext()
             else:
                 matrix.cipher(step, plain_model, decoders)

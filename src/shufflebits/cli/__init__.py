@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "shufflebits.cli.service",  # serve
     "shufflebits.cli.attack",  # attack
     "shufflebits.cli.study",  # study
+    "shufflebits.cli.zoo",  # zoo list, zoo show, zoo train
 )
 
 

@@ -101,6 +101,7 @@ def run_extract(args) -> int:
     extractor = build_extractor(
         args.model,
         weights=args.weights,
+        pretrained=args.pretrained,
         device=args.device,
         size=size,
         normalize=args.normalize,

@@ -24,6 +24,15 @@ def add_model(parser: argparse.ArgumentParser) -> None:
         "--weights",
         help="torchreid state dict, FastReID checkpoint or shufflebits checkpoint (default: random weights)",
     )
+    add_pretrained(parser)
+
+
+def add_pretrained(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pretrained",
+        metavar="ZOO_NAME",
+        help="a victim-zoo model shipped with shufflebits, e.g. osnet_x0_25-synth-128x64 (`shufflebits zoo list`)",
+    )
 
 
 def add_victim(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +40,12 @@ def add_victim(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--victim", metavar="NAME", help="victim model name (e.g. osnet_x0_25) or onnx:PATH")
     parser.add_argument(
         "--weights", metavar="PATH", help="victim weights (torchreid, FastReID or shufflebits checkpoint)"
+    )
+    add_pretrained(parser)
+    parser.add_argument(
+        "--train-victim",
+        action="store_true",
+        help="train the victim on the synthetic victim world in this run instead of using the profile's zoo victim",
     )
 
 
@@ -94,6 +109,8 @@ STUDY_FLAGS = {
     "profile": "--profile",
     "victim": "--victim",
     "weights": "--weights",
+    "pretrained": "--pretrained",
+    "train_victim": "--train-victim",
     "dataset": "--dataset",
     "root": "--root",
     "attributes": "--attributes",
@@ -111,6 +128,8 @@ def study_config(args: argparse.Namespace):
         args.profile,
         victim=args.victim,
         weights=args.weights,
+        pretrained=args.pretrained,
+        train_victim=args.train_victim,
         dataset=args.dataset,
         root=args.root,
         attributes=args.attributes,

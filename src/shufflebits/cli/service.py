@@ -59,7 +59,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
         cipher = cipher_for_key(load_key(args.encrypt_with))
     size = parse_size(args.size) if args.size else None
-    extractor = build_extractor(args.model, weights=args.weights, device=args.device, size=size)
+    extractor = build_extractor(
+        args.model, weights=args.weights, pretrained=args.pretrained, device=args.device, size=size
+    )
     app = create_app(
         extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
     )

@@ -17,8 +17,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
 from ..models.zoo import WEIGHTS_DIR, ZooEntry, file_sha256, zoo_entry

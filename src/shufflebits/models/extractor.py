@@ -215,8 +215,9 @@ def build_extractor(
     size: tuple[int, int] | None = None,
     normalize: bool | None = None,
     batch_size: int = 64,
+    pretrained: str | None = None,
 ) -> FeatureExtractor:
-    """Extractor for registry model ``name`` (optionally with ``weights``) or ``"onnx:PATH"``.
+    """Extractor for registry model ``name`` (with ``weights`` or a zoo victim ``pretrained``) or ``"onnx:PATH"``.
 
     ``size`` (H, W) defaults to the size recorded in our checkpoint, else 256x128
     (torchreid and FastReID record none) or the ONNX model's fixed input.
@@ -227,6 +228,8 @@ def build_extractor(
     if size is not None:
         size = check_size(size)
     check_batch_size(batch_size)
+    if pretrained is not None and (weights is not None or name.startswith("onnx:")):
+        raise ShuffleBitsError("a pretrained zoo victim carries its weights; give no weights file or ONNX model")
     if name.startswith("onnx:"):
         if weights is not None:
             raise ShuffleBitsError("onnx:PATH models carry their weights; leave weights=None")
@@ -238,7 +241,18 @@ def build_extractor(
             batch_size=batch_size,
             name=name,
         )
-    model, info = load_model(name, weights)
+    if pretrained is not None:
+        from .zoo import pretrained_model, read_card
+
+        model = pretrained_model(name, pretrained)
+        info = ModelWeights(
+            source="zoo",
+            state_dict={},
+            num_classes=model.num_classes,
+            input_size=tuple(read_card(pretrained)["input_size"]),
+        )
+    else:
+        model, info = load_model(name, weights)
     if info is None:
         info = ModelWeights(source="random", state_dict={}, num_classes=model.num_classes)
     if normalize is None:

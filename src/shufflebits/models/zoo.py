@@ -134,3 +134,24 @@ def load_zoo_state_dict(name: str) -> tuple[dict, dict]:
     except (SafetensorError, OSError) as error:
         raise ShuffleBitsError(f"zoo weights {path.name} are unreadable: {error}") from None
     return state, card
+
+
+def pretrained_model(model: str, name: str, **kwargs):
+    """Registry model ``model`` with the zoo victim ``name``'s weights (no classifier: a feature extractor)."""
+    from ..registry import create
+
+    entry = zoo_entry(name)
+    if entry.model != model:
+        raise ShuffleBitsError(
+            f"zoo victim {name!r} is a {entry.model}, not {model}; use create_model({entry.model!r})"
+        )
+    state, _ = load_zoo_state_dict(name)
+    network = create("model", model, **kwargs)
+    expected = {key for key in network.state_dict() if not key.startswith("classifier.")}
+    if set(state) != expected:
+        raise ShuffleBitsError(f"zoo weights {entry.weights_path.name} do not fit {model}: other tensor names")
+    try:
+        network.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise ShuffleBitsError(f"zoo weights {entry.weights_path.name} do not fit {model}: {error}") from None
+    return network.eval()

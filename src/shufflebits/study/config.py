@@ -21,7 +21,20 @@ DATASETS = ("market1501", "dukemtmc")
 ATTRIBUTE_FILES = {"market1501": "market_attribute.mat", "dukemtmc": "duke_attribute.mat"}
 ONNX_PREFIX = "onnx:"
 # The keyword names of ``StudyConfig.from_profile``: refusals name these (the CLI spells them as flags).
-PARAMETERS = ("profile", "victim", "weights", "dataset", "root", "attributes", "device", "via_http", "seed", "progress")
+PARAMETERS = (
+    "profile",
+    "victim",
+    "weights",
+    "pretrained",
+    "train_victim",
+    "dataset",
+    "root",
+    "attributes",
+    "device",
+    "via_http",
+    "seed",
+    "progress",
+)
 
 
 class ConfigError(ShuffleBitsError):
@@ -58,10 +71,15 @@ def _absolute(path: str | Path | None) -> str | None:
 
 @dataclass(frozen=True)
 class VictimConfig:
-    """The victim: a registry model trained on the victim world, the same with given ``weights``, or ``onnx:PATH``."""
+    """The victim: a zoo victim (``pretrained``), a registry model with ``weights``, ``onnx:PATH``, or trained here.
+
+    Exactly one source: with neither ``pretrained``, ``weights`` nor an ONNX
+    model, the study trains ``model`` on the victim world.
+    """
 
     model: str
     weights: str | None = None
+    pretrained: str | None = None  # a victim-zoo entry (``shufflebits.models.zoo``)
 
     @property
     def onnx(self) -> str | None:
@@ -69,11 +87,31 @@ class VictimConfig:
         return self.model[len(ONNX_PREFIX) :] if self.model.startswith(ONNX_PREFIX) else None
 
     @property
+    def zoo_weights(self) -> str | None:
+        """The zoo victim's weights file (its bytes enter the cache key), else ``None``."""
+        if self.pretrained is None:
+            return None
+        from ..models.zoo import zoo_entry
+
+        return str(zoo_entry(self.pretrained).weights_path)
+
+    @property
     def trained_here(self) -> bool:
-        """Whether the study trains the victim (no weights file, no ONNX model given)."""
-        return self.onnx is None and self.weights is None
+        """Whether the study trains the victim (no zoo victim, weights file or ONNX model given)."""
+        return self.onnx is None and self.weights is None and self.pretrained is None
 
     def validate(self) -> None:
+        if self.pretrained is not None:
+            from ..models.zoo import read_card, zoo_entry
+
+            if self.weights is not None or self.onnx is not None:
+                raise ConfigError("a zoo victim carries its weights; drop {weights} or {pretrained}")
+            entry = zoo_entry(self.pretrained)
+            if entry.model != self.model:
+                raise ConfigError(
+                    "zoo victim {name} is a {kind}, not {model}", name=entry.name, kind=entry.model, model=self.model
+                )
+            read_card(self.pretrained)  # refuses a missing or unreadable card now, not after the worlds
         if self.onnx is not None:
             if self.weights is not None:
                 raise ConfigError("an ONNX victim carries its weights; drop {weights}")
@@ -149,6 +187,8 @@ class StudyConfig:
         *,
         victim: str | None = None,
         weights: str | Path | None = None,
+        pretrained: str | None = None,
+        train_victim: bool = False,
         dataset: str | None = None,
         root: str | Path | None = None,
         attributes: str | Path | None = None,
@@ -157,14 +197,24 @@ class StudyConfig:
         seed: int = 0,
         progress: bool = True,
     ) -> StudyConfig:
-        """A config from a profile name (``"quick"``...) and flat options (``victim``: by default the profile's)."""
+        """A config from a profile name (``"quick"``...) and flat options.
+
+        The victim: ``weights`` or an ``onnx:PATH`` ``victim`` if given, else the
+        zoo victim ``pretrained`` (by default the profile's), else, with
+        ``train_victim`` (or a profile without a zoo victim), one trained here.
+        """
         profile = get_profile(profile)
         model = victim or profile.victim_model
         if model.startswith(ONNX_PREFIX):
             model = ONNX_PREFIX + _absolute(model[len(ONNX_PREFIX) :])
+        if train_victim and pretrained is not None:
+            raise ConfigError("{train_victim} trains a victim; it cannot also use {pretrained}")
+        given = weights is not None or model.startswith(ONNX_PREFIX)
+        if pretrained is None and not given and not train_victim and model == profile.victim_model:
+            pretrained = profile.victim_pretrained
         return cls(
             profile=profile,
-            victim=VictimConfig(model=model, weights=_absolute(weights)),
+            victim=VictimConfig(model=model, weights=_absolute(weights), pretrained=pretrained),
             data=DataConfig(dataset=dataset, root=_absolute(root), attributes=_absolute(attributes)),
             device=str(device),
             via_http=bool(via_http),

@@ -1,9 +1,11 @@
-"""Study profiles: how big the worlds are, how long the victim trains, how hard the attacks try.
+"""Study profiles: how big the worlds are, which victim, how hard the attacks try.
 
 One profile fixes every size so that a run is reproducible from its name and a
-seed. ``quick`` and ``default`` are sized for this project's 2-core CPU budget
-(3 and 15 minutes in total); ``paper`` follows the paper's image size and attack
-configuration and may take hours; ``smoke`` exists for the tests only.
+seed. ``quick`` and ``default`` attack the zoo victim trained at 128x64 and are
+sized for this project's 2-core CPU budget (3 and 10 minutes in total);
+``paper`` follows the paper's image size (256x128) and attack configuration and
+may take hours; ``smoke`` exists for the tests only and trains its own victim.
+The victim-training sizes apply with ``--train-victim``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ class Profile:
     # A generated world puts half its identities in the train split, half in query/gallery.
     victim_identities: int  # victim-training world (the MSMT17 stand-in); its train split trains the victim
     user_identities: int  # attacker/user world (the Market-1501 stand-in): train = attacker, query/gallery = users
-    images_per_identity: int  # of the attacker/user world: attributes are per identity, so identities matter more
-    victim_images_per_identity: int  # of the victim world: P x K batches need K >= 4 views per identity
+    images_per_identity: int | tuple[int, int]  # of the attacker/user world: a count or a range per identity
+    victim_images_per_identity: int | tuple[int, int]  # of the victim world (trained here): K = 4 views per batch
     image_size: tuple[int, int]  # (H, W) of the generated crops and of the victim's input
-    victim_model: str  # registry name of the model trained as the victim
+    victim_model: str  # registry name of the victim model
+    victim_pretrained: str | None  # the zoo victim used unless told otherwise; None: train one (as --train-victim)
     epochs: int
     batch_size: int  # P x K with K = 4 (``engine.train``)
     lr: float  # Adam's peak learning rate (after the warm-up)
@@ -47,6 +50,7 @@ PROFILES: dict[str, Profile] = {
         victim_images_per_identity=4,
         image_size=(64, 32),
         victim_model="osnet_x0_25",
+        victim_pretrained=None,
         epochs=1,
         batch_size=64,
         lr=3e-3,
@@ -71,12 +75,13 @@ PROFILES: dict[str, Profile] = {
     # attribute inference rises above chance, the number of images much less.
     "quick": Profile(
         name="quick",
-        victim_identities=300,  # 150 training identities x 8 views
-        user_identities=400,  # 200 attacker identities, 200 user identities
-        images_per_identity=4,
+        victim_identities=300,  # with --train-victim: 150 training identities x 8 views
+        user_identities=1000,  # 500 attacker identities (every attribute class held by >= 10), 500 users
+        images_per_identity=(2, 6),
         victim_images_per_identity=8,
-        image_size=(64, 32),
+        image_size=(128, 64),
         victim_model="osnet_x0_25",
+        victim_pretrained="osnet_x0_25-synth-128x64",
         epochs=16,
         batch_size=64,
         lr=3e-3,
@@ -97,12 +102,13 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        victim_identities=400,  # 200 training identities x 8 views
-        user_identities=500,  # 250 attacker identities, 250 user identities
-        images_per_identity=4,
+        victim_identities=400,  # with --train-victim: 200 training identities x 8 views
+        user_identities=2000,  # 1000 attacker identities, 1000 user identities
+        images_per_identity=(2, 10),
         victim_images_per_identity=8,
         image_size=(128, 64),
         victim_model="osnet_x0_25",
+        victim_pretrained="osnet_x0_25-synth-128x64",
         epochs=20,
         batch_size=64,
         lr=3e-3,
@@ -125,10 +131,11 @@ PROFILES: dict[str, Profile] = {
         name="paper",
         victim_identities=2082,  # 1041 training identities, as MSMT17
         user_identities=1501,  # 751 attacker (train) + 750 user identities, as Market-1501
-        images_per_identity=16,
+        images_per_identity=(2, 10),
         victim_images_per_identity=16,
         image_size=(256, 128),
         victim_model="osnet_x0_25",
+        victim_pretrained="osnet_x0_25-synth-256x128",
         epochs=60,
         batch_size=64,
         lr=3e-3,

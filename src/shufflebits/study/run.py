@@ -194,8 +194,38 @@ def run_attack(config: StudyConfig, out_dir: str | Path) -> tuple[VictimData, Le
     return values[FEATURES], values["leakage"]
 
 
-def _victim_summary(victim: VictimData, cached: list[str]) -> dict:
+CARD_FIGURES = ("rank1", "mAP", "mINP")
+
+
+def victim_card(victim: VictimData, reid: dict | None) -> dict | None:
+    """``own_world`` / ``user_world`` re-ID figures of the victim: from its zoo card, or measured in this run.
+
+    A zoo victim's card was measured when it was trained (its world's test split
+    and a user world it never saw); a victim trained here is measured on its
+    world's test split and on this run's users (the plaintext re-ID figures).
+    """
+    if victim.card is not None:
+        card = victim.card
+        return {
+            "source": "zoo model card",
+            **{world: {key: card[world][key] for key in CARD_FIGURES} for world in ("own_world", "user_world")},
+            "recipe": card.get("recipe"),
+            "training": card.get("training"),
+            "sha256": card.get("sha256"),
+        }
+    if victim.own_world is None or reid is None:
+        return None
     return {
+        "source": "measured in this run",
+        "own_world": {key: victim.own_world[key] for key in CARD_FIGURES},
+        "user_world": {key: reid["plaintext"][key] for key in CARD_FIGURES},
+    }
+
+
+def _victim_summary(victim: VictimData, cached: list[str], config: StudyConfig, reid: dict | None) -> dict:
+    return {
+        "pretrained": config.victim.pretrained,
+        "card": victim_card(victim, reid),
         "model": victim.victim,
         "dataset": victim.dataset,
         "black_box": victim.black_box,
@@ -236,7 +266,11 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
     results = {
         "profile": config.profile.name,
         "config": config.as_dict(),
-        "victim": None if victim is None else _victim_summary(victim, [n for n in runner.cached if n in victim_names]),
+        "victim": None
+        if victim is None
+        else _victim_summary(
+            victim, [n for n in runner.cached if n in victim_names], config, runner.values.get("reid")
+        ),
         "training_history": None if victim is None else victim.history,
         "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
         "reid": runner.values.get("reid"),

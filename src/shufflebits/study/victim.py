@@ -56,6 +56,8 @@ class VictimData:
     black_box: str  # "in-process" or the service URL
     key: str  # cache folder of the features: changes whenever any input does
     history: list[dict] | None = None  # training history when the study trained the victim
+    card: dict | None = None  # the zoo victim's model card (None unless ``pretrained``)
+    own_world: dict | None = None  # re-ID on the victim world's test split, when the study trained the victim
     seeds: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cached: list[str] = field(default_factory=list)  # stages loaded from the cache
@@ -80,6 +82,7 @@ class Victim:
     extractor: Any
     description: str
     history: list[dict] | None = None
+    card: dict | None = None  # the zoo victim's model card
 
 
 @dataclass
@@ -125,6 +128,11 @@ def _load_victim(context: StageContext) -> Victim:
     from ..models import build_extractor
 
     victim, device = context.config.victim, context.config.device
+    if victim.pretrained is not None:
+        from ..models.zoo import read_card
+
+        extractor = build_extractor(victim.model, pretrained=victim.pretrained, device=device)
+        return Victim(extractor, f"zoo victim {victim.pretrained}", card=read_card(victim.pretrained))
     if victim.onnx is not None:
         return Victim(build_extractor(victim.model, device=device), f"ONNX model {Path(victim.onnx).name}")
     if victim.weights is not None:
@@ -133,6 +141,17 @@ def _load_victim(context: StageContext) -> Victim:
     weights, history = context.values["train_victim"]
     extractor = build_extractor(victim.model, weights=str(weights), device=device)
     return Victim(extractor, f"{victim.model} trained on the synthetic victim world", history)
+
+
+def _own_world(context: StageContext) -> None:
+    """Re-ID of the victim trained here on its own world's test split: the figure the zoo's cards give."""
+    from ..data import load_market1501
+    from ..engine.zoo import evaluate_on
+
+    folder = context.values["victim_world"]
+    with torch_threads(TORCH_THREADS):
+        figures = evaluate_on(context.values["load_victim"].extractor, load_market1501(folder), False)
+    (context.folder / "own_world.json").write_text(json.dumps(figures))
 
 
 def _start_black_box(context: StageContext) -> BlackBox:
@@ -225,6 +244,8 @@ def _victim_data(context: StageContext, users: str) -> VictimData:
         black_box=black_box.description,
         key=context.folder.name,
         history=victim.history,
+        card=victim.card,
+        own_world=context.values.get("own_world_figures"),
         seeds=context.config.seeds,
         _close=black_box.close,
     )
@@ -257,14 +278,17 @@ def victim_stages(config: StudyConfig) -> list[Stage]:
                 description=f"training the victim {victim.model} ({config.profile.epochs} epochs)",
             )
         )
-    loading = "the trained victim" if victim.trained_here else Path(victim.onnx or victim.weights).name
+    if victim.pretrained is not None:
+        loading = f"the zoo victim {victim.pretrained}"
+    else:
+        loading = "the trained victim" if victim.trained_here else Path(victim.onnx or victim.weights).name
     stages += [
         Stage(
             "load_victim",
             run=_load_victim,
             needs=("train_victim",) if victim.trained_here else (),
-            params=("victim.model", "device"),
-            files=("victim.weights", "victim.onnx"),
+            params=("victim.model", "victim.pretrained", "device"),
+            files=("victim.weights", "victim.onnx", "victim.zoo_weights"),
             code=("models",),
             description=f"loading {loading}",
         ),
@@ -276,10 +300,24 @@ def victim_stages(config: StudyConfig) -> list[Stage]:
             code=("service",),
             description="starting the HTTP black box" if config.via_http else "wrapping the victim as a black box",
         ),
+    ]
+    if victim.trained_here:
+        stages.append(
+            Stage(
+                "own_world_figures",
+                run=_own_world,
+                needs=("victim_world", "load_victim"),
+                params=("device",),
+                code=("data", "models", "engine", "reid"),
+                load=lambda context: json.loads((context.folder / "own_world.json").read_text()),
+                description="measuring the victim on its own world's test split",
+            )
+        )
+    stages += [
         Stage(
             FEATURES,
             run=lambda context: _extract(context, users.name),
-            needs=(users.name, "load_victim", "black_box"),
+            needs=(users.name, "load_victim", "black_box", *(("own_world_figures",) if victim.trained_here else ())),
             params=("device", "profile.recon_size"),
             code=("data", "models", "service"),
             load=lambda context: _victim_data(context, users.name),

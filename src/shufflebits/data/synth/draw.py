@@ -107,7 +107,9 @@ class _Body:
     def _draw_front_or_back(self) -> None:
         fig, p, a, sw, shoulder_u = self.fig, self.p, self.a, self.sw, self.shoulder_u
         if self.view == 0 and a["backpack"]:  # the pack behind the body shows above and beside the shoulders
-            fig.quad(shoulder_u - 0.035, -sw - 0.02, sw + 0.02, shoulder_u + 0.22, -sw - 0.035, sw + 0.035, p.backpack_rgb)
+            fig.quad(
+                shoulder_u - 0.035, -sw - 0.02, sw + 0.02, shoulder_u + 0.22, -sw - 0.035, sw + 0.035, p.backpack_rgb
+            )
         self.legs((-1, 1))
         self.torso()
         if self.view == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...ciphers.catalogue import cipher_names
 
-FEATURE_ORDER = ("plaintext", *cipher_names())
+FEATURE_ORDER = ("image", "plaintext", *cipher_names())  # "image": the raw-pixel probe
 
 METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
 
