@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
-from ..models.zoo import WEIGHTS_DIR, ZooEntry, file_sha256, zoo_entry
+from ..models.zoo import ZooEntry, file_sha256, zoo_entry
 
 CARD_VERSION = 1
 
@@ -55,7 +55,7 @@ def retrain(
     entry = zoo_entry(name)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    out_dir = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    out_dir = Path(out_dir) if out_dir is not None else entry.weights_path.parent
     if not out_dir.is_dir():
         raise ShuffleBitsError(f"output folder {out_dir} does not exist")
     world = _world(work_dir, entry.world_seed, entry.identities, entry, progress)
@@ -126,7 +126,7 @@ def export(entry: ZooEntry, checkpoint: Path, world, users, out_dir: Path, progr
         "feature_dim": int(extractor.feature_dim),
     }
     weights = {k: v.contiguous() for k, v in state["state_dict"].items() if not k.startswith("classifier.")}
-    blob = save(weights, metadata={"name": entry.name, "model": entry.model})
+    blob = save(weights)  # no metadata: its key order is not stable between runs; the card says it all
     target = out_dir / f"{entry.name}.safetensors"
     with atomic_write(target) as handle:
         handle.write(blob)
