@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "shufflebits.cli.attack",  # attack
     "shufflebits.cli.study",  # study
     "shufflebits.cli.zoo",  # zoo list, zoo show, zoo train
+    "shufflebits.cli.realism",  # realism
 )
 
 
