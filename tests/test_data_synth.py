@@ -264,3 +264,30 @@ def test_accessories_are_visible_at_128x64(accessory):
         changed = np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1) > 40
         areas += changed.reshape(len(a), -1).sum(axis=1).tolist()
     assert np.percentile(areas, 5) >= 100, accessory
+
+
+def test_priors_are_the_market_attribute_file_counts():
+    from conftest import shared_file
+    from shufflebits.data.synth.people import MARKET_PRIORS, count_priors
+
+    tables = load_attributes(shared_file("data/attributes/market_attribute.mat"), "market")
+    counted = count_priors([*tables["train"].values(), *tables["test"].values()])
+    assert set(counted) == set(MARKET_PRIORS)
+    for name, prior in MARKET_PRIORS.items():
+        np.testing.assert_allclose(prior, counted[name], atol=5e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("profile_name, attackers", [("quick", 500), ("default", 1000)])
+def test_every_attribute_class_is_held_by_ten_attacker_identities(profile_name, attackers):
+    from shufflebits.study.config import study_seeds
+    from shufflebits.study.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    assert profile.user_identities // 2 >= attackers  # the attacker split is the first half of the user world
+    seed = study_seeds(0)["user_world"]
+    season = make_world(seed, profile.image_size).season
+    people = [make_person(seed, pid, season) for pid in range(1, profile.user_identities // 2 + 1)]
+    for name, classes in SCHEMAS["market"].num_classes.items():
+        labelled = [p for p in people if p.label_colours or not name.endswith("_colour")]
+        counts = Counter(p.attributes[name] for p in labelled)
+        assert min(counts.get(c, 0) for c in range(classes)) >= 10, (name, counts)

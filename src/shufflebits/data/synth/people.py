@@ -80,6 +80,28 @@ class Person:
     label_colours: bool  # False: the attribute file marks no colour for this identity
 
 
+CONDITIONS = {  # conditional priors: attribute -> (condition attribute, {class: condition name})
+    "hair": ("gender", {0: "male", 1: "female"}),
+    "handbag": ("gender", {0: "male", 1: "female"}),
+    "clothes": ("gender", {1: "female"}),  # men wear no dress in the file
+    "down": ("clothes", {0: "dress", 1: "pants"}),
+}
+
+
+def count_priors(identities: list[dict[str, int]]) -> dict[str, tuple[float, ...]]:
+    """``MARKET_PRIORS`` counted from per-identity labels (missing labels, -1, left out)."""
+    out = {}
+    for name, k in SCHEMA.num_classes.items():
+        groups = {name: identities}
+        if name in CONDITIONS:
+            given, labels = CONDITIONS[name]
+            groups = {f"{name}|{label}": [i for i in identities if i[given] == c] for c, label in labels.items()}
+        for key, rows in groups.items():
+            counts = np.bincount([row[name] for row in rows if row[name] >= 0], minlength=k)
+            out[key] = tuple(float(c) for c in counts / counts.sum())
+    return out
+
+
 def prior(name: str, season: float = 0.0) -> np.ndarray:
     """``MARKET_PRIORS[name]``, dark colours tilted by ``season``, every class raised to ``PRIOR_FLOOR``."""
     p = np.array(MARKET_PRIORS[name], dtype=np.float64)
