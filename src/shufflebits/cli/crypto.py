@@ -55,7 +55,7 @@ def add_force(parser: argparse.ArgumentParser) -> None:
 
 def refuse_overwrite(args: argparse.Namespace) -> None:
     """An existing output is kept unless ``--force``: a typo must not replace a feature file."""
-    if args.output.exists() and not args.force:
+    if args.output.is_file() and not args.force:
         raise ShuffleBitsError(f"{args.output} exists; pass --force to replace it")
 
 
