@@ -362,7 +362,7 @@ def test_reused_stage_keeps_the_timing_of_the_run_that_computed_it(tmp_path, cap
     record = again.records["slow"]
     assert record["cached"] is True and record["computed"] == computed and record["seconds"] < 0.3
     log = capsys.readouterr().err
-    assert "reused the slow step from cache/slow-" in log and "the slow step ..." not in log
+    assert "reused: the slow step (cache/slow-" in log and "the slow step ..." not in log
 
 
 def test_runner_skips_exactly_the_dependents_of_a_failed_stage(tmp_path):

@@ -162,7 +162,7 @@ def environment(config: StudyConfig, command: str | None) -> dict:
 def _benchmark(context: StageContext) -> list[dict]:
     from ..ciphers.bench import run_benchmark
 
-    rows = run_benchmark(size_mib=context.config.profile.bench_mib, progress=context.config.progress)
+    rows = run_benchmark(size_mib=context.config.profile.bench_mib, progress=False)  # the summary prints each row
     return [{**row, "cpu_count": os.cpu_count()} for row in rows]  # the load average is read beside this count
 
 

@@ -213,7 +213,7 @@ class StageRunner:
             took = (
                 "" if computed is None else f", computed in {computed['seconds']:.1f} s on {computed['finished_utc']}"
             )
-            self.log(f"reused {stage.description or stage.name} from cache/{final.name}{took}")
+            self.log(f"reused: {stage.description or stage.name} (cache/{final.name}{took})")
             return stage.load(dataclasses.replace(context, folder=final))
         self.log(f"{stage.description or stage.name} ...")
         self._explain(stage, inputs)

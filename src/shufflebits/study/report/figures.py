@@ -73,7 +73,7 @@ def training_figure(history: list[dict]) -> str | None:
         return None
     columns = min(4, len(series))
     rows = -(-len(series) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 2.7 * rows), squeeze=False)
     for axis in axes.flat[len(series) :]:
         axis.set_visible(False)
     for axis, key in zip(axes.flat, series):

@@ -94,6 +94,12 @@ def _failure(failures: dict[str, str], stages: tuple[str, ...]) -> str | None:
     return next((f"{name}: {failures[name]}" for name in stages if name in failures), None)
 
 
+def _code(text: str) -> str:
+    """``text`` escaped, with its `backticked` options as <code> (the terminal shows the backticks)."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+
+
 def _wall(timings: dict, stages: dict) -> str:
     """This run's wall time and, when stages were reused, what computing them took when they were computed."""
     total = timings.get("total")
@@ -178,7 +184,7 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
     title = f"ShuffleBits study — profile {html.escape(results['profile'])}"
     verdict = results.get("verdict")
     first_line = (
-        f'<p id="verdict" class="verdict{"" if verdict["ok"] else " weak"}">{html.escape(verdict["headline"])}</p>'
+        f'<p id="verdict" class="verdict{"" if verdict["ok"] else " weak"}">{_code(verdict["headline"])}</p>'
         if verdict
         else ""
     )

@@ -68,7 +68,7 @@ def _key_recovery(row: dict) -> tuple[str, str]:
     value = f"{figure(row['value'], 1)} of {row.get('of', 32)}"
     detail = (
         f"bit positions placed correctly (mean over the key's permutations), from {figure(row.get('n'))} "
-        f"ciphertext words; a random guess places {figure(row.get('chance'), 1)}"
+        f"ciphertext words; a random guess places {figure(row.get('chance'), 0)}"
     )
     return html.escape(value), html.escape(detail)
 
@@ -154,12 +154,16 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
                 )
             continue
         if row.get("attribute") is not None:
-            place = "per-attribute table (the attack chosen for the mean)"
+            place = "per-attribute table (the attack chosen for the mean)"  # shown there, not in the matrix
         elif headline:
             place = f"yes: {headline_rule(row)}"
         else:
             place = f"no: {RULE_USERS} is {best[(row['cipher'], row['metric'])]['attack']}"
-        value = row["value"]
+        value = (
+            f"{figure(row['value'], 1)} of {row.get('of', 32)}"
+            if row["metric"] == "key_bits_recovered"
+            else row["value"]
+        )
         lines.append(
             (
                 row["cipher"],
@@ -252,10 +256,10 @@ def throughput_table(rows: list[dict]) -> str:
     sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count")}
     measured_under = f"; measured under {load_text(sample)}" if sample["cpu_count"] else ""
     busy = overloaded(sample) if sample["cpu_count"] else False
+    size, threads = fmt(first.get("size_mib"), 0), fmt(first.get("threads"))
     note = (
-        f'<p class="note{" busy" if busy else ""}">{fmt(first.get("size_mib"), 0)} MiB of float32 per row, best of '
-        f"3, torch threads {fmt(first.get('threads'))}{html.escape(measured_under)}. The pure-Python reference is "
-        "timed on a sample and extrapolated.</p>"
+        f'<p class="note{" busy" if busy else ""}">{size} MiB of float32 per measurement, best of 3, torch threads '
+        f"{threads}{html.escape(measured_under)}. The pure-Python reference is timed on a sample and extrapolated.</p>"
     )
     return f'<table id="throughput"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
 

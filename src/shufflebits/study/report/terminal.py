@@ -9,6 +9,7 @@ import os
 
 from ..load import load_text, overloaded
 from ..numbers import figure
+from .sections import REID_WORDS
 from .select import METRIC_ORDER, THROUGHPUT_COLUMNS, beaten_by, best_rows, cipher_rank, headline_rule
 
 TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for one line each
@@ -85,7 +86,7 @@ def summary_table(results: dict) -> str:
     if reid:
         plain = reid["plaintext"]
         lines.append("re-ID (plaintext -> decrypted)")
-        lines.append("  plaintext        " + "  ".join(f"{k} {figure(v)}" for k, v in plain.items()))
+        lines.append("  plaintext        " + "  ".join(f"{REID_WORDS.get(k, k)} {figure(v)}" for k, v in plain.items()))
         for name, figures in sorted(reid["decrypted"].items(), key=lambda kv: cipher_rank(kv[0])):
             lines.append(
                 f"  {name:<16} mAP {figure(figures['mAP'])}  bit-exact {'yes' if figures['bit_exact'] else 'NO'}"
@@ -106,7 +107,7 @@ def summary_table(results: dict) -> str:
             note = "  reused from the cache" + ("" if took is None else f" (computed in {figure(took, 1)} s)")
         load = (record.get("computed") or {}).get("load") if record.get("cached") else record.get("load")
         if overloaded(load):
-            note += f"  [{load_text(load)}]"
+            note += f"  [busy: load {load['load_1min']:.1f} > {load['cpu_count']} CPUs]"
         lines.append(f"  {name:<28} {figure(seconds, 1):>8}{note}")
     for name, failure in results.get("failures", {}).items():
         lines.append(f"FAILED {name}: {failure}")
