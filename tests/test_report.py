@@ -139,7 +139,7 @@ def test_cached_stage_shows_the_time_and_load_of_the_run_that_computed_it():
     assert "1 stages reused from the cache, which took 322 s to compute" in page
     summary = summary_table(results)
     line = next(line for line in summary.splitlines() if line.startswith("  leakage "))
-    assert "reused from the cache (computed in 321.5 s)" in line and "load 3.5 on 2 CPUs" in line
+    assert "reused from the cache (computed in 321.5 s)" in line and "busy: load 3.5 > 2 CPUs" in line
 
 
 def test_training_section_names_the_failed_victim_stage():
