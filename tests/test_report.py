@@ -261,6 +261,8 @@ def test_map_equal_to_minp_is_explained_when_each_query_has_one_match():
     several = {**reid, "matches_per_query": [2, 5]}
     page = render_html(_results(reid=several), {})
     assert "exactly one correct match" not in page and "2–5 correct matches" in page
+    assert "mAP = mINP: each query has one correct gallery match" in summary_table(_results(reid=reid))
+    assert "mAP = mINP" not in summary_table(_results(reid=several))
 
 
 def test_throughput_headers_are_words_and_each_row_prints_once():

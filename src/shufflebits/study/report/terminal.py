@@ -86,7 +86,10 @@ def summary_table(results: dict) -> str:
     if reid:
         plain = reid["plaintext"]
         lines.append("re-ID (plaintext -> decrypted)")
-        lines.append("  plaintext        " + "  ".join(f"{REID_WORDS.get(k, k)} {figure(v)}" for k, v in plain.items()))
+        shown = "  ".join(f"{REID_WORDS.get(k, k)} {figure(v)}" for k, v in plain.items())
+        if plain.get("mAP") == plain.get("mINP") and reid.get("matches_per_query") == [1, 1]:
+            shown += "  (mAP = mINP: each query has one correct gallery match)"
+        lines.append("  plaintext        " + shown)
         for name, figures in sorted(reid["decrypted"].items(), key=lambda kv: cipher_rank(kv[0])):
             lines.append(
                 f"  {name:<16} mAP {figure(figures['mAP'])}  bit-exact {'yes' if figures['bit_exact'] else 'NO'}"
