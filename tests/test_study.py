@@ -84,7 +84,10 @@ def test_smoke_study_completes_every_stage(smoke):
     assert set(results["stages"]) == set(results["timings"]) - {"total"}
     for record in results["stages"].values():
         assert record["load"]["cpu_count"] >= 1 and record["load"]["load_1min"] >= 0
-    assert results["load"]["load_1min"] == max(r["load"]["load_1min"] for r in results["stages"].values())
+        assert record["overloaded"] == (record["load"]["load_1min"] > record["load"]["cpu_count"])
+    for row in results["throughput"]:
+        assert row["overloaded"] == (row["load_average"] > row["cpu_count"])
+    assert results["load"]["load_1min"] >= max(r["load"]["load_1min"] for r in results["stages"].values())
     assert results["verdict"]["headline"] and len(results["verdict"]["checks"]) == 2
 
 

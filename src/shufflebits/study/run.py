@@ -18,7 +18,7 @@ import numpy as np
 from ..atomic import atomic_write_bytes
 from ..attacks.types import LeakageResult
 from .config import StudyConfig, checked
-from .load import busiest, load_sample
+from .load import busiest, load_sample, overloaded
 from .stages import RUNNER_FILES, Stage, StageContext, StageRunner
 from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
@@ -163,7 +163,11 @@ def _benchmark(context: StageContext) -> list[dict]:
     from ..ciphers.bench import run_benchmark
 
     rows = run_benchmark(size_mib=context.config.profile.bench_mib, progress=False)  # the summary prints each row
-    return [{**row, "cpu_count": os.cpu_count()} for row in rows]  # the load average is read beside this count
+    cpus = os.cpu_count()
+    return [
+        {**row, "cpu_count": cpus, "overloaded": overloaded({"load_1min": row["load_average"], "cpu_count": cpus})}
+        for row in rows
+    ]
 
 
 def study_stages(config: StudyConfig) -> list[Stage]:
@@ -269,11 +273,14 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
     figures = build_figures(results, {} if leakage is None else leakage.grids)
     timings["report"] = time.perf_counter() - report_start
     timings["total"] = time.perf_counter() - wall_start
+    report_load = busiest(load_report, load_sample())
     runner.records["report"] = {
         "seconds": timings["report"],
-        "load": busiest(load_report, load_sample()),
+        "load": report_load,
+        "overloaded": overloaded(report_load),
         "cached": False,
     }
-    results["load"] = busiest(load_start, *(record["load"] for record in runner.records.values()))
+    run_load = busiest(load_start, *(record["load"] for record in runner.records.values()))
+    results["load"] = {**run_load, "overloaded": overloaded(run_load)}  # the highest of the run
     index_html, results_json = write_report(results, figures, out_dir)
     return StudyResult(results, index_html, results_json, runner.failures)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from .cache import code_version, digest, file_hash
-from .load import busiest, load_sample
+from .load import busiest, load_sample, overloaded
 
 INPUTS_FILE = "inputs.json"
 TIMING_FILE = "timing.json"  # how long computing a cached stage took, and under what load
@@ -192,9 +192,11 @@ class StageRunner:
             self.log(f"stage {stage.name} FAILED: {message} (traceback in logs/{stage.name}.log)")
         finally:
             self.timings[stage.name] = time.perf_counter() - start
+            load = busiest(load_start, load_sample())
             self.records[stage.name] = {
                 "seconds": self.timings[stage.name],
-                "load": busiest(load_start, load_sample()),
+                "load": load,
+                "overloaded": overloaded(load),  # load above the CPU count: the time is longer than alone
                 **record,
             }
 
@@ -221,9 +223,11 @@ class StageRunner:
         try:
             start, load_start = time.perf_counter(), load_sample()
             built = stage.run(dataclasses.replace(context, folder=tmp))
+            load = busiest(load_start, load_sample())
             timing = {
                 "seconds": time.perf_counter() - start,
-                "load": busiest(load_start, load_sample()),
+                "load": load,
+                "overloaded": overloaded(load),
                 "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             }
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, sort_keys=True, indent=1, default=str))
