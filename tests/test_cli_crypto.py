@@ -168,5 +168,5 @@ def test_bench_prints_each_row_once_in_words(capsys):
     names = {f"{row['name']} [{row['kernel']}]" for row in run_benchmark(size_mib=0.01, progress=False)}
     for name in names:
         assert (out + err).count(f"{name} ") == 1, name
-    assert "million float32 per second" in out and "× AES-GCM" in out
+    assert "million float32/s" in out and "× AES-GCM" in out
     assert "_per_s" not in out + err and "ratio_vs" not in out + err and "issue" not in out + err
