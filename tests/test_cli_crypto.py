@@ -132,3 +132,41 @@ def test_bench_json_small(capsys):
         # seconds are for the whole 0.25 MiB (65536 floats), also where only a sample was timed
         assert row["seconds"] * row["mfloat_per_s"] * 1e6 == pytest.approx(0.25 * 2**20 / 4), row["name"]
     assert [row["name"] for row in rows if row["extrapolated"]] == ["per-element reference (pure Python, extrapolated)"]
+
+
+def test_encrypt_and_decrypt_keep_an_existing_output_unless_forced(tmp_path, capsys, plain):
+    path, x = plain
+    key = tmp_path / "k.json"
+    run(capsys, "keygen", "--cipher", "chacha20", "--out", key)
+    enc, dec = tmp_path / "e.npz", tmp_path / "d.npz"
+    assert run(capsys, "encrypt", "--key", key, path, enc)[0] == 0
+    assert run(capsys, "decrypt", "--key", key, enc, dec)[0] == 0
+    before = {enc: enc.read_bytes(), dec: dec.read_bytes()}
+    for argv, output in ((("encrypt", "--key", key, path, enc), enc), (("decrypt", "--key", key, enc, dec), dec)):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err == f"shufflebits: error: {output} exists; pass --force to replace it\n"
+        assert output.read_bytes() == before[output]
+    assert run(capsys, "encrypt", "--key", key, path, enc, "--force")[0] == 0
+    assert enc.read_bytes() != before[enc]  # fresh nonces: a new ciphertext replaced the old one
+    assert run(capsys, "decrypt", "--key", key, enc, dec, "--force")[0] == 0
+    assert load_features(dec).features.tobytes() == x.tobytes()
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"shufflebits {version('shufflebits')}\n"
+
+
+def test_bench_prints_each_row_once_in_words(capsys):
+    from shufflebits.ciphers.bench import run_benchmark
+
+    code, out, err = run(capsys, "bench", "--size-mib", "0.25")
+    assert code == 0
+    names = {f"{row['name']} [{row['kernel']}]" for row in run_benchmark(size_mib=0.01, progress=False)}
+    for name in names:
+        assert (out + err).count(f"{name} ") == 1, name
+    assert "million float32/s" in out and "× AES-GCM" in out
+    assert "_per_s" not in out + err and "ratio_vs" not in out + err and "issue" not in out + err

@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import shared_file
 from shufflebits.cli import main
 from shufflebits.features import load_features, save_features
+from shufflebits.study.numbers import figure
 from test_reid import brute_force  # the protocol written out one query and one gallery image at a time
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,7 +73,12 @@ def test_extract_then_reid(market, tmp_path, capsys):
     assert sorted(gallery.camids.tolist()) == [0, 1, 1, 1, 1]  # 0-based cameras
     capsys.readouterr()
     assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]) == 0
-    assert "rank-1" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    for name, key in (("rank-1", "rank1"), ("rank-5", "rank5"), ("mAP", "mAP"), ("mINP", "mINP")):
+        assert f"{name} {figure(same[key])} " in text  # fractions, written as the report writes them
+    assert "%" not in text
     assert (
         main(
             [

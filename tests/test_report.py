@@ -5,6 +5,7 @@ The real page from a real run is checked in tests/test_study.py (also in a brows
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -12,7 +13,9 @@ import re
 import numpy as np
 import pytest
 
+from shufflebits.study.numbers import figure
 from shufflebits.study.report import best_rows, build_figures, jsonable, render_html, summary_table, write_report
+from shufflebits.study.verdict import MIN_PLAINTEXT_ADVANTAGE, verdict
 
 ROWS = [
     {"cipher": "plaintext", "attack": "mlp", "metric": "attr_bacc_mean", "value": 0.81, "chance": 0.4, "n": 50},
@@ -119,11 +122,24 @@ def test_no_training_curve_without_history(history):
     assert "training" not in figures
 
 
-def test_cached_stages_are_marked_in_the_timings_table():
-    results = _results(cached_stages=["leakage"])
+def test_cached_stage_shows_the_time_and_load_of_the_run_that_computed_it():
+    computed = {"seconds": 321.5, "load": {"load_1min": 3.5, "cpu_count": 2}, "finished_utc": "2026-01-01 00:05:00"}
+    stages = {
+        "victim": {"seconds": 1.5, "load": {"load_1min": 0.5, "cpu_count": 2}, "cached": False},
+        "leakage": {"seconds": 0.2, "load": {"load_1min": 0.4, "cpu_count": 2}, "cached": True, "computed": computed},
+    }
+    results = _results(stages=stages, timings={"victim": 1.5, "leakage": 0.2, "total": 4.0})
     page = render_html(results, {})
     timings = page.split('<table id="timings">')[1].split("</table>")[0]
-    assert "leakage (cached)" in timings and "victim (cached)" not in timings
+    leakage = timings.split('<td class="name">leakage</td>')[1].split("</tr>")[0]
+    assert "<td>0.2</td><td>321.5</td>" in leakage and "reused from the cache (computed 2026-01-01 00:05:00)" in leakage
+    assert 'class="name busy"' in leakage and "load 3.5 on 2 CPUs" in leakage  # 3.5 > 2 cores: flagged
+    victim = timings.split('<td class="name">victim</td>')[1].split("</tr>")[0]
+    assert "this run" in victim and "busy" not in victim
+    assert "1 stages reused from the cache, which took 322 s to compute" in page
+    summary = summary_table(results)
+    line = next(line for line in summary.splitlines() if line.startswith("  leakage "))
+    assert "reused from the cache (computed in 321.5 s)" in line and "busy: load 3.5 > 2 CPUs" in line
 
 
 def test_training_section_names_the_failed_victim_stage():
@@ -141,3 +157,132 @@ def test_matrix_lists_features_in_catalogue_order():
     matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
     names = re.findall(r'<td class="name">([^<]+)</td>', matrix)
     assert names == ["plaintext", *cipher_names()]
+
+
+CANDIDATES = {
+    "cipher": "shufflebits",
+    "attack": "invariants",
+    "metric": "attr_bacc_mean",
+    "value": 0.465,
+    "chance": 0.416,
+    "chance_ci": [0.406, 0.425],
+    "p_value": 0.005,
+    "n": 800,
+    "validation": 0.61,
+    "candidates": {
+        "same-key-bits": {"value": 0.45, "validation": 0.55},
+        "invariants": {"value": 0.465, "validation": 0.61},
+        "key-recovery+attr-mlp": {"value": 0.49, "validation": 0.60},
+    },
+}
+KEY_ROW = {
+    "cipher": "shufflebits",
+    "attack": "key-recovery",
+    "metric": "key_bits_recovered",
+    "value": 24.0,
+    "chance": 1.0,
+    "n": 819200,
+    "of": 32,
+}
+
+
+def test_every_candidate_is_a_row_and_a_beaten_choice_says_so():
+    page = render_html(_results(leakage=[*ROWS, CANDIDATES, KEY_ROW]), {})
+    full = page.split('<table id="leakage-all">')[1].split("</table>")[0]
+    lines = full.split("<tr>")[2:]  # after the header row
+    assert len(lines) == len(ROWS) + 3 + 1  # each candidate is its own line
+    by_attack = {attack: next(line for line in lines if f">{attack}<" in line) for attack in CANDIDATES["candidates"]}
+    assert "0.490" in by_attack["key-recovery+attr-mlp"] and "higher on the users" in by_attack["key-recovery+attr-mlp"]
+    assert "yes: chosen on the attacker" in by_attack["invariants"]
+    assert "no: invariants scored higher on validation" in by_attack["same-key-bits"]
+    matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
+    assert "beaten on the users' data by key-recovery+attr-mlp (0.490)" in html.unescape(matrix)
+    assert (
+        "24.0 of 32" in matrix and "819,200 ciphertext words" in matrix and "bit positions placed correctly" in matrix
+    )
+    summary = summary_table(_results(leakage=[*ROWS, CANDIDATES, KEY_ROW]))
+    assert "key-recovery+attr-mlp reaches 0.490 on the users' data" in summary and "24.0 of 32" in summary
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.0025, "0.0025"),
+        (0.00049, "0.00049"),
+        (0.013, "0.013"),
+        (0.4159, "0.416"),
+        (0.0, "0.000"),
+        (819200, "819,200"),
+    ],
+)
+def test_figure_keeps_small_chance_levels_apart_from_zero(value, text):
+    assert figure(value) == text
+
+
+def test_chance_of_random_ranking_is_printed_with_its_digits():
+    row = {
+        "cipher": "chacha20",
+        "attack": "invariants",
+        "metric": "reid_rank1",
+        "value": 0.0,
+        "chance": 1 / 400,
+        "n": 400,
+    }
+    assert "chance 0.0025" in render_html(_results(leakage=[*ROWS, row]), {})
+    assert "0.000 / 0.0025" in summary_table(_results(leakage=[*ROWS, row]))
+
+
+def test_weak_victim_verdict_is_the_first_line_with_figure_and_fix():
+    reid = {"plaintext": {"mAP": 0.04, "mINP": 0.04, "rank1": 0.013}, "decrypted": {}, "n_query": 400, "n_gallery": 400}
+    results = _results(profile="quick", reid=reid)
+    results["verdict"] = verdict(results)
+    assert not results["verdict"]["ok"]
+    page = render_html(results, {})
+    body = page.split("<body>")[1]
+    assert body.startswith('<p id="verdict" class="verdict weak">This run cannot compare ciphers')
+    first = summary_table(results).splitlines()[0]
+    for text in ("re-ID rank-1 on the users' images is 0.013", "(needs at least 0.050)", "--profile default"):
+        assert text in first and text in html.unescape(body.split("</p>")[0])
+
+
+def test_strong_victim_passes_both_checks():
+    plaintext = {**ROWS[0], "chance_ci": [0.39, 0.42]}  # 0.81 clears 0.42 by far
+    results = _results(leakage=[plaintext, *ROWS[1:]], reid={**_results()["reid"], "plaintext": {"rank1": 0.3}})
+    judged = verdict(results)
+    assert judged["ok"] and [check["passed"] for check in judged["checks"]] == [True, True]
+    barely = {**ROWS[0], "value": 0.44, "chance_ci": [0.39, MIN_PLAINTEXT_ADVANTAGE + 0.42]}
+    weak = verdict(_results(leakage=[barely], reid={**_results()["reid"], "plaintext": {"rank1": 0.3}}))
+    assert not weak["ok"] and "attribute inference" in weak["headline"]
+
+
+def test_map_equal_to_minp_is_explained_when_each_query_has_one_match():
+    reid = {**_results()["reid"], "plaintext": {"mAP": 0.14, "mINP": 0.14, "rank1": 0.06}, "matches_per_query": [1, 1]}
+    assert "exactly one correct match in the gallery" in render_html(_results(reid=reid), {})
+    several = {**reid, "matches_per_query": [2, 5]}
+    page = render_html(_results(reid=several), {})
+    assert "exactly one correct match" not in page and "2–5 correct matches" in page
+    assert "mAP = mINP: each query has one correct gallery match" in summary_table(_results(reid=reid))
+    assert "mAP = mINP" not in summary_table(_results(reid=several))
+
+
+def test_throughput_headers_are_words_and_each_row_prints_once():
+    rows = [
+        {
+            "name": "ShuffleBits fixed",
+            "kernel": "numba",
+            "mfloat_per_s": 900.0,
+            "ratio_vs_aes_gcm": 0.5,
+            "ratio_vs_aes_gcm_allocating": 0.75,
+            "ratio_vs_reference": 1800.0,
+            "size_mib": 64.0,
+            "threads": 2,
+            "load_average": 2.6,
+            "cpu_count": 2,
+        }
+    ]
+    figures = build_figures(_results(throughput=rows), {})
+    table = figures["throughput"].split('<table id="throughput">')[1]
+    assert "million float32 per second" in table and "mfloat_per_s" not in table and "ratio_vs" not in table
+    assert "load 2.6 on 2 CPUs (load above the CPU count" in table
+    text = summary_table(_results(throughput=rows))
+    assert text.count("ShuffleBits fixed [numba]") == 1 and "mfloat" not in text

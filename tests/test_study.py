@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -80,6 +81,14 @@ def test_smoke_study_completes_every_stage(smoke):
     assert results["environment"]["seeds"]["seed"] == SEED
     assert results["environment"]["profile"]["name"] == "smoke"
     assert results["training_history"]
+    assert set(results["stages"]) == set(results["timings"]) - {"total"}
+    for record in results["stages"].values():
+        assert record["load"]["cpu_count"] >= 1 and record["load"]["load_1min"] >= 0
+        assert record["overloaded"] == (record["load"]["load_1min"] > record["load"]["cpu_count"])
+    for row in results["throughput"]:
+        assert row["overloaded"] == (row["load_average"] > row["cpu_count"])
+    assert results["load"]["load_1min"] >= max(r["load"]["load_1min"] for r in results["stages"].values())
+    assert results["verdict"]["headline"] and len(results["verdict"]["checks"]) == 2
 
 
 def test_report_is_self_contained_and_embeds_every_grid(smoke):
@@ -105,6 +114,18 @@ def test_browser_renders_the_matrix_and_decodes_every_image(smoke, tmp_path):
     matrix = re.search(r'<table id="leakage-matrix">(.*?)</table>', dom, re.S).group(1)
     for cipher in ("plaintext", *CIPHERS):
         assert f'<td class="name">{cipher}</td>' in matrix
+    layout = subprocess.run(
+        [*flags, "--window-size=1280,2000", "--dump-dom", url + "#check-layout"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    body = re.search(r"<body[^>]*>", layout).group(0)
+    assert re.search(r'data-viewport-width="(\d+)"', body).group(1) in ("1280", "1265")  # with or without a scrollbar
+    assert int(re.search(r'data-headers-total="(\d+)"', body).group(1)) >= 20
+    assert 'data-headers-offscreen=""' in body  # every column header (key columns included) is on screen at 1280 px
+    assert 'data-sections-scrolling=""' in body  # no table wider than its section
     screenshot = tmp_path / "page.png"
     subprocess.run(
         [*flags, "--window-size=1200,2000", f"--screenshot={screenshot}", url],
@@ -135,6 +156,11 @@ def test_cli_rerun_resumes_from_the_cache(smoke, capsys):
     assert "plaintext" in printed and "wall time" in printed
     again = json.loads(smoke.results_json.read_text())
     assert set(again["cached_stages"]) == CACHED_STAGES
+    first = smoke.results["stages"]
+    for name in CACHED_STAGES:  # the re-run shows what computing each stage took the first time
+        assert again["stages"][name]["cached"] and again["stages"][name]["computed"]["seconds"] > 0
+        assert again["stages"][name]["computed"]["seconds"] <= first[name]["seconds"]
+    assert "reused from the cache" in printed
     assert set(again["victim"]["cached_stages"]) == CACHED_STAGES - {"leakage"}
     assert _cache_files(out) == cache_before  # no stage folder was rebuilt or added
     assert (out / "leakage.json").read_bytes() == leakage_before
@@ -319,6 +345,27 @@ def test_runner_reuses_stages_and_reruns_only_what_a_changed_param_feeds(tmp_pat
     # an option no stage declares (progress) changes no key
     quiet = StageRunner(TOY_GRAPH, dataclasses.replace(CONFIG, progress=True), tmp_path)
     assert quiet.run() == built and len(quiet.cached) == 4
+
+
+def test_reused_stage_keeps_the_timing_of_the_run_that_computed_it(tmp_path, capsys):
+    def slow(context):
+        time.sleep(0.3)
+        (context.folder / "out.bin").write_text("slow")
+
+    graph = [Stage("slow", run=slow, load=lambda c: (c.folder / "out.bin").read_text(), description="the slow step")]
+    logged = dataclasses.replace(CONFIG, progress=True)
+    first = StageRunner(graph, logged, tmp_path)
+    first.run()
+    computed = json.loads(next((tmp_path / "cache").glob("slow-*/timing.json")).read_text())
+    assert computed["seconds"] >= 0.3 and {"load_1min", "cpu_count"} <= set(computed["load"])
+    assert first.records["slow"]["cached"] is False and first.records["slow"]["seconds"] >= computed["seconds"]
+    assert "the slow step ..." in capsys.readouterr().err
+    again = StageRunner(graph, logged, tmp_path)
+    again.run()
+    record = again.records["slow"]
+    assert record["cached"] is True and record["computed"] == computed and record["seconds"] < 0.3
+    log = capsys.readouterr().err
+    assert "reused: the slow step (cache/slow-" in log and "the slow step ..." not in log
 
 
 def test_runner_skips_exactly_the_dependents_of_a_failed_stage(tmp_path):

@@ -174,24 +174,3 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         row["threads"] = torch.get_num_threads()
         row["load_average"] = load
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """Fixed-width text table of ``run_benchmark`` rows."""
-    lines = [
-        f"{'cipher / baseline':<50} {'kernel':<17} {'Mfloat/s':>9} {'xAES-GCM':>9} "
-        f"{'xAES alloc':>10} {'xreference':>10}"
-    ]
-    for row in rows:
-        lines.append(
-            f"{row['name']:<50} {row['kernel']:<17} {row['mfloat_per_s']:>9.1f} {row['ratio_vs_aes_gcm']:>9.3f} "
-            f"{row['ratio_vs_aes_gcm_allocating']:>10.3f} {row['ratio_vs_reference']:>10.0f}"
-        )
-    size = rows[0]["size_mib"] if rows else 0
-    load = rows[0]["load_average"] if rows else 0
-    lines.append(
-        f"{size:g} MiB float32 ({_DIM}-d rows), best of 3; xAES-GCM: vs the preallocated one-call row, "
-        "xAES alloc: vs the allocating one (what the issue's ~500 Mfloat/s measured); "
-        f"reference timed on {REFERENCE_SAMPLE} elements and extrapolated; 1-min load average {load:.1f}."
-    )
-    return "\n".join(lines)

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..errors import ShuffleBitsError
 
 COMMAND_MODULES = (
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shufflebits",
         description="Measure what deep feature vectors leak, and encrypt them.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

@@ -29,12 +29,14 @@ def register(subparsers) -> None:
     encrypt.add_argument("--key", required=True, type=Path)
     encrypt.add_argument("input", type=Path)
     encrypt.add_argument("output", type=Path, help="encrypted .npz")
+    add_force(encrypt)
     encrypt.set_defaults(func=encrypt_command)
 
     decrypt = subparsers.add_parser("decrypt", help="decrypt an encrypted feature file")
     decrypt.add_argument("--key", required=True, type=Path)
     decrypt.add_argument("input", type=Path)
     decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy")
+    add_force(decrypt)
     decrypt.set_defaults(func=decrypt_command)
 
     inspect = subparsers.add_parser("inspect", help="show a key or feature file's metadata (never key material)")
@@ -45,6 +47,16 @@ def register(subparsers) -> None:
     bench.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     bench.add_argument("--size-mib", type=float, default=64.0)
     bench.set_defaults(func=bench_command)
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
+
+
+def refuse_overwrite(args: argparse.Namespace) -> None:
+    """An existing output is kept unless ``--force``: a typo must not replace a feature file."""
+    if args.output.is_file() and not args.force:
+        raise ShuffleBitsError(f"{args.output} exists; pass --force to replace it")
 
 
 def keygen_command(args: argparse.Namespace) -> int:
@@ -74,6 +86,7 @@ def encrypt_command(args: argparse.Namespace) -> int:
     from ..ciphers.files import save_encrypted
     from ..features import load_features
 
+    refuse_overwrite(args)
     cipher = cipher_for_key(load_key(args.key))
     if args.output.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
@@ -94,6 +107,7 @@ def decrypt_command(args: argparse.Namespace) -> int:
     from ..ciphers.files import load_encrypted
     from ..features import save_features
 
+    refuse_overwrite(args)
     cipher = cipher_for_key(load_key(args.key))
     sealed, passthrough = load_encrypted(args.input, cipher)
     if sealed.dtype == "bfloat16":
@@ -162,10 +176,18 @@ def _describe_features(path: Path) -> list[str]:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from ..ciphers.bench import format_table, run_benchmark
+    import os
+
+    from ..ciphers.bench import run_benchmark
+    from ..study.report.terminal import throughput_lines
 
     if args.size_mib <= 0:
         raise ShuffleBitsError("--size-mib must be positive")
-    rows = run_benchmark(size_mib=args.size_mib, progress=not args.json)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    if not args.json:
+        print(f"measuring every cipher and kernel on {args.size_mib:g} MiB of float32 ...", file=sys.stderr)
+    rows = run_benchmark(size_mib=args.size_mib, progress=False)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("\n".join(throughput_lines(rows, os.cpu_count())))
     return 0

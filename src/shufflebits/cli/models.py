@@ -117,9 +117,13 @@ def run_extract(args) -> int:
     return 0
 
 
+REID_FIGURES = (("rank-1", "rank1"), ("rank-5", "rank5"), ("rank-10", "rank10"), ("mAP", "mAP"), ("mINP", "mINP"))
+
+
 def run_reid(args) -> int:
     from ..features import load_features
     from ..reid import evaluate
+    from ..study.numbers import figure
 
     files = {}
     for role, path in (("query", args.query), ("gallery", args.gallery)):
@@ -141,9 +145,9 @@ def run_reid(args) -> int:
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0
+    shown = "  ".join(f"{name} {figure(result[key])}" for name, key in REID_FIGURES)
     print(
-        f"rank-1 {result['rank1']:.2%}  rank-5 {result['rank5']:.2%}  rank-10 {result['rank10']:.2%}  "
-        f"mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}  ({args.metric}; {result['num_query']} queries, "
+        f"{shown}  (fractions; {args.metric}; {result['num_query']} queries, "
         f"{result['num_skipped']} skipped without a valid match)"
     )
     return 0

@@ -16,7 +16,10 @@ def register(subparsers) -> None:
         ),
     )
     options.add_profile(
-        parser, "default", "sizes and budgets: quick (~3 min), default (~15 min), paper (hours) (default: default)"
+        parser,
+        "default",
+        "sizes and budgets: quick (a smoke test), default, paper (hours); README: How long things take "
+        "(default: default)",
     )
     options.add_study(parser)
     parser.set_defaults(func=handler)

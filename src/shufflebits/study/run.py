@@ -18,7 +18,8 @@ import numpy as np
 from ..atomic import atomic_write_bytes
 from ..attacks.types import LeakageResult
 from .config import StudyConfig, checked
-from .stages import INPUTS_FILE, Stage, StageContext, StageRunner
+from .load import busiest, load_sample, overloaded
+from .stages import RUNNER_FILES, Stage, StageContext, StageRunner
 from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
 CMC_RANKS = (1, 5, 10)
@@ -58,7 +59,7 @@ def _published_leakage(context: StageContext) -> LeakageResult:
     from ..attacks.leakage_files import read_leakage
 
     for path in sorted(context.folder.iterdir()):
-        if path.name != INPUTS_FILE:
+        if path.name not in RUNNER_FILES:
             atomic_write_bytes(context.out_dir / path.name, path.read_bytes())
     return context.built if context.built is not None else read_leakage(context.folder)
 
@@ -101,7 +102,21 @@ def _reid(victim: VictimData) -> dict:
             "bit_exact": _bit_exact(query.features, qd) and _bit_exact(gallery.features, gd),
             "same_figures": figures == plaintext,
         }
-    return {"plaintext": plaintext, "decrypted": decrypted, "n_query": len(query), "n_gallery": len(gallery)}
+    return {
+        "plaintext": plaintext,
+        "decrypted": decrypted,
+        "n_query": len(query),
+        "n_gallery": len(gallery),
+        "matches_per_query": _matches_per_query(query, gallery),
+    }
+
+
+def _matches_per_query(query, gallery) -> list[int]:
+    """[fewest, most] correct gallery matches of a query (same identity, other camera: the Market protocol)."""
+    same_pid = query.pids[:, None] == gallery.pids[None, :]
+    other_camera = query.camids[:, None] != gallery.camids[None, :]
+    counts = (same_pid & other_camera).sum(axis=1)
+    return [int(counts.min()), int(counts.max())] if counts.size else [0, 0]
 
 
 def _cpu_model() -> str:
@@ -147,7 +162,12 @@ def environment(config: StudyConfig, command: str | None) -> dict:
 def _benchmark(context: StageContext) -> list[dict]:
     from ..ciphers.bench import run_benchmark
 
-    return run_benchmark(size_mib=context.config.profile.bench_mib, progress=context.config.progress)
+    rows = run_benchmark(size_mib=context.config.profile.bench_mib, progress=False)  # the summary prints each row
+    cpus = os.cpu_count()
+    return [
+        {**row, "cpu_count": cpus, "overloaded": overloaded({"load_1min": row["load_average"], "cpu_count": cpus})}
+        for row in rows
+    ]
 
 
 def study_stages(config: StudyConfig) -> list[Stage]:
@@ -246,12 +266,13 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
     need it are skipped. ``command`` is the command line to record (the CLI passes it).
     """
     from .report import build_figures, write_report
+    from .verdict import verdict
 
     checked(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment(config, command)
-    wall_start = time.perf_counter()
+    wall_start, load_start = time.perf_counter(), load_sample()
     runner = StageRunner(study_stages(config), config, out_dir, keep_going=True)
     try:
         runner.run(targets=("leakage", "reid"))
@@ -276,13 +297,24 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
         "reid": runner.values.get("reid"),
         "throughput": runner.values.get("throughput"),
         "timings": timings,
+        "stages": runner.records,
         "cached_stages": list(runner.cached),
         "failures": runner.failures,
         "environment": env,
     }
-    report_start = time.perf_counter()
+    results["verdict"] = verdict(results)
+    report_start, load_report = time.perf_counter(), load_sample()
     figures = build_figures(results, {} if leakage is None else leakage.grids)
     timings["report"] = time.perf_counter() - report_start
     timings["total"] = time.perf_counter() - wall_start
+    report_load = busiest(load_report, load_sample())
+    runner.records["report"] = {
+        "seconds": timings["report"],
+        "load": report_load,
+        "overloaded": overloaded(report_load),
+        "cached": False,
+    }
+    run_load = busiest(load_start, *(record["load"] for record in runner.records.values()))
+    results["load"] = {**run_load, "overloaded": overloaded(run_load)}  # the highest of the run
     index_html, results_json = write_report(results, figures, out_dir)
     return StudyResult(results, index_html, results_json, runner.failures)

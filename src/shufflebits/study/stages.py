@@ -12,6 +12,11 @@ is renamed to ``cache/<stage>-<key>`` only when the stage finished (a folder
 that exists is complete), and ``load`` makes the stage's value from that
 folder. With ``keep_going`` a failure is recorded (traceback in ``logs/``)
 and only the stages that need the failed one are skipped, by name.
+
+Each stage's record (``StageRunner.records``) keeps the load average and CPU
+count it ran under; a cached stage also writes ``timing.json`` into its folder,
+so a re-run that reuses the folder still shows how long computing it took, and
+under what load, instead of the fraction of a second it took to load it.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write_text
 from .cache import code_version, digest, file_hash
+from .load import busiest, load_sample, overloaded
 
 INPUTS_FILE = "inputs.json"
+TIMING_FILE = "timing.json"  # how long computing a cached stage took, and under what load
+RUNNER_FILES = (INPUTS_FILE, TIMING_FILE)  # what the runner adds to a stage's folder
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,8 @@ class StageRunner:
         self.keep_going = keep_going
         self.values: dict[str, Any] = {}
         self.keys: dict[str, str] = {}
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # seconds this run spent on each stage (loading, for a cached one)
+        self.records: dict[str, dict] = {}  # per stage: this run's seconds, load, and for a cached one its timing.json
         self.cached: list[str] = []
         self.failures: dict[str, str] = {}
         self.reasons: dict[str, list[str]] = {}  # why a cached stage re-ran: inputs changed since its newest folder
@@ -161,16 +170,17 @@ class StageRunner:
         }
 
     def _run_one(self, stage: Stage) -> None:
-        self.log(f"{stage.description or stage.name} ...")
-        start = time.perf_counter()
+        start, load_start = time.perf_counter(), load_sample()
+        record: dict = {"cached": False}
         try:
             inputs = self.inputs(stage)
             self.keys[stage.name] = digest(inputs)
             context = StageContext(self.config, self.out_dir, {need: self.values[need] for need in stage.needs})
             if stage.load is None:
+                self.log(f"{stage.description or stage.name} ...")
                 self.values[stage.name] = stage.run(context)
             else:
-                self.values[stage.name] = self._cached(stage, context, inputs)
+                self.values[stage.name] = self._cached(stage, context, inputs, record)
         except Exception as error:  # one stage's failure must not hide the others' results
             if not self.keep_going:
                 raise
@@ -182,20 +192,46 @@ class StageRunner:
             self.log(f"stage {stage.name} FAILED: {message} (traceback in logs/{stage.name}.log)")
         finally:
             self.timings[stage.name] = time.perf_counter() - start
+            load = busiest(load_start, load_sample())
+            self.records[stage.name] = {
+                "seconds": self.timings[stage.name],
+                "load": load,
+                "overloaded": overloaded(load),  # load above the CPU count: the time is longer than alone
+                **record,
+            }
 
-    def _cached(self, stage: Stage, context: StageContext, inputs: dict) -> Any:
-        """The stage's value from ``cache/<name>-<key>``, building that folder first unless it exists."""
+    def _cached(self, stage: Stage, context: StageContext, inputs: dict, record: dict) -> Any:
+        """The stage's value from ``cache/<name>-<key>``, building that folder first unless it exists.
+
+        ``record`` gets ``cached`` and, for a reused folder, ``computed`` (its ``timing.json``, or None).
+        """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         final = self.cache_dir / f"{stage.name}-{self.keys[stage.name]}"
         if final.is_dir():
             self.cached.append(stage.name)
-            self.log(f"{stage.name}: reused {final.name}")
+            timing = final / TIMING_FILE
+            computed = json.loads(timing.read_text()) if timing.is_file() else None
+            record.update(cached=True, computed=computed)
+            took = (
+                "" if computed is None else f", computed in {computed['seconds']:.1f} s on {computed['finished_utc']}"
+            )
+            self.log(f"reused: {stage.description or stage.name} (cache/{final.name}{took})")
             return stage.load(dataclasses.replace(context, folder=final))
+        self.log(f"{stage.description or stage.name} ...")
         self._explain(stage, inputs)
         tmp = Path(tempfile.mkdtemp(prefix=f".{stage.name}-", suffix=".tmp", dir=self.cache_dir))
         try:
+            start, load_start = time.perf_counter(), load_sample()
             built = stage.run(dataclasses.replace(context, folder=tmp))
+            load = busiest(load_start, load_sample())
+            timing = {
+                "seconds": time.perf_counter() - start,
+                "load": load,
+                "overloaded": overloaded(load),
+                "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            }
             (tmp / INPUTS_FILE).write_text(json.dumps(inputs, sort_keys=True, indent=1, default=str))
+            (tmp / TIMING_FILE).write_text(json.dumps(timing, indent=1))
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from .sections import table_html
+from .sections import throughput_table
 from .select import THROUGHPUT, cipher_rank, measured, row_label
 
 
@@ -43,6 +43,15 @@ def reconstruction_html(grids: dict) -> str:
     return note + "\n".join(shown)
 
 
+SERIES_UNITS = {  # y-axis labels of the training history's series
+    "loss": "loss (identity + triplet)",
+    "id_loss": "identity loss (cross-entropy)",
+    "triplet_loss": "triplet loss (batch-hard)",
+    "accuracy": "training accuracy (fraction)",
+    "lr": "learning rate at epoch end",
+}
+
+
 def training_figure(history: list[dict]) -> str | None:
     """Training curves: every numeric series of the history against the epoch."""
     import matplotlib
@@ -64,19 +73,20 @@ def training_figure(history: list[dict]) -> str | None:
         return None
     columns = min(4, len(series))
     rows = -(-len(series) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 2.7 * rows), squeeze=False)
     for axis in axes.flat[len(series) :]:
         axis.set_visible(False)
     for axis, key in zip(axes.flat, series):
         axis.plot(x, [h[key] for h in history], marker="o", markersize=3)
         axis.set_title(key, fontsize=10)
         axis.set_xlabel(x_key or "step", fontsize=9)
+        axis.set_ylabel(SERIES_UNITS.get(key, key), fontsize=9)
         axis.grid(alpha=0.3)
     fig.tight_layout()
     return _figure_uri(fig)
 
 
-def bar_figure(labels: list[str], values: list[float], xlabel: str, log: bool = False) -> str:
+def bar_figure(labels: list[str], values: list[float], xlabel: str, ylabel: str, log: bool = False) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,6 +98,7 @@ def bar_figure(labels: list[str], values: list[float], xlabel: str, log: bool = 
     axis.set_yticks(positions, labels, fontsize=9)
     axis.invert_yaxis()
     axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
     if log:
         axis.set_xscale("log")
     for position, value in zip(positions, values):
@@ -99,14 +110,15 @@ def bar_figure(labels: list[str], values: list[float], xlabel: str, log: bool = 
 
 def throughput_html(rows: list[dict]) -> str:
     """The benchmark's rows as a table, under a bar chart of the measured ones."""
-    table = table_html(rows, "throughput")
+    table = throughput_table(rows)
     shown = measured(rows)
     if not shown:
         return table
     figure = bar_figure(
         [row_label(r) for r in shown],
         [float(r[THROUGHPUT]) for r in shown],
-        "million floats per second (log scale)",
+        "million float32 per second (log scale)",
+        "cipher or baseline [kernel]",
         log=True,
     )
     return f'<figure><img src="{figure}" alt="cipher throughput"></figure>' + table

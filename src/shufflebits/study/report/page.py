@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic import atomic_write_text
+from ..load import load_text, overloaded
 from .figures import bar_figure
 from .sections import fmt, key_value_table, leakage_html, reid_html, section, timings_html
 
@@ -36,6 +37,11 @@ figure img.grid { width: 900px; }
 figcaption { color: #5b6570; font-size: 0.85em; }
 section { overflow-x: auto; } details { margin: 0.6em 0; }
 code, pre { font-family: ui-monospace, monospace; font-size: 0.9em; }
+td code { white-space: pre-wrap; overflow-wrap: anywhere; }
+.beaten { display: block; color: #8a4b00; font-weight: 600; font-size: 0.8em; }
+.busy { color: #8a4b00; font-weight: 600; }
+.verdict { padding: 0.6em 1em; margin: 0.6em 0; border-left: 4px solid #1b7f3b; background: #eef7f0; }
+.verdict.weak { border-left-color: #c62828; background: #fdecea; font-weight: 600; }
 .note { color: #5b6570; font-size: 0.9em; max-width: 60em; }
 """
 
@@ -46,6 +52,19 @@ window.addEventListener("load", function () {
   document.body.setAttribute("data-images-total", images.length);
   document.body.setAttribute("data-images-decoded",
     images.filter(function (img) { return img.complete && img.naturalWidth > 0; }).length);
+  if (location.hash !== "#check-layout") { return; }
+  // The report's browser test: every column header inside the viewport, no table wider than its section.
+  var width = document.documentElement.clientWidth;
+  var headers = Array.prototype.slice.call(document.querySelectorAll("th"));
+  var off = headers.filter(function (th) { return th.getBoundingClientRect().right > width + 0.5; });
+  var wide = Array.prototype.slice.call(document.querySelectorAll("section")).filter(function (s) {
+    return s.scrollWidth > s.clientWidth + 1;
+  });
+  document.body.setAttribute("data-viewport-width", width);
+  document.body.setAttribute("data-headers-total", headers.length);
+  document.body.setAttribute("data-headers-offscreen",
+    off.map(function (th) { return th.textContent; }).join(" | "));
+  document.body.setAttribute("data-sections-scrolling", wide.map(function (s) { return s.id; }).join(" "));
 });
 """
 
@@ -73,6 +92,23 @@ TRAINING_STAGES = ("victim_world", "train_victim", "load_victim")  # the stages 
 def _failure(failures: dict[str, str], stages: tuple[str, ...]) -> str | None:
     """The first recorded failure among ``stages``."""
     return next((f"{name}: {failures[name]}" for name in stages if name in failures), None)
+
+
+def _code(text: str) -> str:
+    """``text`` escaped, with its `backticked` options as <code> (the terminal shows the backticks)."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+
+
+def _wall(timings: dict, stages: dict) -> str:
+    """This run's wall time and, when stages were reused, what computing them took when they were computed."""
+    total = timings.get("total")
+    text = f"this run took {fmt(total, 0)} s"
+    reused = {name: record for name, record in stages.items() if record.get("cached")}
+    if reused:
+        computed = sum((record.get("computed") or {}).get("seconds") or 0.0 for record in reused.values())
+        text += f" ({len(reused)} stages reused from the cache, which took {fmt(computed, 0)} s to compute)"
+    return text
 
 
 def render_html(results: dict, figures: dict[str, str]) -> str:
@@ -106,7 +142,18 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
     stage_times = {
         k: v for k, v in timings.items() if k != "total" and "/" not in k and v is not None and math.isfinite(v)
     }
-    timing_figure = bar_figure(list(stage_times), list(stage_times.values()), "seconds") if stage_times else None
+    timing_figure = (
+        bar_figure(list(stage_times), list(stage_times.values()), "seconds this run", "stage") if stage_times else None
+    )
+    stages = results.get("stages") or {}
+    load = results.get("load")
+    load_note = (
+        f'<p class="note{" busy" if overloaded(load) else ""}">Highest 1-minute {html.escape(load_text(load))} '
+        "during this run. A stage computed while the load exceeded the CPU count is marked; its time, and the "
+        "throughput figures, are then slower than on an idle machine.</p>"
+        if load
+        else ""
+    )
 
     sections = [
         section(
@@ -128,20 +175,27 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             "Wall time per stage",
             "timings",
             (f'<figure><img src="{timing_figure}" alt="wall time per stage"></figure>' if timing_figure else "")
-            + timings_html(timings, results.get("cached_stages") or []),
+            + timings_html(timings, stages)
+            + load_note,
             None,
         ),
         section("Environment", "environment", key_value_table(env, "environment-table"), None),
     ]
     title = f"ShuffleBits study — profile {html.escape(results['profile'])}"
+    verdict = results.get("verdict")
+    first_line = (
+        f'<p id="verdict" class="verdict{"" if verdict["ok"] else " weak"}">{_code(verdict["headline"])}</p>'
+        if verdict
+        else ""
+    )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
         f"<style>{CSS}</style></head><body>"
-        f"<h1>{title}</h1>"
+        f"{first_line}<h1>{title}</h1>"
         f'<p class="sub">What leaked deep features give away, and what encrypting them changes. '
         f"Run {html.escape(env['started_utc'])} UTC, seed {env['seeds']['seed']}, "
-        f"total {timings.get('total', float('nan')):.0f} s.</p>"
+        f"{_wall(timings, stages)}.</p>"
         f"{intro}{failed_list}{''.join(sections)}"
         f"<script>{LOAD_CHECK}</script></body></html>\n"
     )

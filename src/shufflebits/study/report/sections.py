@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import html
 import json
-import math
 
 import numpy as np
 
-from .select import METRIC_ORDER, best_rows, cipher_rank
+from ..load import load_text, overloaded
+from ..numbers import figure
+from .select import (
+    METRIC_ORDER,
+    RULE_USERS,
+    RULE_VALIDATION,
+    THROUGHPUT_COLUMNS,
+    beaten_by,
+    best_rows,
+    cipher_rank,
+    headline_rule,
+)
 
 METRIC_TITLES = {
-    "attr_bacc_mean": "attribute inference<br>(mean balanced accuracy)",
-    "recon_cosine_distance": "reconstruction<br>(cosine distance, lower = leak)",
-    "recon_rank1": "reconstruction as query<br>(rank-1)",
-    "reid_rank1": "linking users<br>(re-ID rank-1 on what leaks)",
-    "key_bits_recovered": "key recovery<br>(bit positions)",
+    "attr_bacc_mean": "attribute inference<br>(mean balanced accuracy, 0–1)",
+    "recon_cosine_distance": "reconstruction<br>(cosine distance of its features to the user's, 0–2; lower = leak)",
+    "recon_rank1": "reconstruction used as a query<br>(rank-1, fraction of queries)",
+    "reid_rank1": "linking users<br>(re-ID rank-1 on what leaks, fraction of queries)",
+    "key_bits_recovered": "key recovery<br>(bit positions placed correctly, of 32)",
+}
+
+METRIC_WORDS = {  # the same figures, in one line (the full table)
+    "attr_bacc_mean": "attribute inference, mean balanced accuracy",
+    "attr_bacc": "attribute inference, balanced accuracy",
+    "recon_cosine_distance": "reconstruction, cosine distance (lower = leak)",
+    "recon_rank1": "reconstruction as query, rank-1",
+    "reid_rank1": "linking users, re-ID rank-1",
+    "key_bits_recovered": "key recovery, bit positions correct of 32",
 }
 
 
@@ -23,17 +42,8 @@ SHADED = {"attr_bacc_mean", "attr_bacc", "recon_rank1", "reid_rank1"}  # rates i
 
 
 def fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt(item, digits) for item in value) + "]"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}" if math.isfinite(value) else "–"
-    return html.escape(str(value))
+    """``figure(value)`` escaped for HTML (the CLI and terminal print the same text)."""
+    return html.escape(figure(value, digits))
 
 
 def _td(value, digits: int = 3) -> str:
@@ -53,25 +63,122 @@ def _advantage(row: dict) -> float:
     return float(np.clip((value - chance) / (1 - chance), 0, 1))
 
 
+def _key_recovery(row: dict) -> tuple[str, str]:
+    """``24.0 of 32`` and what it means: bit positions placed correctly, over how many ciphertext words."""
+    value = f"{figure(row['value'], 1)} of {row.get('of', 32)}"
+    detail = (
+        f"bit positions placed correctly (mean over the key's permutations), from {figure(row.get('n'))} "
+        f"ciphertext words; a random guess places {figure(row.get('chance'), 0)}"
+    )
+    return html.escape(value), html.escape(detail)
+
+
 def _cell(row: dict | None, compact: bool = False) -> str:
     """One matrix cell; ``compact`` (per-attribute table) keeps the chance level and p-value only."""
     if row is None:
         return "<td>–</td>"
     shade = _advantage(row)
-    value = fmt(row["value"]) + (f" / {fmt(row['of'])}" if row.get("of") is not None else "")
-    detail = f"chance {fmt(row.get('chance'))}"
-    if not compact and isinstance(row.get("chance_ci"), list) and len(row["chance_ci"]) == 2:
-        detail += f" (95% {fmt(row['chance_ci'][0])}–{fmt(row['chance_ci'][1])})"
-    if row.get("p_value") is not None:
-        detail += f" · p {fmt(row['p_value'])}"
-    if not compact:
-        detail += f" · n {fmt(row.get('n'))}"
+    if row["metric"] == "key_bits_recovered":
+        value, detail = _key_recovery(row)
+    else:
+        value = fmt(row["value"])
+        detail = f"chance {fmt(row.get('chance'))}"
+        if not compact and isinstance(row.get("chance_ci"), list) and len(row["chance_ci"]) == 2:
+            detail += f" (95% {fmt(row['chance_ci'][0])}–{fmt(row['chance_ci'][1])})"
+        if row.get("p_value") is not None:
+            detail += f" · p {fmt(row['p_value'])}"
+        if not compact:
+            detail += f" · {fmt(row.get('n'))} user samples"
     if not compact and row.get("attack"):
         detail += f" · {html.escape(str(row['attack']))}"
+    beaten = beaten_by(row) if not compact else None
+    if beaten:
+        detail += (
+            f'<span class="beaten">chosen on validation; beaten on the users\' data by '
+            f"{html.escape(beaten[0])} ({fmt(beaten[1])})</span>"
+        )
     return (
         f'<td style="background: rgba(214, 69, 65, {0.55 * shade:.3f})">'
         f'{value}<span class="detail">{detail}</span></td>'
     )
+
+
+ALL_COLUMNS = (
+    "features",
+    "attack",
+    "figure",
+    "value",
+    "chance",
+    "chance 95% interval",
+    "p-value",
+    "attacker's validation score",
+    "user samples",
+    "in the matrix",
+)
+
+
+def _all_rows(rows: list[dict]) -> list[tuple]:
+    """Every row of leakage.json, and every candidate attack behind a validation-chosen row, with its place."""
+    best = best_rows(rows)
+    lines = []
+    for row in rows:
+        metric = METRIC_WORDS.get(row["metric"], row["metric"])
+        if row.get("attribute") is not None:
+            metric += f": {row['attribute']}"
+        ci = row.get("chance_ci")
+        interval = f"{figure(ci[0])}–{figure(ci[1])}" if isinstance(ci, list) and len(ci) == 2 else None
+        headline = best.get((row["cipher"], row["metric"])) is row
+        candidates = row.get("candidates")
+        if candidates:
+            for attack, candidate in candidates.items():
+                chosen = attack == row["attack"]
+                place = (
+                    f"yes: {RULE_VALIDATION}"
+                    if chosen
+                    else f"no: {row['attack']} scored higher on validation"
+                    + (" (but this attack is higher on the users' data)" if candidate["value"] > row["value"] else "")
+                )
+                lines.append(
+                    (
+                        row["cipher"],
+                        attack,
+                        metric,
+                        candidate["value"],
+                        row.get("chance"),
+                        interval if chosen else None,
+                        row.get("p_value") if chosen else None,
+                        candidate.get("validation"),
+                        row.get("n"),
+                        place,
+                    )
+                )
+            continue
+        if row.get("attribute") is not None:
+            place = "per-attribute table (the attack chosen for the mean)"  # shown there, not in the matrix
+        elif headline:
+            place = f"yes: {headline_rule(row)}"
+        else:
+            place = f"no: {RULE_USERS} is {best[(row['cipher'], row['metric'])]['attack']}"
+        value = (
+            f"{figure(row['value'], 1)} of {row.get('of', 32)}"
+            if row["metric"] == "key_bits_recovered"
+            else row["value"]
+        )
+        lines.append(
+            (
+                row["cipher"],
+                row["attack"],
+                metric,
+                value,
+                row.get("chance"),
+                interval,
+                row.get("p_value"),
+                row.get("validation"),
+                row.get("n"),
+                place,
+            )
+        )
+    return lines
 
 
 def leakage_html(rows: list[dict]) -> str:
@@ -88,13 +195,15 @@ def leakage_html(rows: list[dict]) -> str:
     parts = [
         '<table id="leakage-matrix"><thead><tr><th class="name">features</th>' + head + "</tr></thead>",
         f"<tbody>{body}</tbody></table>",
-        '<p class="note">Each cell: the figure of the best attack for the attacker, its chance level (random '
+        '<p class="note">Each cell: the figure of the attack shown for the attacker, its chance level (random '
         "guessing; with a 95% interval and p-value from a label-permutation test where measured), the number of "
-        "user samples and the attack. Attribute inference picks its attack on the attacker's own validation split; "
-        "where a cell has several attacks (all in the full table below) the best on the users' data is shown, an "
-        "upper bound. Shading (rates only): how far the attack beats chance (none = at chance). Keys and, for this "
-        "experiment only, per-vector nonces derive from the seed (deployments draw nonces from the OS); the "
-        "plaintext and ShuffleBits fixed / per-dimension rows are tested to repeat exactly with the same seed.</p>",
+        "user samples and the attack. Which attack a cell shows: for attribute inference the one "
+        f"{RULE_VALIDATION} (the attacker cannot see the users' labels); for every other figure the {RULE_USERS}. "
+        "A cell whose validation-chosen attack is beaten on the users' data by another attack says so; the full "
+        "table below lists every attack tried, chosen or not. Shading (rates only): how far the attack beats "
+        "chance (none = at chance). Keys and, for this experiment only, per-vector nonces derive from the seed "
+        "(deployments draw nonces from the OS); the plaintext and ShuffleBits fixed / per-dimension rows are "
+        "tested to repeat exactly with the same seed.</p>",
     ]
     per_attribute = [row for row in rows if row.get("attribute") is not None and row["metric"] == "attr_bacc"]
     if per_attribute:
@@ -118,37 +227,53 @@ def leakage_html(rows: list[dict]) -> str:
             )
             + "</tbody></table>"
         )
-    columns = [
-        key
-        for key in dict.fromkeys(key for row in rows for key in row)
-        if not any(isinstance(row.get(key), dict) for row in rows)
-    ]
+    lines = _all_rows(rows)
     parts.append(
-        f"<details><summary>All {len(rows)} rows of leakage.json</summary><table><thead><tr>"
-        + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        f"<h3>Every attack tried ({len(lines)} rows: each row of leakage.json, and each candidate attack behind a "
+        "validation-chosen cell)</h3>"
+        '<table id="leakage-all"><thead><tr>'
+        + "".join(f"<th>{html.escape(c)}</th>" for c in ALL_COLUMNS)
         + "</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(_td(row.get(c)) for c in columns) + "</tr>" for row in rows)
-        + "</tbody></table></details>"
+        + "".join("<tr>" + "".join(_td(value) for value in line) + "</tr>" for line in lines)
+        + "</tbody></table>"
     )
     return "\n".join(parts)
 
 
-def table_html(rows: list[dict], table_id: str) -> str:
-    """Every row as one table line, one column per key seen."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return (
-        f'<table id="{table_id}"><thead><tr>'
-        + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        + "</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(_td(row.get(c)) for c in columns) + "</tr>" for row in rows)
-        + "</tbody></table>"
+def throughput_table(rows: list[dict]) -> str:
+    """The benchmark's rows with headers in words; size, threads and load once, under the table."""
+    head = '<th class="name">cipher or baseline</th><th class="name">kernel</th>' + "".join(
+        f"<th>{html.escape(words)}</th>" for _, words, _ in THROUGHPUT_COLUMNS
     )
+    body = "".join(
+        f'<tr><td class="name">{html.escape(str(row["name"]))}</td>'
+        f'<td class="name">{html.escape(str(row.get("kernel") or ""))}</td>'
+        + "".join(f"<td>{fmt(row.get(key), digits)}</td>" for key, _, digits in THROUGHPUT_COLUMNS)
+        + "</tr>"
+        for row in rows
+    )
+    first = rows[0] if rows else {}
+    sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count")}
+    measured_under = f"; measured under {load_text(sample)}" if sample["cpu_count"] else ""
+    busy = overloaded(sample) if sample["cpu_count"] else False
+    size, threads = fmt(first.get("size_mib"), 0), fmt(first.get("threads"))
+    note = (
+        f'<p class="note{" busy" if busy else ""}">{size} MiB of float32 per measurement, best of 3, torch threads '
+        f"{threads}{html.escape(measured_under)}. The pure-Python reference is timed on a sample and extrapolated.</p>"
+    )
+    return f'<table id="throughput"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+
+
+REID_WORDS = {"mAP": "mAP", "mINP": "mINP", "rank1": "rank-1", "rank5": "rank-5", "rank10": "rank-10"}
 
 
 def reid_html(reid: dict) -> str:
     metrics = list(reid["plaintext"])
     rows = [("plaintext", reid["plaintext"]), *sorted(reid["decrypted"].items(), key=lambda kv: cipher_rank(kv[0]))]
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "<th>bit-exact decryption</th><th>same figures</th>"
+    head = (
+        "".join(f"<th>{html.escape(REID_WORDS.get(m, m))} (fraction)</th>" for m in metrics)
+        + "<th>bit-exact decryption</th><th>same figures</th>"
+    )
     body = []
     for name, figures in rows:
         label = "plaintext" if name == "plaintext" else f"{name} → decrypted"
@@ -166,12 +291,24 @@ def reid_html(reid: dict) -> str:
             + checks
             + "</tr>"
         )
+    plain = reid["plaintext"]
+    single = reid.get("matches_per_query") == [1, 1]
+    same = plain.get("mAP") is not None and plain.get("mAP") == plain.get("mINP")
+    why = ""
+    if same and single:
+        why = (
+            " mAP equals mINP here because every query has exactly one correct match in the gallery: with one "
+            "match, average precision and the inverse negative penalty are both 1 / (rank of that match)."
+        )
+    elif reid.get("matches_per_query"):
+        low, high = reid["matches_per_query"]
+        why = f" Each query has {low}–{high} correct matches in the gallery (other cameras)."
     return (
         f'<table id="reid"><thead><tr><th class="name">features</th>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
         f'<p class="note">The victim\'s own job: {reid["n_query"]} user queries against a gallery of '
         f"{reid['n_gallery']} (Market-1501 protocol). Each cipher encrypts the features with a fresh key and "
-        "decrypts them; the figures are recomputed from the decrypted features.</p>"
+        f"decrypts them; the figures are recomputed from the decrypted features.{why}</p>"
     )
 
 
@@ -188,17 +325,30 @@ def key_value_table(items: dict, table_id: str) -> str:
     )
 
 
-def timings_html(timings: dict[str, float], cached: list[str]) -> str:
-    """Seconds per stage; a stage read from the cache says so (its time is the time to load it)."""
-
-    def label(name: str) -> str:
-        return html.escape(name) + (" (cached)" if name.rsplit("/", 1)[-1] in cached else "")
-
-    return (
-        '<table id="timings"><thead><tr><th class="name">stage</th><th>seconds</th></tr></thead><tbody>'
-        + "".join(f'<tr><td class="name">{label(k)}</td><td>{fmt(v, 1)}</td></tr>' for k, v in timings.items())
-        + "</tbody></table>"
+def timings_html(timings: dict[str, float], stages: dict[str, dict]) -> str:
+    """Seconds per stage: this run's, and for a reused (cached) stage the run that computed it, with the load."""
+    head = (
+        '<tr><th class="name">stage</th><th>seconds this run</th><th>seconds to compute</th>'
+        '<th class="name">computed</th><th class="name">load average during the computation</th></tr>'
     )
+    body = []
+    for name, seconds in timings.items():
+        record = stages.get(name) or {}
+        if record.get("cached"):
+            computed = record.get("computed") or {}
+            took, when = (
+                computed.get("seconds"),
+                f"reused from the cache (computed {computed.get('finished_utc', '?')})",
+            )
+            load = computed.get("load")
+        else:
+            took, when, load = seconds, "this run" if record else "", record.get("load")
+        busy = ' class="name busy"' if overloaded(load) else ' class="name"'
+        body.append(
+            f'<tr><td class="name">{html.escape(name)}</td><td>{fmt(seconds, 1)}</td><td>{fmt(took, 1)}</td>'
+            f'<td class="name">{html.escape(when)}</td><td{busy}>{html.escape(load_text(load))}</td></tr>'
+        )
+    return f'<table id="timings"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def section(title: str, anchor: str, content: str | None, failure: str | None) -> str:

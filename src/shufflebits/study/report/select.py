@@ -33,6 +33,36 @@ def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
 
 THROUGHPUT = "mfloat_per_s"  # the benchmark rows' throughput column (million floats per second)
 
+# The benchmark's columns as the report, the summary and ``shufflebits bench`` head them: (key, words, decimals).
+THROUGHPUT_COLUMNS = (
+    (THROUGHPUT, "million float32 per second", 1),
+    ("ratio_vs_aes_gcm", "× AES-GCM (preallocated output)", 2),
+    ("ratio_vs_aes_gcm_allocating", "× AES-GCM (new output each call)", 2),
+    ("ratio_vs_reference", "× pure-Python reference", 0),
+)
+
+RULE_VALIDATION = "chosen on the attacker's validation split"
+RULE_USERS = "best on the users' data (an upper bound)"
+
+
+def headline_rule(row: dict) -> str:
+    """How a matrix cell's attack was chosen: on validation where the row has candidates, else best on users' data."""
+    return RULE_VALIDATION if row.get("candidates") else RULE_USERS
+
+
+def beaten_by(row: dict) -> tuple[str, float] | None:
+    """The candidate that beat the validation-chosen attack on the users' data (attack, value), if any."""
+    candidates = row.get("candidates") or {}
+    better = {
+        attack: c["value"]
+        for attack, c in candidates.items()
+        if c.get("value") is not None and c["value"] > row["value"]
+    }
+    if not better:
+        return None
+    attack = max(better, key=better.get)
+    return attack, better[attack]
+
 
 def row_label(row: dict) -> str:
     """``name [kernel]`` for a benchmark row."""

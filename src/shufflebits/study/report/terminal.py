@@ -1,54 +1,117 @@
-"""The report as plain text for the terminal (what ``shufflebits study`` prints at the end)."""
+"""The report as plain text for the terminal (what ``shufflebits study`` prints at the end).
+
+Figures are written by ``shufflebits.study.numbers.figure``, as on the page.
+"""
 
 from __future__ import annotations
 
-import math
+import os
 
-import numpy as np
+from ..load import load_text, overloaded
+from ..numbers import figure
+from .sections import REID_WORDS
+from .select import METRIC_ORDER, THROUGHPUT_COLUMNS, beaten_by, best_rows, cipher_rank, headline_rule
 
-from .select import METRIC_ORDER, THROUGHPUT, best_rows, cipher_rank, measured, row_label
+TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for one line each
+    "attr_bacc_mean": "attributes (bacc)",
+    "recon_cosine_distance": "recon (cos dist)",
+    "recon_rank1": "recon as query (r1)",
+    "reid_rank1": "linking users (r1)",
+    "key_bits_recovered": "key bits (of 32)",
+}
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    if row["metric"] == "key_bits_recovered":
+        return f"{figure(row['value'], 1)} of {row.get('of', 32)}"
+    return f"{figure(row['value'])} / {figure(row.get('chance'))}"
+
+
+SHORT_WORDS = ("million float32/s", "× AES-GCM", "× AES-GCM allocating", "× pure Python")  # THROUGHPUT_COLUMNS, short
+
+
+def throughput_lines(rows: list[dict], cpu_count: int | None = None) -> list[str]:
+    """The benchmark as text, each row once, in words; size, threads, load and what the ratios mean at the end."""
+    width = max((len(_label(row)) for row in rows), default=20)
+    lines = []
+    for row in rows:
+        rate, *ratios = (figure(row.get(key), digits) for key, _, digits in THROUGHPUT_COLUMNS)
+        said = ", ".join(f"{value} {word}" for value, word in zip(ratios, SHORT_WORDS[1:]))
+        lines.append(f"  {_label(row):<{width}}  {rate:>9} {SHORT_WORDS[0]}  ({said})")
+    if rows:
+        first = rows[0]
+        sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count") or cpu_count}
+        lines.append(
+            f"  {figure(first.get('size_mib'), 0)} MiB of float32, best of 3, torch threads {first.get('threads')}, "
+            f"{load_text(sample)}. × AES-GCM: relative to AES-256-GCM writing into a preallocated output; "
+            "allocating: a new output each call; pure Python: the per-element definition (timed on a sample)."
+        )
+    return lines
+
+
+def _label(row: dict) -> str:
+    return f"{row['name']} [{row['kernel']}]" if row.get("kernel") else str(row["name"])
 
 
 def summary_table(results: dict) -> str:
-    """A compact plain-text summary for the terminal."""
+    """A compact plain-text summary for the terminal; its first line is the verdict."""
     lines = []
+    verdict = results.get("verdict")
+    if verdict:
+        lines.append(("NOTE: " if not verdict["ok"] else "") + verdict["headline"])
     rows = results.get("leakage")
     if rows:
         best = best_rows(rows)
         ciphers = sorted({c for c, _ in best}, key=cipher_rank)
         metrics = [m for m in METRIC_ORDER if any(key[1] == m for key in best)]
-        lines.append("leakage (best attack; value / chance)")
-        lines.append(f"  {'features':<16}" + "".join(f"{m:>26}" for m in metrics))
+        lines.append("leakage (value / chance; attributes: the attack chosen on validation, others: best on users)")
+        lines.append(f"  {'features':<16}" + "".join(f"{TERMINAL_METRICS.get(m, m):>22}" for m in metrics))
+        notes = []
         for cipher in ciphers:
-            cells = []
+            cells = [_cell(best.get((cipher, metric))) for metric in metrics]
+            lines.append(f"  {cipher:<16}" + "".join(f"{c:>22}" for c in cells))
             for metric in metrics:
                 row = best.get((cipher, metric))
-                cells.append(f"{_plain(row['value'])} / {_plain(row.get('chance'))}" if row else "-")
-            lines.append(f"  {cipher:<16}" + "".join(f"{c:>26}" for c in cells))
+                beaten = row and beaten_by(row)
+                if beaten:
+                    notes.append(
+                        f"  note: {cipher} {TERMINAL_METRICS.get(metric, metric)}: {row['attack']} "
+                        f"({headline_rule(row)}) gives {figure(row['value'])}; {beaten[0]} reaches "
+                        f"{figure(beaten[1])} on the users' data"
+                    )
+        lines.extend(notes)
     reid = results.get("reid")
     if reid:
         plain = reid["plaintext"]
         lines.append("re-ID (plaintext -> decrypted)")
-        lines.append("  plaintext        " + "  ".join(f"{k} {_plain(v)}" for k, v in plain.items()))
+        shown = "  ".join(f"{REID_WORDS.get(k, k)} {figure(v)}" for k, v in plain.items())
+        if plain.get("mAP") == plain.get("mINP") and reid.get("matches_per_query") == [1, 1]:
+            shown += "  (mAP = mINP: each query has one correct gallery match)"
+        lines.append("  plaintext        " + shown)
         for name, figures in sorted(reid["decrypted"].items(), key=lambda kv: cipher_rank(kv[0])):
             lines.append(
-                f"  {name:<16} mAP {_plain(figures['mAP'])}  bit-exact {'yes' if figures['bit_exact'] else 'NO'}"
+                f"  {name:<16} mAP {figure(figures['mAP'])}  bit-exact {'yes' if figures['bit_exact'] else 'NO'}"
                 f"  same figures {'yes' if figures['same_figures'] else 'NO'}"
             )
-    shown = measured(results.get("throughput") or [])
+    shown = [row for row in results.get("throughput") or [] if (row.get("mfloat_per_s") or 0) > 0]
     if shown:
-        lines.append("throughput (million floats/s)")
-        lines.extend(f"  {row_label(row):<56} {row[THROUGHPUT]:>10,.1f}" for row in shown)
+        lines.append("throughput")
+        lines.extend(throughput_lines(shown, os.cpu_count()))
     lines.append("wall time (s)")
-    lines.extend(f"  {name:<28} {seconds:>8.1f}" for name, seconds in results["timings"].items())
+    stages = results.get("stages") or {}
+    for name, seconds in results["timings"].items():
+        record = stages.get(name) or {}
+        note = ""
+        if record.get("cached"):
+            computed = record.get("computed") or {}
+            took = computed.get("seconds")
+            note = "  reused from the cache" + ("" if took is None else f" (computed in {figure(took, 1)} s)")
+        load = (record.get("computed") or {}).get("load") if record.get("cached") else record.get("load")
+        if overloaded(load):
+            note += f"  [busy: load {load['load_1min']:.1f} > {load['cpu_count']} CPUs]"
+        lines.append(f"  {name:<28} {figure(seconds, 1):>8}{note}")
     for name, failure in results.get("failures", {}).items():
         lines.append(f"FAILED {name}: {failure}")
     return "\n".join(lines)
-
-
-def _plain(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(value)
-    return f"{value:.3f}" if math.isfinite(value) else "-"
