@@ -8,6 +8,7 @@ small models to one thread with ``torch_threads``.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import torch
 
@@ -31,9 +32,21 @@ def check_device(device: str) -> str:
     raise ShuffleBitsError(f"unknown device {device!r}; expected cpu or cuda")
 
 
+@lru_cache(maxsize=1)
+def _start_numba_threads() -> None:
+    """Start numba's thread pool now: its OpenMP layer resets the process's OpenMP thread count
+    (torch's too) when it starts, so a cipher kernel's first call inside ``torch_threads(1)`` used
+    to put torch on 2 threads for the rest of the run, moving figures in their 6th decimal."""
+    import numba
+
+    numba.get_num_threads()
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Run with ``n`` torch threads (``None``: unchanged): small models' steps are slower split across cores."""
+    if n is not None:
+        _start_numba_threads()
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)

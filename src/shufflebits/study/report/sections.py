@@ -17,6 +17,7 @@ from .select import (
     beaten_by,
     best_rows,
     cipher_rank,
+    feature_label,
     headline_rule,
 )
 
@@ -189,7 +190,9 @@ def leakage_html(rows: list[dict]) -> str:
     metrics += sorted({key[1] for key in best} - set(metrics))
     head = "".join(f"<th>{METRIC_TITLES.get(m, html.escape(m))}</th>" for m in metrics)
     body = "".join(
-        f'<tr><td class="name">{html.escape(c)}</td>' + "".join(_cell(best.get((c, m))) for m in metrics) + "</tr>"
+        f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
+        + "".join(_cell(best.get((c, m))) for m in metrics)
+        + "</tr>"
         for c in ciphers
     )
     parts = [
@@ -217,7 +220,7 @@ def leakage_html(rows: list[dict]) -> str:
         parts.append("<h3>Attribute inference per attribute (balanced accuracy of the attack chosen above)</h3>")
         parts.append(
             '<table id="leakage-attributes"><thead><tr><th class="name">attribute</th>'
-            + "".join(f"<th>{html.escape(c)}</th>" for c in attr_ciphers)
+            + "".join(f"<th>{html.escape(feature_label(c))}</th>" for c in attr_ciphers)
             + "</tr></thead><tbody>"
             + "".join(
                 f'<tr><td class="name">{html.escape(a)}</td>'

@@ -5,6 +5,13 @@ from __future__ import annotations
 from ...ciphers.catalogue import cipher_names
 
 FEATURE_ORDER = ("image", "plaintext", *cipher_names())  # "image": the raw-pixel probe
+FEATURE_LABELS = {"image": "image alone (pixels)"}  # what the image shows without any feature vector
+
+
+def feature_label(name: str) -> str:
+    """How the report names a row of the matrix: a cipher, plaintext, or the image itself."""
+    return FEATURE_LABELS.get(name, name)
+
 
 METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
 

@@ -10,7 +10,15 @@ import os
 from ..load import load_text, overloaded
 from ..numbers import figure
 from .sections import REID_WORDS
-from .select import METRIC_ORDER, THROUGHPUT_COLUMNS, beaten_by, best_rows, cipher_rank, headline_rule
+from .select import (
+    METRIC_ORDER,
+    THROUGHPUT_COLUMNS,
+    beaten_by,
+    best_rows,
+    cipher_rank,
+    feature_label,
+    headline_rule,
+)
 
 TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for one line each
     "attr_bacc_mean": "attributes (bacc)",
@@ -71,7 +79,7 @@ def summary_table(results: dict) -> str:
         notes = []
         for cipher in ciphers:
             cells = [_cell(best.get((cipher, metric))) for metric in metrics]
-            lines.append(f"  {cipher:<16}" + "".join(f"{c:>22}" for c in cells))
+            lines.append(f"  {feature_label(cipher):<16}" + "".join(f"{c:>22}" for c in cells))
             for metric in metrics:
                 row = best.get((cipher, metric))
                 beaten = row and beaten_by(row)
