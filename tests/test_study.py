@@ -68,6 +68,11 @@ def test_smoke_study_completes_every_stage(smoke):
     results = json.loads(smoke.results_json.read_text())
     assert {"leakage", "reid", "throughput", "timings", "environment"} <= set(results)
     assert {row["cipher"] for row in results["leakage"]} == {"image", "plaintext", *CIPHERS}  # image: pixel probe
+    victim = results["victim"]
+    assert victim["pretrained"] is None and victim["card"]["source"] == "measured in this run"
+    assert all(0.0 <= victim["card"]["own_world"][key] <= 1.0 for key in ("rank1", "mAP", "mINP"))
+    assert victim["card"]["user_world"] == {key: results["reid"]["plaintext"][key] for key in ("rank1", "mAP", "mINP")}
+    assert 'id="victim-card"' in smoke.index_html.read_text()
     for row in results["leakage"]:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
     assert set(results["reid"]["decrypted"]) == set(CIPHERS)
@@ -75,7 +80,8 @@ def test_smoke_study_completes_every_stage(smoke):
         assert figures["bit_exact"] and figures["same_figures"], name
         assert figures["mAP"] == results["reid"]["plaintext"]["mAP"]
     assert results["throughput"]
-    stages = {"user_world", "victim_world", "train_victim", "load_victim", "black_box", "extract_features"}
+    stages = {"user_world", "victim_world", "train_victim", "load_victim", "own_world_figures", "black_box"}
+    stages.add("extract_features")
     assert set(results["timings"]) == stages | {"leakage", "reid", "throughput", "report", "total"}
     assert results["config"] == json.loads(json.dumps(CONFIG.as_dict()))
     assert results["environment"]["seeds"]["seed"] == SEED

@@ -17,7 +17,7 @@ import numpy as np
 from ...atomic import atomic_write_text
 from ..load import load_text, overloaded
 from .figures import bar_figure
-from .sections import fmt, key_value_table, leakage_html, reid_html, section, timings_html
+from .sections import fmt, key_value_table, leakage_html, reid_html, section, timings_html, victim_card_html
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -124,7 +124,7 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             f"Attacker/user images: {html.escape(victim['dataset'])}; the attacker labels "
             f"{victim['n_attacker']:,} images of its own, the users leak {victim['n_user_query']:,} query and "
             f"{victim['n_user_gallery']:,} gallery features.</p>"
-        )
+        ) + victim_card_html(victim.get("card"))
     failed_list = ""
     if failures:
         failed_list = (
@@ -136,7 +136,8 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
     leakage = leakage_html(results["leakage"]) if results.get("leakage") else None
     training = figures.get("training")
     if training is None and victim:
-        training = "<p>The victim was loaded from given weights; this run trained nothing.</p>"
+        source = f"the zoo victim {victim['pretrained']}" if victim.get("pretrained") else "given weights"
+        training = f"<p>The victim was loaded from {html.escape(source)}; this run trained nothing.</p>"
     reid = reid_html(results["reid"]) if results.get("reid") else None
     timings = results["timings"]
     stage_times = {

@@ -357,3 +357,29 @@ def timings_html(timings: dict[str, float], stages: dict[str, dict]) -> str:
 def section(title: str, anchor: str, content: str | None, failure: str | None) -> str:
     failed = f'<div class="failed">This stage did not complete: {html.escape(failure)}</div>' if failure else ""
     return f'<section id="{anchor}"><h2>{title}</h2>{failed}{content or ""}</section>'
+
+
+def victim_card_html(card: dict | None) -> str:
+    """The victim's re-ID on its own world's test split and on a world it never saw, with where they come from."""
+    if not card:
+        return ""
+    worlds = (("own_world", "its own world's test split"), ("user_world", "a user world it never saw"))
+    body = "".join(
+        f'<tr><td class="name">{label}</td>'
+        + "".join(_td(card[world][key]) for key in ("rank1", "mAP", "mINP"))
+        + "</tr>"
+        for world, label in worlds
+    )
+    recipe, training = card.get("recipe"), card.get("training")
+    origin = html.escape(card["source"])
+    if recipe and training:
+        origin += (
+            f": trained on world seed {recipe['world_seed']} ({recipe['identities']:,} identities, half for "
+            f"training) at {recipe['input_size'][0]}x{recipe['input_size'][1]}, {training['epochs']} epochs, "
+            f"{fmt(training['wall_seconds'] / 60, 0)} min on {html.escape(training['hardware'])}; "
+            f"sha256 {html.escape(card['sha256'][:16])}…"
+        )
+    return (
+        '<table id="victim-card"><thead><tr><th class="name">victim re-ID on</th><th>rank-1</th><th>mAP</th>'
+        f'<th>mINP</th></tr></thead><tbody>{body}</tbody></table><p class="note">Victim card ({origin}).</p>'
+    )

@@ -69,6 +69,15 @@ def summary_table(results: dict) -> str:
     verdict = results.get("verdict")
     if verdict:
         lines.append(("NOTE: " if not verdict["ok"] else "") + verdict["headline"])
+    card = (results.get("victim") or {}).get("card")
+    if card:
+        worlds = (("own_world", "own world"), ("user_world", "user world"))
+        lines.append(
+            f"victim ({card['source']}): "
+            + "; ".join(
+                f"{label} rank-1 {figure(card[key]['rank1'])} mAP {figure(card[key]['mAP'])}" for key, label in worlds
+            )
+        )
     rows = results.get("leakage")
     if rows:
         best = best_rows(rows)
