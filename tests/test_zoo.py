@@ -134,3 +134,13 @@ def test_zoo_list_names_every_entry(micro, capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in zoo.ZOO)
     assert f"{MICRO.name}: osnet_x0_25 at 64x32, 1 epochs" in out
+
+
+def test_a_profile_whose_zoo_victim_is_not_installed_trains_one_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)  # an installation without zoo weights
+    config = StudyConfig.from_profile("quick")
+    assert config.victim.trained_here and config.victim.untrained_zoo == "osnet_x0_25-synth-128x64"
+    explicit = StudyConfig.from_profile("quick", pretrained="osnet_x0_25-synth-128x64")
+    with pytest.raises(ShuffleBitsError, match="no trained weights"):
+        explicit.validate()
+    assert StudyConfig.from_profile("quick", train_victim=True).victim.untrained_zoo is None

@@ -91,6 +91,12 @@ def zoo_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
+def is_trained(name: str) -> bool:
+    """Whether this installation holds the entry's weights and card (whether they verify is checked on load)."""
+    entry = zoo_entry(name)
+    return entry.weights_path.is_file() and entry.card_path.is_file()
+
+
 def read_card(name: str) -> dict:
     """The model card of a trained entry; a missing or unreadable card is a one-line error."""
     entry = zoo_entry(name)

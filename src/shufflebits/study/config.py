@@ -80,6 +80,7 @@ class VictimConfig:
     model: str
     weights: str | None = None
     pretrained: str | None = None  # a victim-zoo entry (``shufflebits.models.zoo``)
+    untrained_zoo: str | None = None  # the profile's zoo victim, not installed yet, so one is trained in the run
 
     @property
     def onnx(self) -> str | None:
@@ -202,7 +203,12 @@ class StudyConfig:
         The victim: ``weights`` or an ``onnx:PATH`` ``victim`` if given, else the
         zoo victim ``pretrained`` (by default the profile's), else, with
         ``train_victim`` (or a profile without a zoo victim), one trained here.
+        A profile's zoo victim that this installation does not hold yet is
+        replaced by one trained here, recorded as ``victim.untrained_zoo``
+        (and said in the log and the report).
         """
+        from ..models.zoo import is_trained
+
         profile = get_profile(profile)
         model = victim or profile.victim_model
         if model.startswith(ONNX_PREFIX):
@@ -210,11 +216,16 @@ class StudyConfig:
         if train_victim and pretrained is not None:
             raise ConfigError("{train_victim} trains a victim; it cannot also use {pretrained}")
         given = weights is not None or model.startswith(ONNX_PREFIX)
+        untrained_zoo = None
         if pretrained is None and not given and not train_victim and model == profile.victim_model:
             pretrained = profile.victim_pretrained
+            if pretrained is not None and not is_trained(pretrained):
+                pretrained, untrained_zoo = None, pretrained
         return cls(
             profile=profile,
-            victim=VictimConfig(model=model, weights=_absolute(weights), pretrained=pretrained),
+            victim=VictimConfig(
+                model=model, weights=_absolute(weights), pretrained=pretrained, untrained_zoo=untrained_zoo
+            ),
             data=DataConfig(dataset=dataset, root=_absolute(root), attributes=_absolute(attributes)),
             device=str(device),
             via_http=bool(via_http),

@@ -245,6 +245,7 @@ def victim_card(victim: VictimData, reid: dict | None) -> dict | None:
 def _victim_summary(victim: VictimData, cached: list[str], config: StudyConfig, reid: dict | None) -> dict:
     return {
         "pretrained": config.victim.pretrained,
+        "untrained_zoo": config.victim.untrained_zoo,
         "card": victim_card(victim, reid),
         "model": victim.victim,
         "dataset": victim.dataset,

@@ -275,7 +275,13 @@ def victim_stages(config: StudyConfig) -> list[Stage]:
                 ),
                 code=("data", "models", "engine"),
                 load=_trained,
-                description=f"training the victim {victim.model} ({config.profile.epochs} epochs)",
+                description=f"training the victim {victim.model} ({config.profile.epochs} epochs)"
+                + (
+                    f"; the zoo victim {victim.untrained_zoo} is not installed yet "
+                    f"(`shufflebits zoo train {victim.untrained_zoo}` makes it)"
+                    if victim.untrained_zoo
+                    else ""
+                ),
             )
         )
     if victim.pretrained is not None:

@@ -125,6 +125,13 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             f"{victim['n_attacker']:,} images of its own, the users leak {victim['n_user_query']:,} query and "
             f"{victim['n_user_gallery']:,} gallery features.</p>"
         ) + victim_card_html(victim.get("card"))
+        if victim.get("untrained_zoo"):
+            intro += (
+                f'<p class="failed">The profile\'s zoo victim {html.escape(victim["untrained_zoo"])} is not '
+                "installed in this checkout, so this run trained a weaker victim of its own "
+                f"(<code>shufflebits zoo train {html.escape(victim['untrained_zoo'])}</code> makes the zoo "
+                "victim).</p>"
+            )
     failed_list = ""
     if failures:
         failed_list = (
