@@ -40,7 +40,7 @@ def test_rows_follow_the_schema(matrix):
     rows = [row.as_dict() for row in result.rows]
     for row in rows:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
-        assert row["metric"] in METRICS and row["cipher"] in ("plaintext", *CIPHERS)
+        assert row["metric"] in METRICS and row["cipher"] in ("image", "plaintext", *CIPHERS)  # image: pixel probe
         assert isinstance(row["value"], float) and isinstance(row["n"], int) and row["n"] > 0
         assert ("attribute" in row) == (row["metric"] == "attr_bacc")
     for cipher in ("plaintext", *CIPHERS):

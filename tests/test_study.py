@@ -32,7 +32,7 @@ from shufflebits.study.stages import Stage, StageRunner
 CIPHERS = cipher_names()
 SEED = 3
 CONFIG = StudyConfig.from_profile("smoke", seed=SEED, progress=False)
-CACHED_STAGES = {"user_world", "victim_world", "train_victim", "extract_features", "leakage"}
+CACHED_STAGES = {"user_world", "victim_world", "train_victim", "own_world_figures", "extract_features", "leakage"}
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -405,7 +405,8 @@ def test_profiles_fit_their_purpose():
     assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan")
     assert quick.victim_identities < default.victim_identities < paper.victim_identities
     assert quick.epochs <= default.epochs <= paper.epochs
-    assert quick.user_identities <= default.user_identities <= paper.user_identities
+    assert quick.user_identities // 2 >= 500 and default.user_identities // 2 >= 1000  # attacker identities
+    assert quick.victim_pretrained and default.victim_pretrained and paper.victim_pretrained  # zoo victims
     assert min(p.victim_images_per_identity for p in (quick, default, paper)) >= 4  # P x K batches with K = 4
     with pytest.raises(ShuffleBitsError, match="unknown study profile"):
         get_profile("huge")
