@@ -65,6 +65,9 @@ AES_BLOCK = 16
 # the next one on a worker thread while the kernel permutes the current one.
 _CHUNK_BYTES = 1 << 20
 _TAG_FIXED, _TAG_DIMENSION = 1, 2
+# Per-dimension batches this small move bits directly instead of building the
+# byte tables (1,024 entries per dimension, worth it from about this many rows).
+TABLE_ROWS = 64
 _SCHEDULE_BYTES = 4 * prf.BLOCK  # keystream per derived permutation before derived_permutation's retry
 _worker: ThreadPoolExecutor | None = None
 
@@ -190,8 +193,12 @@ class ShuffleBits(Cipher):
         """Byte lookup tables of the fast kernels (cached per word size and width)."""
         key = ("lut", bits, d, decrypt)
         if key not in self._cache:
-            word = np.dtype(f"u{bits // 8}")
-            self._cache[key] = kernels_numpy.lookup_tables(self.destinations(bits, d, decrypt), word)
+            from . import kernels_numba
+
+            dst = self.destinations(bits, d, decrypt)
+            out = np.empty((*dst.shape[:-1], bits // 8, 256), dtype=f"u{bits // 8}")
+            kernels_numba.lookup_tables(dst.reshape(-1, bits), out.reshape(-1, bits // 8, 256))
+            self._cache[key] = out
         return self._cache[key]
 
     def _subkey(self, purpose: str) -> bytes:
@@ -226,6 +233,9 @@ class ShuffleBits(Cipher):
                 return kernels_numpy.permute(words, self.destinations(bits, d, decrypt)), None
             from . import kernels_numba
 
+            if ("lut", bits, d, decrypt) not in self._cache and len(words) < TABLE_ROWS:
+                dst = self.destinations(bits, d, decrypt)
+                return kernels_numba.per_dimension_direct(words, dst, np.empty_like(words)), None
             return kernels_numba.per_dimension(words, self.tables(bits, d, decrypt), np.empty_like(words)), None
         return self._one_time(words, bits, nonces, decrypt)
 
