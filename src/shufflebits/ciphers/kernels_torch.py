@@ -8,6 +8,8 @@ masked to 32 bits, so nothing leaves the device.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import torch
 
@@ -129,11 +131,8 @@ def chacha20_blocks(key: bytes, counters: torch.Tensor, nonce_words: torch.Tenso
 
     Returns ``(m, 16)`` int64 keystream words (each < 2**32, little-endian order).
     """
-    key_words = np.frombuffer(key, dtype="<u4").astype(np.int64)
-    constants = np.frombuffer(b"expand 32-byte k", dtype="<u4").astype(np.int64)
-    device = counters.device
-    fixed = torch.from_numpy(np.concatenate([constants, key_words])).to(device)
-    init = [fixed[i].expand_as(counters) for i in range(12)]
+    fixed = struct.unpack("<12I", b"expand 32-byte k" + key)  # Python ints: torch.compile traces them as constants
+    init = [torch.full_like(counters, word) for word in fixed]
     init += [counters & _MASK32, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
     s = list(init)
     for _ in range(10):
