@@ -13,10 +13,10 @@ Every row is timed several times and reports the best, median and worst run
 (``mfloat_per_s`` is the best). Latency rows time one hot 512-d vector through
 each cipher's ``encrypt`` (and ``encrypt_tensor``) many times; setup rows time a
 fresh per-dimension key for 65,536 dimensions. The "fresh output" rows show
-where fixed-mode stalls come from: numpy asks the kernel for transparent huge
-pages on large arrays (``madvise``), and with ``defrag=madvise`` a page fault
-may wait for memory compaction; the same call with that advice off, or a kernel
-writing into a reused buffer, does not stall.
+what allocation adds to the fixed kernel: a fresh 64 MiB output is faulted in
+page by page on every call (numpy hands large arrays back to the OS), and
+numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays lets a fault wait for memory
+compaction (``defrag=madvise``); the kernel rows write into one reused buffer.
 """
 
 from __future__ import annotations

@@ -279,3 +279,12 @@ def lookup_tables(dst, out):
                     b += 1
                 row[v] = row[v ^ low] | moved[b]
     return out
+
+
+# Serial twins of the parallel kernels (``prange`` runs as ``range``): a parallel
+# region costs a thread-pool wake-up, which on a busy machine can wait for a
+# descheduled worker for milliseconds, so single vectors take these.
+fixed_serial = njit(error_model="numpy", cache=True)(fixed.py_func)
+per_dimension_serial = njit(error_model="numpy", cache=True)(per_dimension.py_func)
+per_dimension_direct_serial = njit(error_model="numpy", cache=True)(per_dimension_direct.py_func)
+SERIAL_BELOW = 1 << 16  # elements

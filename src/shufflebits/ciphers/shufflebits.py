@@ -225,7 +225,8 @@ class ShuffleBits(Cipher):
             from . import kernels_numba
 
             flat = words.reshape(-1)
-            out = kernels_numba.fixed(flat, self.tables(bits, None, decrypt), np.empty_like(flat))
+            kernel = kernels_numba.fixed_serial if flat.size < kernels_numba.SERIAL_BELOW else kernels_numba.fixed
+            out = kernel(flat, self.tables(bits, None, decrypt), np.empty_like(flat))
             return out.reshape(words.shape), None
         _n, d = words.shape
         if self.mode == "per-dimension":
@@ -233,10 +234,12 @@ class ShuffleBits(Cipher):
                 return kernels_numpy.permute(words, self.destinations(bits, d, decrypt)), None
             from . import kernels_numba
 
+            serial = words.size < kernels_numba.SERIAL_BELOW
             if ("lut", bits, d, decrypt) not in self._cache and len(words) < TABLE_ROWS:
-                dst = self.destinations(bits, d, decrypt)
-                return kernels_numba.per_dimension_direct(words, dst, np.empty_like(words)), None
-            return kernels_numba.per_dimension(words, self.tables(bits, d, decrypt), np.empty_like(words)), None
+                kernel = kernels_numba.per_dimension_direct_serial if serial else kernels_numba.per_dimension_direct
+                return kernel(words, self.destinations(bits, d, decrypt), np.empty_like(words)), None
+            kernel = kernels_numba.per_dimension_serial if serial else kernels_numba.per_dimension
+            return kernel(words, self.tables(bits, d, decrypt), np.empty_like(words)), None
         return self._one_time(words, bits, nonces, decrypt)
 
     def one_time_keystream(self, n: int, d: int, bits: int, nonces=None):
@@ -248,17 +251,19 @@ class ShuffleBits(Cipher):
         the key and nonces, never on features.
         """
         row_bytes, blocks = one_time_layout(bits, d)
+        runs = None
         if nonces is None:
             nonces = one_time_nonces(n, blocks, self.nonce_source)
-        return nonces, self._keystream_chunks(nonces, d, bits, row_bytes, blocks)
+            runs = [(0, n)] if n else []  # fresh nonces: one stream, nothing to inspect
+        return nonces, self._keystream_chunks(nonces, d, bits, row_bytes, blocks, runs)
 
-    def _keystream_chunks(self, nonces, d, bits, row_bytes, blocks):
+    def _keystream_chunks(self, nonces, d, bits, row_bytes, blocks, runs):
         global _worker
         stride = blocks * AES_BLOCK
         rows = max(1, _CHUNK_BYTES // max(stride, 1))
         jobs = [
             (a, min(b, a + rows), a == start)
-            for start, b in one_time_runs(nonces, blocks)
+            for start, b in (runs if runs is not None else one_time_runs(nonces, blocks))
             for a in range(start, b, rows)
         ]
         if not jobs or row_bytes == 0:
