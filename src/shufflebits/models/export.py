@@ -16,10 +16,13 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import atomic_write
-from ..ciphers import Cipher
-from ..ciphers.onnx_ops import MIN_OPSET, append_cipher, check_exportable
+from ..ciphers import Cipher, Sealed, prf
+from ..ciphers.onnx_ops import MIN_OPSET, NONCE_INPUT, append_cipher, check_exportable
 from ..errors import ShuffleBitsError
+from .extractor import OnnxExtractor
 
 TORCH_OPSET = 20  # what torch's TorchScript exporter writes; the graph is converted up to the target opset
 FEATURES = "features"
@@ -126,3 +129,55 @@ def export_encrypting_model(
         "nodes": len(model.graph.node),
         "bytes": os.path.getsize(out),
     }
+
+
+def exported_cipher(path: str | os.PathLike) -> dict | None:
+    """The cipher metadata an exported model carries (``cipher``, ``key_fingerprint``), or None."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX: OnnxExtractor reports it
+        return None
+    props = {p.key: p.value for p in model.metadata_props}
+    if "shufflebits.cipher" not in props:
+        return None
+    return {"cipher": props["shufflebits.cipher"], "key_fingerprint": props["shufflebits.key_fingerprint"]}
+
+
+class EncryptedOnnxExtractor(OnnxExtractor):
+    """An exported encrypting model run by onnxruntime: images in, ``Sealed`` out.
+
+    ChaChaPad models get fresh nonces per batch from ``os.urandom`` (the graph
+    cannot draw them); decrypting needs the key, not the model file.
+    """
+
+    def __init__(self, path: str | os.PathLike, info: dict, **kwargs):
+        super().__init__(path, **kwargs)
+        self.cipher_name, self.key_fingerprint = info["cipher"], info["key_fingerprint"]
+        self.needs_nonces = NONCE_INPUT in {node.name for node in self.session.get_inputs()}
+        self._nonces: list[np.ndarray] = []
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        feeds = {self.input_name: batch}
+        if self.needs_nonces:
+            nonces = prf.batch_nonces(len(batch), -(-self.feature_dim * 4 // prf.BLOCK), os.urandom)
+            feeds[NONCE_INPUT] = nonces
+            self._nonces.append(nonces)
+        return self.session.run(None, feeds)[0]
+
+    def __call__(self, images, flip: bool = False) -> Sealed:
+        if flip or self.normalize_features:
+            raise ShuffleBitsError(
+                "an encrypting ONNX model outputs ciphertext: no flip-test or normalisation after it"
+            )
+        self._nonces = []
+        ciphertext = np.ascontiguousarray(super().__call__(images), dtype=np.float32)
+        nonces = np.concatenate(self._nonces) if self.needs_nonces else None
+        return Sealed.from_words(
+            ciphertext.view(np.uint32),
+            cipher=self.cipher_name,
+            key_fingerprint=self.key_fingerprint,
+            dtype="float32",
+            nonces=nonces,
+        )
