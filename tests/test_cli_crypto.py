@@ -140,4 +140,7 @@ def test_bench_json_small(capsys):
         assert row["latency_us_min"] <= row["latency_us"] <= row["latency_us_max"]
         assert row["latency_us"] == pytest.approx(row["seconds_median"] * 1e6)
     assert "shufflebits-dim key setup, d=65,536" in latency
-    assert [row["name"] for row in rows if row["extrapolated"]] == ["per-element reference (pure Python, extrapolated)"]
+    assert [row["name"] for row in rows if row["extrapolated"]] == [
+        "per-element reference (pure Python, extrapolated)",
+        "ChaChaPad, device kernel (1/16 of the data)",
+    ]

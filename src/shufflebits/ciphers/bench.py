@@ -122,7 +122,7 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     import torch
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-    from . import kernels_numba, kernels_numpy
+    from . import kernels_numba, kernels_numpy, kernels_torch, prf
     from .catalogue import cipher_names, spec
     from .keys import generate_key
     from .shufflebits import ShuffleBits
@@ -147,6 +147,11 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         cipher.encrypt(features[:2])
         if hasattr(cipher, "encrypt_tensor"):
             cipher.encrypt_tensor(x[:2])
+    xi = kernels_torch.int_view(x)
+    wide = kernels_torch.table_tensor(kernels_torch.wide_tables(fixed_tables), "cpu")
+    dim_table_tensor = kernels_torch.table_tensor(dim_tables, "cpu")
+    pad_rows = max(1, len(features) // 16)
+    pad_nonces = torch.from_numpy(prf.batch_nonces(pad_rows, _DIM * 4 // 64, os.urandom))
     aead_key = os.urandom(32)
     nonce = os.urandom(12)
     aesgcm, chachapoly = AESGCM(aead_key), ChaCha20Poly1305(aead_key)
@@ -182,8 +187,14 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
             _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))),
             count,
         ),
-        ("ShuffleBits fixed", "torch cpu", lambda: fixed.encrypt_tensor(x), count),
-        ("ShuffleBits fixed, 1 thread", "torch cpu", _one_thread(lambda: fixed.encrypt_tensor(x)), count),
+        ("ShuffleBits fixed, encrypt_tensor", "cpu tensor: numba", lambda: fixed.encrypt_tensor(x), count),
+        ("ShuffleBits fixed, device kernel", "torch ops on cpu", lambda: kernels_torch.permute_fixed(xi, wide), count),
+        (
+            "ShuffleBits fixed, device kernel, 1 thread",
+            "torch ops on cpu",
+            _one_thread(lambda: kernels_torch.permute_fixed(xi, wide)),
+            count,
+        ),
         ("ShuffleBits fixed, cipher.encrypt (fresh output)", "numba", lambda: fixed.encrypt(features), count),
         (
             "ShuffleBits fixed, cipher.encrypt (fresh output, no hugepage advice)",
@@ -192,11 +203,28 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
             count,
         ),
         ("ShuffleBits per-dimension", "numba", lambda: kernels_numba.per_dimension(words, dim_tables, out), count),
-        ("ShuffleBits per-dimension", "torch cpu", lambda: per_dim.encrypt_tensor(x), count),
+        ("ShuffleBits per-dimension, encrypt_tensor", "cpu tensor: numba", lambda: per_dim.encrypt_tensor(x), count),
+        (
+            "ShuffleBits per-dimension, device kernel",
+            "torch ops on cpu",
+            lambda: kernels_torch.permute_per_dimension(xi, dim_table_tensor),
+            count,
+        ),
         ("ShuffleBits one-time, cipher.encrypt", "numba + AES-CTR", lambda: one_time.encrypt(features), count),
-        ("ShuffleBits one-time", "torch cpu + AES-CTR", lambda: one_time.encrypt_tensor(x), count),
+        (
+            "ShuffleBits one-time, encrypt_tensor",
+            "cpu tensor: numba + AES-CTR",
+            lambda: one_time.encrypt_tensor(x),
+            count,
+        ),
         ("ChaChaPad, cipher.encrypt", "OpenSSL ChaCha20", lambda: pad.encrypt(features), count),
-        ("ChaChaPad", "torch cpu (OpenSSL ChaCha20)", lambda: pad.encrypt_tensor(x), count),
+        ("ChaChaPad, encrypt_tensor", "cpu tensor: OpenSSL ChaCha20", lambda: pad.encrypt_tensor(x), count),
+        (
+            "ChaChaPad, device kernel (1/16 of the data)",
+            "torch ops on cpu",
+            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad.key.material, pad_nonces),
+            pad_rows * _DIM,
+        ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),
     ]
     repeats = {"ShuffleBits fixed": 9}  # the fixed rows get more runs: their worst run shows any stall
