@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from conftest import shared_file  # noqa: E402
 from shufflebits.ciphers import Sealed, cipher_names, generate_key, prf, save_key, spec  # noqa: E402
 from shufflebits.ciphers.onnx_ops import MIN_OPSET, append_cipher, exportable_names  # noqa: E402
 from shufflebits.cli import main  # noqa: E402
@@ -145,3 +146,20 @@ def test_cli_export_and_serve_answer_ciphertext(tmp_path, capsys):
     assert features.shape == (2, 512) and np.all(np.isfinite(features))
     with pytest.raises(ShuffleBitsError, match="already encrypts"):
         create_app(extractor, "token", create_cipher("chacha20"))
+
+
+def test_real_onnx_extractor_gets_its_cipher_appended(tmp_path):
+    """An existing (older-opset) ONNX re-ID model: converted to opset 26, its ciphertext decrypts to its own output."""
+    source = shared_file("weights/osnet_x0_25_msmt17.onnx")
+    cipher = create_cipher("shufflebits-dim")
+    info = export_encrypting_model(f"onnx:{source}", cipher, tmp_path / "enc.onnx")
+    assert info["opset"] == MIN_OPSET and info["feature_dim"] == 512
+    batch = np.random.default_rng(0).random((2, 3, 256, 128), dtype=np.float32)
+    original = ort.InferenceSession(str(source))
+    plain = original.run(None, {original.get_inputs()[0].name: batch})[0]
+    encrypted = ort.InferenceSession(str(tmp_path / "enc.onnx"))
+    ciphertext = encrypted.run(None, {encrypted.get_inputs()[0].name: batch})[0]
+    sealed = Sealed.from_words(
+        ciphertext.view(np.uint32), cipher=cipher.name, key_fingerprint=cipher.key.fingerprint, dtype="float32"
+    )
+    assert np.array_equal(cipher.decrypt(sealed).view(np.uint32), plain.view(np.uint32))
