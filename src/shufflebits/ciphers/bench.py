@@ -245,7 +245,7 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         latency_cases.append((f"{name}, cipher.encrypt, 1 vector", "host", lambda c=cipher: c.encrypt(vector)))
         if hasattr(cipher, "encrypt_tensor"):
             run = lambda c=cipher: c.encrypt_tensor(tensor)  # noqa: E731
-            latency_cases.append((f"{name}, encrypt_tensor, 1 vector", "torch cpu", run))
+            latency_cases.append((f"{name}, encrypt_tensor, 1 vector", "cpu tensor", run))
     wide = 65536
     latency_cases.append(
         (
