@@ -1,5 +1,5 @@
 """Known answers for our own constructions, frozen from the implementation at commit b2af0e7
-(the one-time vector: from the Beneš construction of file format version 2).
+(the one-time vector: at 38b47e4, the Beneš construction of file format version 2).
 
 Round trips pass even when a derivation changes, while every file written before
 stops decrypting; these vectors fail instead. They pin the sub-key labels, the
