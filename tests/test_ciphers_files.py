@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from shufflebits.ciphers import cipher_names, generate_key
+from shufflebits.ciphers import cipher_names, files, generate_key
 from shufflebits.ciphers.files import load_encrypted, read_header, save_encrypted
 from shufflebits.errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from shufflebits.registry import create_cipher
@@ -29,7 +29,7 @@ def test_file_round_trip_and_layout(tmp_path, name):
         assert archive["ciphertext"].dtype.kind == "u"  # integer words, never floats
         header = json.loads(archive["header"].tobytes())
         assert "accumulated_feature_array" not in archive.files
-    assert header["cipher"] == name and header["version"] == 1
+    assert header["cipher"] == name and header["version"] == files.FILE_VERSION == 2
     assert header["key_fingerprint"] == cipher.key.fingerprint
     assert header["dtype"] == "float32" and header["shape"] == [6, 12]
     assert cipher.key.material.hex() not in path.read_bytes().hex()
@@ -105,3 +105,22 @@ def test_key_for_another_cipher_and_bad_output_name(tmp_path):
         other = create_cipher("shufflebits", key=generate_key("shufflebits"))
         save_encrypted(tmp_path / "f.npz", other, cipher.encrypt(features()))
     assert not (tmp_path / "f.npz").exists()
+
+
+@pytest.mark.parametrize("name", CIPHERS)
+def test_version_1_files_load_except_one_time(tmp_path, monkeypatch, name):
+    """Version 2 changed only the one-time construction: its version 1 files are refused in one line."""
+    cipher = create_cipher(name)
+    x = features()
+    path = tmp_path / "v1.npz"
+    with monkeypatch.context() as patch:
+        patch.setattr(files, "FILE_VERSION", 1)
+        save_encrypted(path, cipher, cipher.encrypt(x))
+    if cipher.key.mode == "one-time":
+        with pytest.raises(ShuffleBitsError, match="version 1 one-time ShuffleBits files") as error:
+            load_encrypted(path, cipher)
+        assert "\n" not in str(error.value)
+    else:
+        assert read_header(path)[0]["version"] == 1
+        sealed, _ = load_encrypted(path, cipher)
+        assert cipher.decrypt(sealed).tobytes() == x.tobytes()

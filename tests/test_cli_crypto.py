@@ -129,9 +129,21 @@ def test_bench_json_small(capsys):
         assert row["ratio_vs_aes_gcm"] == pytest.approx(row["mfloat_per_s"] / aes), row["name"]
         assert row["ratio_vs_aes_gcm_allocating"] == pytest.approx(row["mfloat_per_s"] / aes_allocating), row["name"]
         assert row["ratio_vs_reference"] == pytest.approx(row["mfloat_per_s"] / reference), row["name"]
-        # seconds are for the whole 0.25 MiB (65536 floats), also where only a sample was timed
-        assert row["seconds"] * row["mfloat_per_s"] * 1e6 == pytest.approx(0.25 * 2**20 / 4), row["name"]
-    assert [row["name"] for row in rows if row["extrapolated"]] == ["per-element reference (pure Python, extrapolated)"]
+        # throughput seconds are for the whole 0.25 MiB (65536 floats), also where only a sample was timed;
+        # latency and setup rows time single calls
+        floats = 0.25 * 2**20 / 4 if row["kind"] == "throughput" else (65536 if "d=65,536" in row["name"] else 512)
+        assert row["seconds"] * row["mfloat_per_s"] * 1e6 == pytest.approx(floats), row["name"]
+        assert row["mfloat_per_s"] >= row["mfloat_per_s_median"] >= row["mfloat_per_s_worst"] > 0, row["name"]
+    latency = {row["name"]: row for row in rows if row["kind"] != "throughput"}
+    for name in cipher_names():  # every cipher has a single-vector latency row, in microseconds
+        row = latency[f"{name}, cipher.encrypt, 1 vector"]
+        assert row["latency_us_min"] <= row["latency_us"] <= row["latency_us_max"]
+        assert row["latency_us"] == pytest.approx(row["seconds_median"] * 1e6)
+    assert "shufflebits-dim key setup, d=65,536" in latency
+    assert [row["name"] for row in rows if row["extrapolated"]] == [
+        "per-element reference (pure Python, extrapolated)",
+        "ChaChaPad, device kernel (1/16 of the data)",
+    ]
 
 
 def test_encrypt_and_decrypt_keep_an_existing_output_unless_forced(tmp_path, capsys, plain):

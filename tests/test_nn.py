@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shufflebits.ciphers import ChaChaPad, ShuffleBits, generate_key, kernels_numpy, kernels_torch, prf, spec  # noqa: E402
+from shufflebits.ciphers import ChaChaPad, Sealed, ShuffleBits, generate_key, kernels_numpy, kernels_torch, prf, spec  # noqa: E402
 from shufflebits.errors import ShuffleBitsError  # noqa: E402
 from shufflebits.nn import EncryptedFeatures, EncryptedOutput  # noqa: E402
 from shufflebits.registry import create_cipher  # noqa: E402
@@ -50,10 +50,14 @@ def test_torch_one_time_decrypts_with_both_host_kernels(dtype):
         back = ShuffleBits(cipher.key, kernel=kernel).decrypt(sealed)
         back = back if isinstance(back, torch.Tensor) else torch.from_numpy(back)
         assert torch.equal(int_bits(back), int_bits(x))
-    # the numpy reference bit mover with the host-derived permutations gives the same ciphertext
-    _, dst = cipher.one_time_destinations(6, 19, 8 * x.element_size(), sealed.nonces)
+    # the numpy reference network on the same host keystream gives the same ciphertext
     plain_words = int_bits(x).numpy().view(sealed.words().dtype)
-    assert np.array_equal(kernels_numpy.permute(plain_words, dst), sealed.words())
+    _, chunks = cipher.one_time_keystream(6, 19, 8 * x.element_size(), sealed.nonces)
+    ((_, _, stream),) = list(chunks)
+    switches = kernels_numpy.benes_switches(
+        *cipher.switch_words(stream, 19, 8 * x.element_size()), 8 * x.element_size()
+    )
+    assert np.array_equal(kernels_numpy.benes(plain_words, switches), sealed.words())
 
 
 def test_torch_fixed_mode_matches_paper_vectors(shared_dir):
@@ -137,3 +141,44 @@ def test_encrypted_output_under_torch_compile():
         out = compiled(x)
         plain = model(x)
     assert cipher.decrypt(wrapped.seal(out)).tobytes() == plain.numpy().tobytes()
+
+
+def test_device_kernels_equal_the_host_paths_eager_and_compiled():
+    """Every torch kernel a device runs, eager and under torch.compile (inductor), against numba / OpenSSL."""
+    x = random_tensor((48, 40), torch.float32, 5)
+    words = int_bits(x)
+    fixed, per_dim = create_cipher("shufflebits"), create_cipher("shufflebits-dim")
+    one_time, pad = create_cipher("shufflebits-otp"), ChaChaPad(ChaChaPad.generate_key())
+    wide = kernels_torch.table_tensor(kernels_torch.wide_tables(fixed.tables(32, None, False)), "cpu")
+    tables = kernels_torch.table_tensor(per_dim.tables(32, 40, False), "cpu")
+    nonces, chunks = one_time.one_time_keystream(48, 40, 32)
+    ((_, _, stream),) = list(chunks)
+    pairs, middle = (kernels_torch.host_words(w, "cpu").clone() for w in one_time.switch_words(stream, 40, 32))
+    pad_nonces = torch.from_numpy(prf.batch_nonces(48, 3, lambda n: bytes(range(n))))
+
+    def kernels(words, wide, tables, pairs, middle, pad_nonces):
+        return (
+            kernels_torch.permute_fixed(words, wide),
+            kernels_torch.permute_per_dimension(words, tables),
+            kernels_torch.benes(words, pairs, middle),
+            kernels_torch.xor_pad(words, pad.key.material, pad_nonces),
+        )
+
+    host_words = words.numpy().view(np.uint32)
+    sealed_one_time = Sealed.from_words(
+        host_words, cipher=one_time.name, key_fingerprint=one_time.key.fingerprint, dtype="float32", nonces=nonces
+    )
+    expected = [
+        fixed.encrypt(x).words(),
+        per_dim.encrypt(x).words(),
+        one_time._apply(host_words, nonces, decrypt=False)[0],
+        pad._xor(host_words, pad_nonces.numpy()),
+    ]
+    assert np.array_equal(
+        one_time.decrypt(sealed_one_time).view(np.uint32), one_time._apply(host_words, nonces, True)[0]
+    )
+    compiled = torch.compile(kernels)
+    for run in (kernels, compiled):
+        outputs = run(words, wide, tables, pairs, middle, pad_nonces)
+        for out, want in zip(outputs, expected):
+            assert np.array_equal(out.numpy().view(np.uint32), want)

@@ -9,14 +9,19 @@ Supported ciphers: every format-preserving one (output: a ciphertext tensor of
 the features' shape and dtype). Fixed and per-dimension ShuffleBits need no
 nonces (``nonces`` is None). ChaChaPad and one-time ShuffleBits are nonce
 ciphers: the output also carries the per-vector nonces (uint8 ``(n, 16)``,
-drawn on the host from the cipher's nonce source (``os.urandom``) and copied to the device; one-time mode
-also uploads its key-derived per-element permutations; neither involves the
-features). AES-GCM is not format-preserving and has no torch kernel: encrypt
+drawn on the host from the cipher's nonce source (``os.urandom``) and copied to
+the device). One-time mode also uploads its AES-CTR switch keystream (18 bytes
+per float32) and runs the Beneš stages on the device; ChaChaPad XORs CPU
+tensors with OpenSSL's keystream and computes ChaCha20 in torch on other
+devices. None of this involves the features. AES-GCM is not format-preserving and has no torch kernel: encrypt
 on the host with ``cipher.encrypt``.
 
 ``torch.compile``: compiling the wrapper compiles the model; the encryption step
 is excluded from tracing (``torch.compiler.disable``: key schedules and nonces
 are host-side Python) and runs its torch kernels eagerly on the same device.
+The kernels themselves (``kernels_torch``) also compile: ``tests/test_nn.py``
+checks them under ``torch.compile`` against the numba and OpenSSL paths.
+For a deployable model whose graph outputs ciphertext, see ``shufflebits export``.
 """
 
 from __future__ import annotations

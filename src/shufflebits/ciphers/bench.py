@@ -8,6 +8,15 @@ machine may be shared: parallel kernels suffer most from other processes, so
 the "1 thread" rows give per-core figures comparable with single-threaded OpenSSL.
 The per-element reference re-creates the definition (bit strings in pure
 Python); it is timed on a small sample and extrapolated.
+
+Every row is timed several times and reports the best, median and worst run
+(``mfloat_per_s`` is the best). Latency rows time one hot 512-d vector through
+each cipher's ``encrypt`` (and ``encrypt_tensor``) many times; setup rows time a
+fresh per-dimension key for 65,536 dimensions. The "fresh output" rows show
+what allocation adds to the fixed kernel: a fresh 64 MiB output is faulted in
+page by page on every call (numpy hands large arrays back to the OS), and
+numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays lets a fault wait for memory
+compaction (``defrag=madvise``); the kernel rows write into one reused buffer.
 """
 
 from __future__ import annotations
@@ -23,16 +32,41 @@ REFERENCE_SAMPLE = 20_000
 _DIM = 512
 
 
-def _time(run: Callable[[], object], repeats: int = 3) -> float:
-    """Best wall time of ``run``; a run over a second is not repeated."""
-    best = float("inf")
+def _time(run: Callable[[], object], repeats: int = 5, budget: float = 3.0) -> list[float]:
+    """Wall times of ``run``: ``repeats`` runs, fewer (at least 3) once they pass ``budget`` seconds."""
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
-        best = min(best, time.perf_counter() - start)
-        if best > 1.0:
+        times.append(time.perf_counter() - start)
+        if len(times) >= 3 and sum(times) > budget:
             break
-    return best
+    return times
+
+
+def _latency(run: Callable[[], object], repeats: int = 300) -> list[float]:
+    """Wall times of single calls of ``run`` after a warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _no_hugepage_advice(run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays switched off."""
+    from numpy._core import multiarray
+
+    def plain():
+        previous = multiarray._set_madvise_hugepage(False)
+        try:
+            return run()
+        finally:
+            multiarray._set_madvise_hugepage(previous)
+
+    return plain
 
 
 def _one_thread(run: Callable[[], object]) -> Callable[[], object]:
@@ -69,14 +103,28 @@ def _features(size_mib: float) -> np.ndarray:
     return np.maximum(rng.standard_normal((rows, _DIM), dtype=np.float32), 0)
 
 
+def _stats(times: list[float], elements: int, scale: int) -> dict:
+    """Best / median / worst of ``times`` for ``elements`` floats; ``seconds`` scaled to ``scale`` floats."""
+    best, median, worst = min(times), float(np.median(times)), max(times)
+    return {
+        "mfloat_per_s": elements / best / 1e6,
+        "mfloat_per_s_median": elements / median / 1e6,
+        "mfloat_per_s_worst": elements / worst / 1e6,
+        "seconds": best * scale / elements,
+        "seconds_median": median * scale / elements,
+        "seconds_max": worst * scale / elements,
+        "runs": len(times),
+    }
+
+
 def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     """Measure every cipher and kernel on ``size_mib`` MiB of float32; rows with ratios."""
     import torch
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-    from . import kernels_numba, kernels_numpy
-    from .aesgcm import AesGcm
-    from .chacha import ChaChaPad
+    from . import kernels_numba, kernels_numpy, kernels_torch, prf
+    from .catalogue import cipher_names, spec
+    from .keys import generate_key
     from .shufflebits import ShuffleBits
 
     features = _features(size_mib)
@@ -88,20 +136,22 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     sealed_buffer = bytearray(len(raw) + 16)
     x = torch.from_numpy(features)
 
-    fixed = ShuffleBits(ShuffleBits.generate_key("fixed"))
-    per_dim = ShuffleBits(ShuffleBits.generate_key("per-dimension"))
-    one_time = ShuffleBits(ShuffleBits.generate_key("one-time"))
-    pad = ChaChaPad(ChaChaPad.generate_key())
-    aes = AesGcm(AesGcm.generate_key())
+    ciphers = {name: spec(name).resolve()(generate_key(name)) for name in cipher_names()}
+    fixed, per_dim, one_time = ciphers["shufflebits"], ciphers["shufflebits-dim"], ciphers["shufflebits-otp"]
+    pad, aes = ciphers["chacha20"], ciphers["aes-gcm"]
     fixed_tables = fixed.tables(32, None, False)
     dim_tables = per_dim.tables(32, _DIM, False)
     kernels_numba.fixed(flat[:1024], fixed_tables, out.reshape(-1)[:1024])  # compile / load cache
     kernels_numba.per_dimension(words[:2], dim_tables, out[:2])
-    one_time.encrypt(features[:2])
-    fixed.encrypt_tensor(x[:2])
-    one_time.encrypt_tensor(x[:2])
-    per_dim.encrypt_tensor(x[:2])
-    pad.encrypt_tensor(x[:2])
+    for cipher in ciphers.values():
+        cipher.encrypt(features[:2])
+        if hasattr(cipher, "encrypt_tensor"):
+            cipher.encrypt_tensor(x[:2])
+    xi = kernels_torch.int_view(x)
+    wide = kernels_torch.table_tensor(kernels_torch.wide_tables(fixed_tables), "cpu")
+    dim_table_tensor = kernels_torch.table_tensor(dim_tables, "cpu")
+    pad_rows = max(1, len(features) // 16)
+    pad_nonces = torch.from_numpy(prf.batch_nonces(pad_rows, _DIM * 4 // 64, os.urandom))
     aead_key = os.urandom(32)
     nonce = os.urandom(12)
     aesgcm, chachapoly = AESGCM(aead_key), ChaCha20Poly1305(aead_key)
@@ -137,34 +187,100 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
             _one_thread(lambda: kernels_numba.fixed(flat, fixed_tables, out.reshape(-1))),
             count,
         ),
-        ("ShuffleBits fixed", "torch cpu", lambda: fixed.encrypt_tensor(x), count),
-        ("ShuffleBits fixed, 1 thread", "torch cpu", _one_thread(lambda: fixed.encrypt_tensor(x)), count),
-        ("ShuffleBits fixed, cipher.encrypt", "numba", lambda: fixed.encrypt(features), count),
+        ("ShuffleBits fixed, encrypt_tensor", "cpu tensor: numba", lambda: fixed.encrypt_tensor(x), count),
+        ("ShuffleBits fixed, device kernel", "torch ops on cpu", lambda: kernels_torch.permute_fixed(xi, wide), count),
+        (
+            "ShuffleBits fixed, device kernel, 1 thread",
+            "torch ops on cpu",
+            _one_thread(lambda: kernels_torch.permute_fixed(xi, wide)),
+            count,
+        ),
+        ("ShuffleBits fixed, cipher.encrypt (fresh output)", "numba", lambda: fixed.encrypt(features), count),
+        (
+            "ShuffleBits fixed, cipher.encrypt (fresh output, no hugepage advice)",
+            "numba",
+            _no_hugepage_advice(lambda: fixed.encrypt(features)),
+            count,
+        ),
         ("ShuffleBits per-dimension", "numba", lambda: kernels_numba.per_dimension(words, dim_tables, out), count),
-        ("ShuffleBits per-dimension", "torch cpu", lambda: per_dim.encrypt_tensor(x), count),
-        ("ShuffleBits one-time, cipher.encrypt", "numba + ChaCha20", lambda: one_time.encrypt(features), count),
-        ("ShuffleBits one-time", "torch cpu", lambda: one_time.encrypt_tensor(x), count),
+        ("ShuffleBits per-dimension, encrypt_tensor", "cpu tensor: numba", lambda: per_dim.encrypt_tensor(x), count),
+        (
+            "ShuffleBits per-dimension, device kernel",
+            "torch ops on cpu",
+            lambda: kernels_torch.permute_per_dimension(xi, dim_table_tensor),
+            count,
+        ),
+        ("ShuffleBits one-time, cipher.encrypt", "numba + AES-CTR", lambda: one_time.encrypt(features), count),
+        (
+            "ShuffleBits one-time, encrypt_tensor",
+            "cpu tensor: numba + AES-CTR",
+            lambda: one_time.encrypt_tensor(x),
+            count,
+        ),
         ("ChaChaPad, cipher.encrypt", "OpenSSL ChaCha20", lambda: pad.encrypt(features), count),
-        ("ChaChaPad", "torch cpu", lambda: pad.encrypt_tensor(x), count),
+        ("ChaChaPad, encrypt_tensor", "cpu tensor: OpenSSL ChaCha20", lambda: pad.encrypt_tensor(x), count),
+        (
+            "ChaChaPad, device kernel (1/16 of the data)",
+            "torch ops on cpu",
+            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad.key.material, pad_nonces),
+            pad_rows * _DIM,
+        ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),
     ]
+    repeats = {"ShuffleBits fixed": 9}  # the fixed rows get more runs: their worst run shows any stall
     rows = []
     for name, kernel, run, elements in cases:
-        seconds = _time(run)
-        rows.append(
-            {
-                "name": name,
-                "kernel": kernel,
-                "mfloat_per_s": elements / seconds / 1e6,
-                "seconds": seconds * count / elements,
-                "extrapolated": elements != count,
-            }
-        )
+        times = _time(run, repeats=repeats.get(name.split(",")[0], 5))
+        rows.append({"name": name, "kernel": kernel, "kind": "throughput", **_stats(times, elements, count)})
+        rows[-1]["extrapolated"] = elements != count
         if progress:
             print(f"  {name} [{kernel}]: {rows[-1]['mfloat_per_s']:.1f} Mfloat/s", file=sys.stderr)
-    aes_rate = rows[1]["mfloat_per_s"]
-    aes_allocating_rate = rows[2]["mfloat_per_s"]
-    reference_rate = next(row["mfloat_per_s"] for row in rows if row["kernel"] == "python")
+
+    vector, tensor = features[:1].copy(), x[:1].clone()
+    one = vector.tobytes()
+    latency_cases = [
+        ("AES-256-GCM (cryptography, one call), 1 vector", "OpenSSL", lambda: aesgcm.encrypt(nonce, one, None))
+    ]
+    for name, cipher in ciphers.items():
+        latency_cases.append((f"{name}, cipher.encrypt, 1 vector", "host", lambda c=cipher: c.encrypt(vector)))
+        if hasattr(cipher, "encrypt_tensor"):
+            run = lambda c=cipher: c.encrypt_tensor(tensor)  # noqa: E731
+            latency_cases.append((f"{name}, encrypt_tensor, 1 vector", "cpu tensor", run))
+    wide = 65536
+    latency_cases.append(
+        (
+            f"shufflebits-dim key setup, d={wide:,}",
+            "numba",
+            lambda: ShuffleBits(per_dim.key).destinations(32, wide),
+        )
+    )
+    latency_cases.append(
+        (
+            f"shufflebits-dim, fresh key, 1 vector of d={wide:,}",
+            "numba",
+            lambda: ShuffleBits(per_dim.key).encrypt(np.ones((1, wide), np.float32)),
+        )
+    )
+    for name, kernel, run in latency_cases:
+        wide_row = "d=" in name
+        times = _latency(run, repeats=3 if wide_row else 300)
+        elements = wide if wide_row else _DIM
+        row = {"name": name, "kernel": kernel, "kind": "setup" if "setup" in name else "latency"}
+        row.update(_stats(times, elements, elements))
+        row.update(
+            latency_us=float(np.median(times)) * 1e6,
+            latency_us_min=min(times) * 1e6,
+            latency_us_max=max(times) * 1e6,
+            extrapolated=False,
+        )
+        rows.append(row)
+        if progress:
+            print(f"  {name} [{kernel}]: {row['latency_us']:.1f} us (median)", file=sys.stderr)
+
+    by_name = {row["name"]: row for row in rows}
+    aes_rate = by_name["AES-256-GCM (cryptography, one call)"]["mfloat_per_s"]
+    aes_allocating_rate = by_name["AES-256-GCM (cryptography, one call, alloc)"]["mfloat_per_s"]
+    reference_rate = by_name["per-element reference (pure Python, extrapolated)"]["mfloat_per_s"]
     load = os.getloadavg()[0]
     for row in rows:
         row["ratio_vs_aes_gcm"] = row["mfloat_per_s"] / aes_rate

@@ -82,7 +82,10 @@ SPECS: tuple[CipherSpec, ...] = (
         family="shufflebits",
         mode="one-time",
         target="shufflebits.ciphers.shufflebits:ShuffleBits",
-        description="ShuffleBits, fresh permutations per value from key + per-vector nonce",
+        description=(
+            "ShuffleBits, a fresh Beneš-network bit permutation per value (switch bits from AES-256-CTR "
+            "on key + per-vector nonce; not uniform over all permutations)"
+        ),
         format_preserving=True,
         authenticated=False,
         nonce_bytes=16,

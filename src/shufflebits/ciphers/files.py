@@ -23,7 +23,10 @@ from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from .base import Cipher, Sealed
 
 FILE_FORMAT = "shufflebits-encrypted-features"
-FILE_VERSION = 1
+# Version 2: one-time ShuffleBits became a Beneš network on an AES-256-CTR keystream.
+# Version 1 files of the other ciphers hold the same ciphertexts and still load.
+FILE_VERSION = 2
+_V1_CHANGED_MODES = ("one-time",)
 _MAC_PURPOSE = "file-mac"
 
 
@@ -106,8 +109,14 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         raise IntegrityError(f"{path}: corrupted header ({error})") from error
     if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
-    if header.get("version") != FILE_VERSION:
-        raise ShuffleBitsError(f"{path}: unsupported encrypted file version {header.get('version')!r}")
+    version = header.get("version")
+    if version == 1 and header.get("mode") in _V1_CHANGED_MODES:
+        raise ShuffleBitsError(
+            f"{path}: version 1 one-time ShuffleBits files (per-element Fisher-Yates) are no longer read; "
+            f"re-encrypt with this version (file version {FILE_VERSION}; version 1 files of other ciphers still load)"
+        )
+    if version not in (1, FILE_VERSION):
+        raise ShuffleBitsError(f"{path}: unsupported encrypted file version {version!r} (supported: 1, {FILE_VERSION})")
     return header, arrays
 
 

@@ -2,9 +2,9 @@
 
 Fixed and per-dimension modes OR together one 256-entry table per byte of the
 word (16 KiB of tables for float32: stays in L1). One-time mode runs each
-element's Fisher-Yates on its own keystream bytes and applies the swaps to the
-word's bits directly, so no permutation array is ever materialised. Kernels
-write into a caller-supplied ``out`` (the benchmark reuses one buffer).
+float32 through its Beneš network as nine delta swaps whose masks come straight
+from the keystream words. ``fisher_yates`` derives the per-dimension key
+schedule. Kernels write into a caller-supplied ``out`` (the benchmark reuses one buffer).
 """
 
 from __future__ import annotations
@@ -81,6 +81,26 @@ def per_dimension(words, tables, out):
     return out
 
 
+@njit(parallel=True, error_model="numpy", cache=True)
+def per_dimension_direct(words, dst, out):
+    """Per-dimension mode from destinations ``dst`` ``(d, bits)``: each bit moved on its own.
+
+    Slower per element than the tables, but needs no table setup (4 KiB per
+    dimension for float32): what a few vectors of a very wide key should use.
+    """
+    n, d = words.shape
+    bits = dst.shape[1]
+    one = words.dtype.type(1)
+    for i in prange(n):
+        for j in range(d):
+            x = words[i, j]
+            acc = words.dtype.type(0)
+            for p in range(bits):
+                acc |= ((x >> words.dtype.type(p)) & one) << words.dtype.type(dst[j, p])
+            out[i, j] = acc
+    return out
+
+
 @njit(error_model="numpy", cache=True)
 def _masks():
     masks = np.zeros(64, dtype=np.int64)
@@ -108,60 +128,163 @@ def _draw_swaps(region, bits, masks, swaps):
     return True
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
-def one_time(words, stream, bits, decrypt, out):
-    """Per-element Fisher-Yates from ``stream`` ``(n, d, E)`` bytes, applied as bit swaps.
+@njit(error_model="numpy", cache=True)
+def fisher_yates(streams, bits, idx):
+    """``prf.fisher_yates`` on every row of ``streams`` ``(m, E)`` into ``idx`` ``(m, bits)``.
 
-    Returns ``exhausted`` ``(n, d)``: an element whose ``E`` bytes ran out is
-    left unchanged (the caller finishes it with the reference code).
+    Returns ``exhausted`` ``(m,)``: rows whose ``E`` bytes ran out (the caller
+    redoes those with a longer stream).
+    """
+    m = streams.shape[0]
+    exhausted = np.zeros(m, dtype=np.bool_)
+    masks = _masks()
+    swaps = np.zeros(64, dtype=np.int64)
+    for i in range(m):
+        for k in range(bits):
+            idx[i, k] = k
+        if not _draw_swaps(streams[i], bits, masks, swaps):
+            exhausted[i] = True
+            continue
+        for s in range(bits - 1, 0, -1):
+            r = swaps[s]
+            idx[i, s], idx[i, r] = idx[i, r], idx[i, s]
+    return exhausted
+
+
+_M16 = np.uint32(0x0000FFFF)
+_M8 = np.uint32(0x00FF00FF)
+_M4 = np.uint32(0x0F0F0F0F)
+_M2 = np.uint32(0x33333333)
+_M1 = np.uint32(0x55555555)
+_D1, _D2, _D4 = np.uint32(1), np.uint32(2), np.uint32(4)
+
+
+@njit(inline="always")
+def _swap(x, m, delta):
+    t = ((x >> delta) ^ x) & m
+    return x ^ t ^ (t << delta)
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def benes32(words, stream, decrypt, out):
+    """The one-time Beneš network on uint32 ``words`` ``(n, d)``, unrolled (see ``kernels_numpy.benes``).
+
+    ``stream`` uint8 ``(n, >= 18 d)``: per row the keystream words of
+    ``kernels_numpy.benes_switches`` (4 x d uint32, then d uint16). Not
+    parallel: the caller overlaps it with the AES keystream of the next chunk.
     """
     n, d = words.shape
-    exhausted = np.zeros((n, d), dtype=np.bool_)
-    top = np.uint64(bits - 1)
-    one = np.uint64(1)
-    masks = _masks()
-    for i in prange(n):
-        swaps = np.zeros(64, dtype=np.int64)
+    for i in range(n):
+        pairs = stream[i, : 16 * d].view(np.uint32)
+        middle = stream[i, 16 * d : 18 * d].view(np.uint16)
+        x_row = words[i]
+        o_row = out[i]
         for j in range(d):
-            x = np.uint64(words[i, j])
-            if not _draw_swaps(stream[i, j], bits, masks, swaps):
-                exhausted[i, j] = True
-            elif decrypt:
-                for s in range(1, bits):
-                    p = top - np.uint64(s)
-                    q = top - np.uint64(swaps[s])
-                    t = ((x >> p) ^ (x >> q)) & one
-                    x ^= (t << p) | (t << q)
+            x = x_row[j]
+            r16, r8, r4, r2 = pairs[j], pairs[d + j], pairs[2 * d + j], pairs[3 * d + j]
+            m = np.uint32(middle[j])
+            m = (m | (m << _S8)) & _M8
+            m = (m | (m << _D4)) & _M4
+            m = (m | (m << _D2)) & _M2
+            m = (m | (m << _D1)) & _M1
+            if decrypt:
+                x = _swap(x, (r16 >> _S16) & _M16, _S16)
+                x = _swap(x, (r8 >> _S8) & _M8, _S8)
+                x = _swap(x, (r4 >> _D4) & _M4, _D4)
+                x = _swap(x, (r2 >> _D2) & _M2, _D2)
+                x = _swap(x, m, _D1)
+                x = _swap(x, r2 & _M2, _D2)
+                x = _swap(x, r4 & _M4, _D4)
+                x = _swap(x, r8 & _M8, _S8)
+                x = _swap(x, r16 & _M16, _S16)
             else:
-                for s in range(bits - 1, 0, -1):
-                    p = top - np.uint64(s)
-                    q = top - np.uint64(swaps[s])
-                    t = ((x >> p) ^ (x >> q)) & one
-                    x ^= (t << p) | (t << q)
-            out[i, j] = x
-    return exhausted
+                x = _swap(x, r16 & _M16, _S16)
+                x = _swap(x, r8 & _M8, _S8)
+                x = _swap(x, r4 & _M4, _D4)
+                x = _swap(x, r2 & _M2, _D2)
+                x = _swap(x, m, _D1)
+                x = _swap(x, (r2 >> _D2) & _M2, _D2)
+                x = _swap(x, (r4 >> _D4) & _M4, _D4)
+                x = _swap(x, (r8 >> _S8) & _M8, _S8)
+                x = _swap(x, (r16 >> _S16) & _M16, _S16)
+            o_row[j] = x
+    return out
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
-def one_time_destinations(stream, bits, dst):
-    """Per-element destinations ``dst`` ``(n, d, bits)`` (LSB numbering) for the torch kernel.
+@njit(inline="always")
+def _rotl(x, n):
+    return (x << np.uint32(n)) | (x >> np.uint32(32 - n))
 
-    Same draws as ``one_time``; returns ``exhausted`` like it.
+
+@njit(inline="always")
+def _quarter(s, a, b, c, d):
+    s[a] += s[b]
+    s[d] = _rotl(s[d] ^ s[a], 16)
+    s[c] += s[d]
+    s[b] = _rotl(s[b] ^ s[c], 12)
+    s[a] += s[b]
+    s[d] = _rotl(s[d] ^ s[a], 8)
+    s[c] += s[d]
+    s[b] = _rotl(s[b] ^ s[c], 7)
+
+
+@njit(error_model="numpy", cache=True)
+def chacha20_blocks(key_words, nonce_words, blocks, out):
+    """RFC 8439 keystream for many short streams: row ``i`` of ``out`` ``(m, 16 * blocks)`` uint32
+    is blocks ``0 .. blocks - 1`` under nonce ``nonce_words[i]`` (3 uint32). Key schedules derive
+    thousands of permutations this way at once instead of one OpenSSL call each."""
+    init = np.empty(16, dtype=np.uint32)
+    s = np.empty(16, dtype=np.uint32)
+    init[0], init[1], init[2], init[3] = 0x61707865, 0x3320646E, 0x79622D32, 0x6B206574
+    init[4:12] = key_words
+    for i in range(nonce_words.shape[0]):
+        init[13:16] = nonce_words[i]
+        for b in range(blocks):
+            init[12] = b
+            s[:] = init
+            for _ in range(10):
+                _quarter(s, 0, 4, 8, 12)
+                _quarter(s, 1, 5, 9, 13)
+                _quarter(s, 2, 6, 10, 14)
+                _quarter(s, 3, 7, 11, 15)
+                _quarter(s, 0, 5, 10, 15)
+                _quarter(s, 1, 6, 11, 12)
+                _quarter(s, 2, 7, 8, 13)
+                _quarter(s, 3, 4, 9, 14)
+            for k in range(16):
+                out[i, 16 * b + k] = s[k] + init[k]
+    return out
+
+
+@njit(error_model="numpy", cache=True)
+def lookup_tables(dst, out):
+    """``kernels_numpy.lookup_tables`` for ``dst`` ``(m, bits)`` into ``out`` ``(m, bits // 8, 256)``.
+
+    Entry ``v`` is entry ``v`` without its lowest set bit, OR that bit's moved
+    position: one operation per entry, so 65,536 per-dimension tables take a
+    fraction of a second (the numpy reference builds an 8x larger temporary).
     """
-    n, d = stream.shape[0], stream.shape[1]
-    exhausted = np.zeros((n, d), dtype=np.bool_)
-    masks = _masks()
-    for i in prange(n):
-        swaps = np.zeros(64, dtype=np.int64)
-        idx = np.zeros(64, dtype=np.int64)
-        for j in range(d):
-            if not _draw_swaps(stream[i, j], bits, masks, swaps):
-                exhausted[i, j] = True
-                continue
-            for k in range(bits):
-                idx[k] = k
-            for s in range(bits - 1, 0, -1):
-                idx[s], idx[swaps[s]] = idx[swaps[s]], idx[s]
-            for k in range(bits):
-                dst[i, j, bits - 1 - idx[k]] = bits - 1 - k
-    return exhausted
+    m, bits = dst.shape
+    for i in range(m):
+        for k in range(bits // 8):
+            moved = np.empty(8, dtype=out.dtype)
+            for b in range(8):
+                moved[b] = out.dtype.type(1) << out.dtype.type(dst[i, 8 * k + b])
+            row = out[i, k]
+            row[0] = 0
+            for v in range(1, 256):
+                low = v & -v
+                b = 0
+                while (1 << b) != low:
+                    b += 1
+                row[v] = row[v ^ low] | moved[b]
+    return out
+
+
+# Serial twins of the parallel kernels (``prange`` runs as ``range``): a parallel
+# region costs a thread-pool wake-up, which on a busy machine can wait for a
+# descheduled worker for milliseconds, so single vectors take these.
+fixed_serial = njit(error_model="numpy", cache=True)(fixed.py_func)
+per_dimension_serial = njit(error_model="numpy", cache=True)(per_dimension.py_func)
+per_dimension_direct_serial = njit(error_model="numpy", cache=True)(per_dimension_direct.py_func)
+SERIAL_BELOW = 1 << 16  # elements

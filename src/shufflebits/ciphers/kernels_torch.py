@@ -8,8 +8,12 @@ masked to 32 bits, so nothing leaves the device.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import torch
+
+from . import kernels_numpy
 
 INT_VIEWS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 _MASK32 = 0xFFFFFFFF
@@ -74,12 +78,37 @@ def permute_per_dimension(words: torch.Tensor, tables: torch.Tensor) -> torch.Te
     return out
 
 
-def permute_elements(words: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """One permutation per element: ``dst`` ``(n, d, bits)`` uint8 destinations on the device."""
-    out = torch.zeros_like(words)
-    for p in range(dst.shape[-1]):
-        out |= ((words >> p) & 1) << dst[..., p].to(words.dtype)
-    return out
+def host_words(array: np.ndarray, device) -> torch.Tensor:
+    """Unsigned numpy words (any strides) as a signed tensor of the same width on ``device``."""
+    return torch.from_numpy(array.view(np.dtype(f"i{array.dtype.itemsize}"))).to(device)
+
+
+def benes(words: torch.Tensor, pairs: torch.Tensor, middle: torch.Tensor, decrypt: bool = False) -> torch.Tensor:
+    """One-time mode: ``kernels_numpy.benes`` on signed words ``(n, d)``.
+
+    ``pairs`` ``(n, log2(bits) - 1, d)`` (same dtype as ``words``) and ``middle``
+    ``(n, d)`` half-width keystream words as ``host_words`` gives them. Right
+    shifts are arithmetic on signed tensors; every mask clears the bits they fill.
+    """
+    bits = 8 * words.element_size()
+    down = kernels_numpy.benes_deltas(bits)[: pairs.shape[1]]
+    spread = middle.to(words.dtype) & ((1 << (bits // 2)) - 1)
+    shift = bits // 4
+    while shift >= 1:
+        spread = (spread | (spread << shift)) & kernels_numpy.stage_mask(bits, shift)
+        shift //= 2
+    switches = [pairs[:, p] & kernels_numpy.stage_mask(bits, delta) for p, delta in enumerate(down)]
+    switches += [spread]
+    switches += [
+        (pairs[:, p] >> delta) & kernels_numpy.stage_mask(bits, delta) for p, delta in reversed(list(enumerate(down)))
+    ]
+    deltas = kernels_numpy.benes_deltas(bits)
+    order = range(len(deltas) - 1, -1, -1) if decrypt else range(len(deltas))
+    x = words
+    for s in order:
+        t = ((x >> deltas[s]) ^ x) & switches[s]
+        x = x ^ t ^ (t << deltas[s])
+    return x
 
 
 def _rotl(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -102,11 +131,8 @@ def chacha20_blocks(key: bytes, counters: torch.Tensor, nonce_words: torch.Tenso
 
     Returns ``(m, 16)`` int64 keystream words (each < 2**32, little-endian order).
     """
-    key_words = np.frombuffer(key, dtype="<u4").astype(np.int64)
-    constants = np.frombuffer(b"expand 32-byte k", dtype="<u4").astype(np.int64)
-    device = counters.device
-    fixed = torch.from_numpy(np.concatenate([constants, key_words])).to(device)
-    init = [fixed[i].expand_as(counters) for i in range(12)]
+    fixed = struct.unpack("<12I", b"expand 32-byte k" + key)  # Python ints: torch.compile traces them as constants
+    init = [torch.full_like(counters, word) for word in fixed]
     init += [counters & _MASK32, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
     s = list(init)
     for _ in range(10):

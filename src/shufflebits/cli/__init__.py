@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "shufflebits.cli.models",  # extract, reid
     "shufflebits.cli.train",  # train
     "shufflebits.cli.service",  # serve
+    "shufflebits.cli.export",  # export
     "shufflebits.cli.attack",  # attack
     "shufflebits.cli.study",  # study
     "shufflebits.cli.zoo",  # zoo list, zoo show, zoo train

@@ -233,6 +233,13 @@ def build_extractor(
     if name.startswith("onnx:"):
         if weights is not None:
             raise ShuffleBitsError("onnx:PATH models carry their weights; leave weights=None")
+        from .export import EncryptedOnnxExtractor, exported_cipher
+
+        info = exported_cipher(name[len("onnx:") :])
+        if info is not None:  # an exported encrypting model: it answers Sealed ciphertext
+            return EncryptedOnnxExtractor(
+                name[len("onnx:") :], info, device=device, size=size, batch_size=batch_size, name=name
+            )
         return OnnxExtractor(
             name[len("onnx:") :],
             device=device,

@@ -21,6 +21,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from ..ciphers.base import Sealed
 from ..errors import ShuffleBitsError
 from .images import MAX_PIXELS, decode_image
 from .wire import encode_result
@@ -71,6 +72,9 @@ def create_app(
         raise ShuffleBitsError("the service needs a non-empty token (--token or SHUFFLEBITS_TOKEN)")
     if max_request_bytes < 1 or max_images < 1:
         raise ShuffleBitsError("max_request_bytes and max_images must be positive")
+    in_graph = getattr(extractor, "cipher_name", None)  # shufflebits export: the model encrypts
+    if in_graph is not None and cipher is not None:
+        raise ShuffleBitsError(f"the model already encrypts with {in_graph}; serve it without --encrypt-with")
     expected = token.encode("utf-8")
     compute_lock = threading.Lock()
     app = FastAPI(title="ShuffleBits black box", docs_url=None, redoc_url=None, openapi_url=None)
@@ -91,7 +95,10 @@ def create_app(
             except ShuffleBitsError as error:
                 raise _reject(400, str(error)) from error
         with compute_lock:
-            features = np.ascontiguousarray(extractor(images), dtype=np.float32)
+            output = extractor(images)
+            if isinstance(output, Sealed):  # an exported model that encrypts in its own graph
+                return encode_result(output)
+            features = np.ascontiguousarray(output, dtype=np.float32)
             if features.ndim != 2 or features.shape[0] != len(images):
                 raise RuntimeError(f"extractor returned shape {features.shape} for {len(images)} images")
             result = cipher.encrypt(features) if cipher is not None else features
@@ -104,9 +111,11 @@ def create_app(
             "model": getattr(extractor, "name", type(extractor).__name__),
             "feature_dim": getattr(extractor, "feature_dim", None),
             "input_size": list(getattr(extractor, "input_size", ())) or None,
-            "encrypted": cipher is not None,
-            "cipher": None if cipher is None else cipher.name,
-            "key_fingerprint": None if cipher is None else cipher.key.fingerprint,
+            "encrypted": cipher is not None or in_graph is not None,
+            "cipher": cipher.name if cipher is not None else in_graph,
+            "key_fingerprint": cipher.key.fingerprint
+            if cipher is not None
+            else getattr(extractor, "key_fingerprint", None),
             "max_images": max_images,
             "max_request_bytes": max_request_bytes,
         }

@@ -19,6 +19,7 @@ from .select import (
     cipher_rank,
     feature_label,
     headline_rule,
+    is_throughput,
 )
 
 METRIC_TITLES = {
@@ -245,6 +246,7 @@ def leakage_html(rows: list[dict]) -> str:
 
 def throughput_table(rows: list[dict]) -> str:
     """The benchmark's rows with headers in words; size, threads and load once, under the table."""
+    bulk = [row for row in rows if is_throughput(row)]
     head = '<th class="name">cipher or baseline</th><th class="name">kernel</th>' + "".join(
         f"<th>{html.escape(words)}</th>" for _, words, _ in THROUGHPUT_COLUMNS
     )
@@ -253,7 +255,7 @@ def throughput_table(rows: list[dict]) -> str:
         f'<td class="name">{html.escape(str(row.get("kernel") or ""))}</td>'
         + "".join(f"<td>{fmt(row.get(key), digits)}</td>" for key, _, digits in THROUGHPUT_COLUMNS)
         + "</tr>"
-        for row in rows
+        for row in bulk
     )
     first = rows[0] if rows else {}
     sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count")}
@@ -261,10 +263,31 @@ def throughput_table(rows: list[dict]) -> str:
     busy = overloaded(sample) if sample["cpu_count"] else False
     size, threads = fmt(first.get("size_mib"), 0), fmt(first.get("threads"))
     note = (
-        f'<p class="note{" busy" if busy else ""}">{size} MiB of float32 per measurement, best of 3, torch threads '
-        f"{threads}{html.escape(measured_under)}. The pure-Python reference is timed on a sample and extrapolated.</p>"
+        f'<p class="note{" busy" if busy else ""}">{size} MiB of float32 per measurement, best of 3-9 runs, '
+        f"torch threads {threads}{html.escape(measured_under)}. "
+        "The pure-Python reference is timed on a sample and extrapolated.</p>"
     )
-    return f'<table id="throughput"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+    return f'<table id="throughput"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}' + latency_table(
+        [row for row in rows if not is_throughput(row)]
+    )
+
+
+def latency_table(rows: list[dict]) -> str:
+    """Single calls (one vector, key setup): fastest, median and slowest, in microseconds."""
+    if not rows:
+        return ""
+    body = "".join(
+        f'<tr><td class="name">{html.escape(str(row["name"]))}</td>'
+        f'<td class="name">{html.escape(str(row.get("kernel") or ""))}</td>'
+        + "".join(f"<td>{fmt(row.get(key), 1)}</td>" for key in ("latency_us_min", "latency_us", "latency_us_max"))
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        '<table id="latency"><thead><tr><th class="name">single call</th><th class="name">kernel</th>'
+        "<th>fastest (µs)</th><th>median (µs)</th><th>slowest (µs)</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 REID_WORDS = {"mAP": "mAP", "mINP": "mINP", "rank1": "rank-1", "rank5": "rank-5", "rank10": "rank-10"}

@@ -76,6 +76,15 @@ def row_label(row: dict) -> str:
     return f"{row['name']} [{row['kernel']}]" if row.get("kernel") else str(row["name"])
 
 
+def is_throughput(row: dict) -> bool:
+    """A bulk-throughput row of the benchmark (the others time single calls: latency, key setup)."""
+    return row.get("kind", "throughput") == "throughput"
+
+
 def measured(rows: list[dict]) -> list[dict]:
-    """The benchmark rows that carry a positive throughput."""
-    return [row for row in rows if isinstance(row.get(THROUGHPUT), (int, float)) and row[THROUGHPUT] > 0]
+    """The bulk-throughput rows that carry a positive throughput."""
+    return [
+        row
+        for row in rows
+        if is_throughput(row) and isinstance(row.get(THROUGHPUT), (int, float)) and row[THROUGHPUT] > 0
+    ]

@@ -18,6 +18,7 @@ from .select import (
     cipher_rank,
     feature_label,
     headline_rule,
+    is_throughput,
 )
 
 TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for one line each
@@ -45,14 +46,29 @@ def throughput_lines(rows: list[dict], cpu_count: int | None = None) -> list[str
     width = max((len(_label(row)) for row in rows), default=20)
     lines = []
     for row in rows:
+        if not is_throughput(row):
+            continue
         rate, *ratios = (figure(row.get(key), digits) for key, _, digits in THROUGHPUT_COLUMNS)
         said = ", ".join(f"{value} {word}" for value, word in zip(ratios, SHORT_WORDS[1:]))
-        lines.append(f"  {_label(row):<{width}}  {rate:>9} {SHORT_WORDS[0]}  ({said})")
+        spread = ""
+        if row.get("mfloat_per_s_median") is not None:
+            spread = (
+                f"median {figure(row['mfloat_per_s_median'], 1)}, worst {figure(row.get('mfloat_per_s_worst'), 1)}; "
+            )
+        lines.append(f"  {_label(row):<{width}}  {rate:>9} {SHORT_WORDS[0]}  ({spread}{said})")
+    for row in rows:
+        if is_throughput(row):
+            continue
+        lines.append(
+            f"  {_label(row):<{width}}  {figure(row.get('latency_us'), 1):>9} µs per call  "
+            f"(fastest {figure(row.get('latency_us_min'), 1)}, slowest {figure(row.get('latency_us_max'), 1)})"
+        )
     if rows:
         first = rows[0]
         sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count") or cpu_count}
         lines.append(
-            f"  {figure(first.get('size_mib'), 0)} MiB of float32, best of 3, torch threads {first.get('threads')}, "
+            f"  {figure(first.get('size_mib'), 0)} MiB of float32, best of 3-9 runs, "
+            f"torch threads {first.get('threads')}, "
             f"{load_text(sample)}. × AES-GCM: relative to AES-256-GCM writing into a preallocated output; "
             "allocating: a new output each call; pure Python: the per-element definition (timed on a sample)."
         )
