@@ -52,3 +52,33 @@ def test_cli_gauges_real_crops_against_the_synthetic_world(tmp_path, capsys):
     assert all(per["n"] <= 18 and 0.0 < per["chance"] <= 1.0 for per in transfer.values())
     table = capsys.readouterr().out
     assert "exact-zero fraction" in table and "balanced accuracy" in table and "gender" in table
+
+
+def test_study_on_real_images_gauges_them_against_its_synthetic_world(tmp_path):
+    from shufflebits.study import StudyConfig, prepare_victim
+    from shufflebits.study.realism import realism_stages
+    from shufflebits.study.report.sections import realism_html
+    from shufflebits.study.run import study_stages
+    from shufflebits.study.stages import StageRunner
+
+    config = StudyConfig.from_profile(
+        "smoke",
+        weights=shared_file("weights/osnet_x0_25_msmt17.pth"),
+        dataset="market1501",
+        root=shared_file("data/market1501-mini"),
+        attributes=shared_file("data/attributes/market_attribute.mat"),
+        progress=False,
+    )
+    assert realism_stages(StudyConfig.from_profile("smoke", progress=False)) == []  # synthetic: nothing to gauge
+    runner = StageRunner(study_stages(config), config, tmp_path)
+    try:
+        gauge = runner.run(targets=("realism",))["realism"]
+    finally:
+        runner.values["black_box"].close()
+    with prepare_victim(config, tmp_path) as victim:  # the same cache: the real images' leaked features
+        real = np.concatenate([victim.attacker.features, victim.user_query.features, victim.user_gallery.features])
+    assert gauge["real"]["n"] == len(real) and gauge["real"]["zero_fraction"] == float(np.mean(real == 0))
+    assert gauge["synthetic"]["n"] > 0 and gauge["synthetic"]["mean_norm"] > 0
+    assert {"gender", "backpack"} <= set(gauge["attribute_transfer"]["attributes"])
+    page = realism_html(gauge)
+    assert 'id="realism-statistics"' in page and 'id="realism-transfer"' in page and "gender" in page

@@ -49,8 +49,7 @@ def run_realism(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write
     from ..data import generate_world, load_market1501
     from ..models import build_extractor
-    from ..registry import create_attack
-    from ..study.realism import realism_gauge
+    from ..study.realism import realism_gauge, transfer_attack
 
     extractor = build_extractor(args.model, weights=args.weights, pretrained=args.pretrained, device=args.device)
     real_set = load_market1501(args.images, args.attributes)
@@ -66,7 +65,7 @@ def run_realism(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         synthetic = _labelled(extractor, world, world.train + world.query + world.gallery)
-    gauge = realism_gauge(synthetic, real, create_attack("attr-mlp", epochs=40))
+    gauge = realism_gauge(synthetic, real, transfer_attack())
     print(realism_table(gauge))
     if args.json:
         with atomic_write(args.json, "w") as handle:

@@ -10,11 +10,17 @@ applied to the real crops, per attribute beside its chance level.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..attacks.scoring import attribute_scores
 from ..attacks.types import LabelledFeatures
 from ..errors import ShuffleBitsError
+from ..runtime import torch_threads
+from .stages import Stage
+from .victim import FEATURES, TORCH_THREADS, black_box_features
+from .worlds import synthetic_users_stage
 
 MAX_PAIRS = 20_000  # identity pairs sampled for the mean cosine
 
@@ -69,10 +75,77 @@ def attribute_transfer(synthetic: LabelledFeatures, real: LabelledFeatures, atta
 
 
 def realism_gauge(synthetic: LabelledFeatures, real: LabelledFeatures, attack, seed: int = 0) -> dict:
-    """All three measurements for one victim (its features of both image sets)."""
+    """All three measurements for one victim (its features of both image sets).
+
+    ``attack=None`` leaves the attribute transfer out (``None``): real images
+    labelled with other attributes than Market-1501's (DukeMTMC-reID) have no
+    synthetic counterpart to learn from.
+    """
     return {
         "synthetic": feature_statistics(synthetic.features, synthetic.pids, seed),
         "real": feature_statistics(real.features, real.pids, seed),
         "domain_classifier": domain_gap(synthetic.features, real.features, seed),
-        "attribute_transfer": attribute_transfer(synthetic, real, attack),
+        "attribute_transfer": None if attack is None else attribute_transfer(synthetic, real, attack),
     }
+
+
+def transfer_attack():
+    """The attribute attack the gauge fits on the synthetic world (the CLI and the study use the same one)."""
+    from ..registry import create_attack
+
+    return create_attack("attr-mlp", epochs=40)
+
+
+def _concatenate(*sets: LabelledFeatures) -> LabelledFeatures:
+    first = sets[0]
+    return LabelledFeatures(
+        features=np.concatenate([s.features for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        attribute_names=first.attribute_names,
+        num_classes=first.num_classes,
+        pids=np.concatenate([s.pids for s in sets]),
+        camids=np.concatenate([s.camids for s in sets]),
+    )
+
+
+def _gauge_stage(context) -> None:
+    """Synthetic world features through the study's own black box, against the real crops it leaked."""
+    victim, world = context.values[FEATURES], context.values["realism_world"].dataset
+    records = world.train + world.query + world.gallery
+    with torch_threads(TORCH_THREADS):
+        features = black_box_features(
+            context.values["black_box"].client, records, "synthetic world", context.config.progress
+        )
+    synthetic = LabelledFeatures(
+        features=features,
+        labels=world.labels(records),
+        attribute_names=list(world.attribute_names),
+        num_classes=[world.num_classes[name] for name in world.attribute_names],
+        pids=np.array([record.pid for record in records], dtype=np.int64),
+        camids=np.array([record.camid for record in records], dtype=np.int64),
+    )
+    real = _concatenate(victim.attacker, victim.user_query, victim.user_gallery)
+    attack = transfer_attack() if synthetic.attribute_names == real.attribute_names else None
+    gauge = realism_gauge(synthetic, real, attack, seed=context.config.seeds["attacks"])
+    (context.folder / "realism.json").write_text(json.dumps(gauge))
+
+
+def realism_stages(config) -> list[Stage]:
+    """With real attacker/user images: the synthetic world the study would have used, and the gauge on both.
+
+    Nothing with the synthetic world (there is no real image to compare with).
+    """
+    if config.data.dataset is None:
+        return []
+    return [
+        synthetic_users_stage(config, "realism_world"),
+        Stage(
+            "realism",
+            run=_gauge_stage,
+            needs=(FEATURES, "realism_world", "black_box"),
+            params=("seeds.attacks",),
+            code=("attacks", "study"),
+            load=lambda context: json.loads((context.folder / "realism.json").read_text()),
+            description="gauging how real the synthetic world looks to the victim",
+        ),
+    ]

@@ -19,6 +19,7 @@ from ..atomic import atomic_write_bytes
 from ..attacks.types import LeakageResult
 from .config import StudyConfig, checked
 from .load import busiest, load_sample, overloaded
+from .realism import realism_stages
 from .stages import RUNNER_FILES, Stage, StageContext, StageRunner
 from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
@@ -197,6 +198,7 @@ def study_stages(config: StudyConfig) -> list[Stage]:
             code=("ciphers",),
             description="cipher throughput",
         ),
+        *realism_stages(config),
     ]
 
 
@@ -276,7 +278,7 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
     wall_start, load_start = time.perf_counter(), load_sample()
     runner = StageRunner(study_stages(config), config, out_dir, keep_going=True)
     try:
-        runner.run(targets=("leakage", "reid"))
+        runner.run(targets=("leakage", "reid", *(stage.name for stage in realism_stages(config))))
     finally:
         close_black_box(runner.values)
     runner.run()  # the throughput benchmark, with no HTTP service left running beside it
@@ -297,6 +299,7 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
         "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
         "reid": runner.values.get("reid"),
         "throughput": runner.values.get("throughput"),
+        "realism": runner.values.get("realism"),
         "timings": timings,
         "stages": runner.records,
         "cached_stages": list(runner.cached),

@@ -169,7 +169,8 @@ def _start_black_box(context: StageContext) -> BlackBox:
     return BlackBox(client, server.url, running.close)
 
 
-def _features(black_box, records: list, what: str, progress: bool) -> np.ndarray:
+def black_box_features(black_box, records: list, what: str, progress: bool) -> np.ndarray:
+    """The black box's features of ``records``' images, in batches, with a progress bar."""
     paths = [record.path for record in records]
     parts = []
     with tqdm(total=len(paths), desc=f"features: {what}", unit="img", disable=not progress, file=sys.stderr) as bar:
@@ -203,7 +204,7 @@ def _extract(context: StageContext, users: str) -> None:
             records = world.dataset.split(split)
             if not records:
                 raise ShuffleBitsError(f"the {split} split of {world.description} is empty")
-            arrays[f"{name}_features"] = _features(black_box, records, name.replace("_", " "), config.progress)
+            arrays[f"{name}_features"] = black_box_features(black_box, records, name.replace("_", " "), config.progress)
             if name in WITH_IMAGES:
                 arrays[f"{name}_images"] = _small_images(records, config.profile.recon_size)
     np.savez(context.folder / "features.npz", **arrays)

@@ -84,17 +84,22 @@ def _load_real(context: StageContext) -> Users:
     return Users(loader(Path(data.root), Path(data.attribute_file)), f"{data.dataset} at {data.root}")
 
 
+def synthetic_users_stage(config: StudyConfig, name: str = "user_world") -> Stage:
+    """The generated attacker/user world (also the realism gauge's synthetic side next to real images)."""
+    return _world_stage(
+        name,
+        config,
+        "profile.user_identities",
+        "profile.images_per_identity",
+        "seeds.user_world",
+        load=_load_generated,
+    )
+
+
 def users_stage(config: StudyConfig) -> Stage:
     """The attacker/user images: ``user_world`` (generated, cached) or ``load_dataset`` (a real folder)."""
     if config.data.dataset is None:
-        return _world_stage(
-            "user_world",
-            config,
-            "profile.user_identities",
-            "profile.images_per_identity",
-            "seeds.user_world",
-            load=_load_generated,
-        )
+        return synthetic_users_stage(config)
     return Stage(
         "load_dataset",
         run=_load_real,

@@ -17,7 +17,16 @@ import numpy as np
 from ...atomic import atomic_write_text
 from ..load import load_text, overloaded
 from .figures import bar_figure
-from .sections import fmt, key_value_table, leakage_html, reid_html, section, timings_html, victim_card_html
+from .sections import (
+    fmt,
+    key_value_table,
+    leakage_html,
+    realism_html,
+    reid_html,
+    section,
+    timings_html,
+    victim_card_html,
+)
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
@@ -177,6 +186,11 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             failures.get("leakage"),
         ),
         section("Re-identification before and after encryption", "reid", reid, failures.get("reid")),
+        *(
+            [section("How real the synthetic world looks", "realism", realism_html(realism), failures.get("realism"))]
+            if (realism := results.get("realism")) or "realism" in failures
+            else []
+        ),
         section("Victim training", "training", training, _failure(failures, TRAINING_STAGES)),
         section("Cipher throughput", "throughput", figures.get("throughput"), failures.get("throughput")),
         section(

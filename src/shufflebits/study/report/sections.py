@@ -406,3 +406,49 @@ def victim_card_html(card: dict | None) -> str:
         '<table id="victim-card"><thead><tr><th class="name">victim re-ID on</th><th>rank-1</th><th>mAP</th>'
         f'<th>mINP</th></tr></thead><tbody>{body}</tbody></table><p class="note">Victim card ({origin}).</p>'
     )
+
+
+REALISM_STATISTICS = (
+    ("zero_fraction", "exact-zero fraction"),
+    ("mean_norm", "mean L2 norm"),
+    ("mean_cosine_other_identity", "mean cosine between different identities"),
+    ("n", "images"),
+)
+
+
+def realism_html(gauge: dict) -> str:
+    """The realism gauge: feature statistics side by side, the domain classifier, the attribute transfer."""
+    synthetic, real, gap = gauge["synthetic"], gauge["real"], gauge["domain_classifier"]
+    statistics = "".join(
+        f'<tr><td class="name">{label}</td>{_td(synthetic[key], 4)}{_td(real[key], 4)}</tr>'
+        for key, label in REALISM_STATISTICS
+    )
+    parts = [
+        "<p>The figures above transfer to real data only as far as the synthetic world looks real to the victim. "
+        "The same victim's features of the synthetic world and of this run's real images:</p>",
+        '<table id="realism-statistics"><thead><tr><th class="name">feature statistic</th><th>synthetic world</th>'
+        f"<th>real images</th></tr></thead><tbody>{statistics}</tbody></table>",
+        "<p>A linear classifier tells synthetic from real features with balanced accuracy "
+        f"{fmt(gap['balanced_accuracy'])} "
+        f"({gap['folds']}-fold cross-validation; {fmt(gap['chance'])} means indistinguishable).</p>",
+    ]
+    transfer = gauge.get("attribute_transfer")
+    if transfer is None:
+        parts.append(
+            "<p>No attribute transfer: the real images carry other attribute labels than the synthetic world's "
+            "(Market-1501's).</p>"
+        )
+        return "".join(parts)
+    rows = "".join(
+        f'<tr><td class="name">{html.escape(name)}</td>{_td(per["bacc"])}{_td(per["chance"])}<td>{per["n"]:,}</td></tr>'
+        for name, per in transfer["attributes"].items()
+    )
+    parts.append(
+        "<p>The attribute attack trained on the synthetic world only, applied to the real images "
+        "(balanced accuracy per attribute, beside a constant guess):</p>"
+        '<table id="realism-transfer"><thead><tr><th class="name">attribute</th><th>balanced accuracy</th>'
+        f"<th>chance</th><th>images</th></tr></thead><tbody>{rows}"
+        f'<tr><td class="name"><b>mean</b></td>{_td(transfer["mean"])}{_td(transfer["chance_mean"])}<td></td></tr>'
+        "</tbody></table>"
+    )
+    return "".join(parts)
