@@ -37,6 +37,18 @@ def register(subparsers) -> None:
     options.add_device(parser)
     parser.add_argument("--max-images", type=int, default=256, help="most images per request (default 256)")
     parser.add_argument("--max-request-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    parser.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=None,
+        help="most decoded pixels per request, summed over its images (default: two 4096x4096 images)",
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
+    )
+    parser.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds a request body may take to arrive (default 30)"
+    )
     parser.set_defaults(func=run_serve)
 
 
@@ -46,8 +58,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError(f"refusing to serve without a token: pass --token or set {TOKEN_VARIABLE}")
     if not 1 <= args.port <= 65535:
         raise ShuffleBitsError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_request_mb <= 0 or args.max_images < 1:
-        raise ShuffleBitsError("--max-request-mb and --max-images must be positive")
+    if args.max_request_mb <= 0 or args.max_images < 1 or args.max_queue < 1 or not args.request_timeout > 0:
+        raise ShuffleBitsError("--max-request-mb, --max-images, --max-queue and --request-timeout must be positive")
+    if args.max_request_pixels is not None and args.max_request_pixels < 1:
+        raise ShuffleBitsError("--max-request-pixels must be positive")
     from ..data.sizes import parse_size
     from ..models import build_extractor
     from ..service.app import create_app
@@ -62,8 +76,16 @@ def run_serve(args: argparse.Namespace) -> int:
     extractor = build_extractor(
         args.model, weights=args.weights, pretrained=args.pretrained, device=args.device, size=size
     )
+    limits = {"max_request_pixels": args.max_request_pixels} if args.max_request_pixels is not None else {}
     app = create_app(
-        extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
+        extractor,
+        token,
+        cipher,
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_images=args.max_images,
+        max_queue=args.max_queue,
+        request_timeout=args.request_timeout,
+        **limits,
     )
     height, width = extractor.input_size
     encryption = (
