@@ -128,7 +128,11 @@ def test_worst_case_requests_stay_within_the_memory_bounds(tmp_path):
         refused = post(url, [blob] * 32)  # the 66 KiB request that added 2 GiB
         assert refused.status_code == 413 and "pixels" in refused.json()["detail"]
         codes = []
-        threads = [threading.Thread(target=lambda: codes.append(post(url, [blob] * fits).status_code)) for _ in range(3)]
+
+        def worst_case() -> None:
+            codes.append(post(url, [blob] * fits).status_code)
+
+        threads = [threading.Thread(target=worst_case) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
