@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
 
@@ -330,3 +331,39 @@ def test_serve_reports_a_taken_port_in_one_line():
         port = taken.getsockname()[1]
         with pytest.raises(ShuffleBitsError, match=r"cannot listen on 127\.0\.0\.1"):
             serve(None, "127.0.0.1", port)
+
+
+def lying_server(rows_for, width_for):
+    """An app answering ``rows_for(n)`` rows of ``width_for(call)`` values for n uploaded images."""
+    app, calls = FastAPI(), [0]
+
+    @app.post("/v1/features")
+    async def features(request: Request) -> dict:
+        async with request.form() as form:
+            n = len(form.getlist("images"))
+        calls[0] += 1
+        return encode_result(np.zeros((rows_for(n), width_for(calls[0])), dtype=np.float32))
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "rows_for, width_for, message",
+    [
+        (lambda n: n - 1, lambda call: 16, "shape \\[1, 16\\] for 2 images"),
+        (lambda n: n + 1, lambda call: 16, "for 2 images"),
+        (lambda n: n, lambda call: 0, "at least one value"),
+        (lambda n: n, lambda call: 16 + call, "different widths \\(17, 18\\)"),
+    ],
+)
+def test_client_checks_rows_and_width_of_every_answer(rows_for, width_for, message):
+    with BackgroundServer(lying_server(rows_for, width_for)) as server, HttpBlackBox(server.url, TOKEN) as box:
+        box.batch_size = 2
+        with pytest.raises(ShuffleBitsError, match=message):
+            box.features(make_images(4))
+
+
+@pytest.mark.parametrize("token", ["tökén", "", " padded", "line\nbreak"])
+def test_client_refuses_tokens_http_cannot_carry(token):
+    with pytest.raises(ShuffleBitsError, match="printable ASCII"):
+        HttpBlackBox("http://127.0.0.1:9", token)
