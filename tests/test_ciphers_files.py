@@ -29,7 +29,7 @@ def test_file_round_trip_and_layout(tmp_path, name):
         assert archive["ciphertext"].dtype.kind == "u"  # integer words, never floats
         header = json.loads(archive["header"].tobytes())
         assert "accumulated_feature_array" not in archive.files
-    assert header["cipher"] == name and header["version"] == files.FILE_VERSION == 2
+    assert header["cipher"] == name and header["version"] == files.FILE_VERSION == 3
     assert header["key_fingerprint"] == cipher.key.fingerprint
     assert header["dtype"] == "float32" and header["shape"] == [6, 12]
     assert cipher.key.material.hex() not in path.read_bytes().hex()
@@ -107,20 +107,26 @@ def test_key_for_another_cipher_and_bad_output_name(tmp_path):
     assert not (tmp_path / "f.npz").exists()
 
 
+# What each old version is still read for: version 2 changed the one-time construction,
+# version 3 the ChaCha20 / AES-GCM key derivation and AES-GCM's associated data.
+REFUSED_MODES = {1: {"one-time", "pad", "aead"}, 2: {"pad", "aead"}}
+
+
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("name", CIPHERS)
-def test_version_1_files_load_except_one_time(tmp_path, monkeypatch, name):
-    """Version 2 changed only the one-time construction: its version 1 files are refused in one line."""
+def test_old_files_load_unless_their_construction_changed(tmp_path, monkeypatch, name, version):
+    """Old files whose ciphertexts this version still makes load; the others are refused in one line."""
     cipher = create_cipher(name)
     x = features()
-    path = tmp_path / "v1.npz"
+    path = tmp_path / "old.npz"
     with monkeypatch.context() as patch:
-        patch.setattr(files, "FILE_VERSION", 1)
+        patch.setattr(files, "FILE_VERSION", version)
         save_encrypted(path, cipher, cipher.encrypt(x))
-    if cipher.key.mode == "one-time":
-        with pytest.raises(ShuffleBitsError, match="version 1 one-time ShuffleBits files") as error:
+    if cipher.key.mode in REFUSED_MODES[version]:
+        with pytest.raises(ShuffleBitsError, match=f"version {version} files of mode") as error:
             load_encrypted(path, cipher)
-        assert "\n" not in str(error.value)
+        assert "\n" not in str(error.value) and "re-encrypt" in str(error.value)
     else:
-        assert read_header(path)[0]["version"] == 1
+        assert read_header(path)[0]["version"] == version
         sealed, _ = load_encrypted(path, cipher)
         assert cipher.decrypt(sealed).tobytes() == x.tobytes()

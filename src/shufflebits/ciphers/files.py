@@ -1,7 +1,8 @@
 """Encrypted feature files (``.npz``): header, ciphertext words, nonces, paths, MAC.
 
-The header (JSON) records format version, cipher, mode, key fingerprint, dtype
-and shape. Ciphertext is stored as unsigned integer words (never floats). An
+The header (JSON) records format version, cipher, mode, key fingerprint, dtype,
+shape and the ciphertext's seals (``sealing.Seal``: batch ids, contexts, tags).
+Ciphertext is stored as unsigned integer words (never floats). An
 HMAC-SHA256 tag under a key-derived MAC key covers header, ciphertext, nonces
 and passthrough columns, so a wrong key, a flipped bit or a truncated file fails
 with a clear message even for ciphers without built-in integrity.
@@ -19,14 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
+from ..errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from .base import Cipher, Sealed
+from .sealing import Seal
 
 FILE_FORMAT = "shufflebits-encrypted-features"
 # Version 2: one-time ShuffleBits became a Beneš network on an AES-256-CTR keystream.
-# Version 1 files of the other ciphers hold the same ciphertexts and still load.
-FILE_VERSION = 2
-_V1_CHANGED_MODES = ("one-time",)
+# Version 3: ChaCha20 and AES-GCM run under HKDF subkeys, AES-GCM binds batch id, row
+# index and row count, and the header carries the seals. Older files of the other
+# ciphers hold the same ciphertexts and still load.
+FILE_VERSION = 3
+_CHANGED_MODES = {1: ("one-time", "pad", "aead"), 2: ("pad", "aead")}
 _MAC_PURPOSE = "file-mac"
 
 
@@ -67,6 +71,7 @@ def save_encrypted(
         "key_fingerprint": sealed.key_fingerprint,
         "dtype": sealed.dtype,
         "shape": list(sealed.shape),
+        "seals": [seal.as_dict() for seal in sealed.seals],
     }
     n = sealed.shape[0]
     arrays = {"ciphertext": sealed.payload()}
@@ -110,13 +115,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
     version = header.get("version")
-    if version == 1 and header.get("mode") in _V1_CHANGED_MODES:
+    if version in _CHANGED_MODES and header.get("mode") in _CHANGED_MODES[version]:
         raise ShuffleBitsError(
-            f"{path}: version 1 one-time ShuffleBits files (per-element Fisher-Yates) are no longer read; "
-            f"re-encrypt with this version (file version {FILE_VERSION}; version 1 files of other ciphers still load)"
+            f"{path}: version {version} files of mode {header.get('mode')!r} are no longer read (the construction "
+            f"or its key derivation changed since); decrypt with the release that wrote it and re-encrypt "
+            f"(file version {FILE_VERSION})"
         )
-    if version not in (1, FILE_VERSION):
-        raise ShuffleBitsError(f"{path}: unsupported encrypted file version {version!r} (supported: 1, {FILE_VERSION})")
+    if version not in (1, 2, FILE_VERSION):
+        raise ShuffleBitsError(
+            f"{path}: unsupported encrypted file version {version!r} (supported: 1, 2, {FILE_VERSION})"
+        )
     return header, arrays
 
 
@@ -136,13 +144,18 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
     tag = arrays.pop("tag").tobytes()
     if not hmac.compare_digest(tag, _mac(cipher, raw_header, arrays)):
         raise IntegrityError(f"{path}: authentication failed (file tampered with or damaged)")
-    sealed = Sealed.from_words(
-        arrays["ciphertext"],
-        cipher=header["cipher"],
-        key_fingerprint=header["key_fingerprint"],
-        dtype=header["dtype"],
-        nonces=arrays.get("nonces"),
-    )
+    try:
+        seals = tuple(Seal.from_dict(record) for record in header.get("seals", []))
+        sealed = Sealed.from_words(
+            arrays["ciphertext"],
+            cipher=header["cipher"],
+            key_fingerprint=header["key_fingerprint"],
+            dtype=header["dtype"],
+            nonces=arrays.get("nonces"),
+            seals=seals,
+        )
+    except (KeyError, TypeError, InvalidInputError) as error:
+        raise ShuffleBitsError(f"{path}: malformed encrypted file ({error})") from error
     if list(sealed.shape) != header["shape"]:
         raise ShuffleBitsError(
             f"{path}: ciphertext of shape {sealed.shape} does not match its header {header['shape']}"
