@@ -26,7 +26,15 @@ from PIL import Image
 from shufflebits.ciphers import spec
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.service import BackgroundServer, HttpBlackBox, InProcessBlackBox, create_app
-from shufflebits.service.wire import concatenate_results, decode_array, decode_result, encode_array, encode_result
+from shufflebits.service.wire import (
+    REQUEST_ID_HEADER,
+    answer_context,
+    concatenate_results,
+    decode_array,
+    decode_result,
+    encode_array,
+    encode_result,
+)
 
 TOKEN = "s3cret-token"
 NAN_WORD = 0x7FA00001  # a signalling-NaN payload that any float round trip would alter
@@ -107,7 +115,8 @@ def test_wire_sealed_round_trip_and_inconsistent_metadata(name):
 
     cipher = create_cipher(name)
     x = np.random.default_rng(6).standard_normal((3, 5)).astype(np.float32)
-    body = encode_result(cipher.encrypt(x))
+    rid = "0" * 32
+    body = encode_result(cipher.encrypt(x, authenticate=True, context=answer_context(rid, 3)), rid)
     assert body["encryption"]["mode"] == spec(name).mode
     joined = concatenate_results([decode_result(body), decode_result(body)])
     assert joined.shape == (6, 5) and cipher.decrypt(joined).tobytes() == np.concatenate([x, x]).tobytes()
@@ -342,7 +351,8 @@ def lying_server(rows_for, width_for):
         async with request.form() as form:
             n = len(form.getlist("images"))
         calls[0] += 1
-        return encode_result(np.zeros((rows_for(n), width_for(calls[0])), dtype=np.float32))
+        answer = np.zeros((rows_for(n), width_for(calls[0])), dtype=np.float32)
+        return encode_result(answer, request.headers[REQUEST_ID_HEADER])
 
     return app
 

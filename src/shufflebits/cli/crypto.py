@@ -94,7 +94,7 @@ def encrypt_command(args: argparse.Namespace) -> int:
     if plain.features.ndim != 2:  # `decrypt` could not write anything else back
         raise ShuffleBitsError(f"{args.input}: features must be 2-D (n, d), got shape {plain.features.shape}")
     try:
-        sealed = cipher.encrypt(plain.features)
+        sealed = cipher.encrypt(plain.features, authenticate=True)
     except TypeError as error:
         raise ShuffleBitsError(f"{args.input}: {error}") from error
     save_encrypted(args.output, cipher, sealed, plain.image_paths, pids=plain.pids, camids=plain.camids)

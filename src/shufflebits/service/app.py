@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from ..ciphers.base import Sealed
 from ..errors import ShuffleBitsError
 from .images import MAX_PIXELS, decode_image, decoded_pixels
 from .memory import release_free_memory
-from .wire import encode_result
+from .wire import REQUEST_ID_HEADER, answer_context, encode_result, valid_request_id
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 256
@@ -170,18 +171,20 @@ def create_app(
         finally:
             release_free_memory()
 
-    def compute(blobs: list[tuple[str, bytes]]) -> dict:
+    def compute(blobs: list[tuple[str, bytes]], response_id: str) -> dict:
         images = decode_all(blobs)
         del blobs[:]  # the encoded bytes are no longer needed
         with compute_lock:
             output = extractor(images)
-            if isinstance(output, Sealed):  # an exported model that encrypts in its own graph
-                return encode_result(output)
+            if isinstance(output, Sealed):  # an exported model that encrypts in its own graph: untagged
+                return encode_result(output, response_id)
             features = np.ascontiguousarray(output, dtype=np.float32)
             if features.ndim != 2 or features.shape[0] != len(images):
                 raise RuntimeError(f"extractor returned shape {features.shape} for {len(images)} images")
-            result = cipher.encrypt(features) if cipher is not None else features
-        return encode_result(result)
+            if cipher is None:
+                return encode_result(features, response_id)
+            context = answer_context(response_id, len(images))
+            return encode_result(cipher.encrypt(features, authenticate=True, context=context), response_id)
 
     @app.get("/v1/health")
     def health() -> dict:
@@ -215,6 +218,8 @@ def create_app(
             raise _reject(408, f"the request body did not arrive within {request_timeout:g} s") from None
         blobs = await _uploads(request, body, max_images)
         del body  # the parts are copied out; the raw body need not outlive them
-        return JSONResponse(await run_in_threadpool(compute, blobs))
+        given = request.headers.get(REQUEST_ID_HEADER)
+        response_id = given if valid_request_id(given) else secrets.token_hex(16)
+        return JSONResponse(await run_in_threadpool(compute, blobs, response_id))
 
     return app

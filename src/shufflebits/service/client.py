@@ -10,6 +10,7 @@ is reported, never silently combined.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,9 +19,9 @@ import httpx
 
 from ..data.images import ImageSource, as_image_list
 from ..engine.extract import map_batches
-from ..errors import ShuffleBitsError
+from ..errors import IntegrityError, ShuffleBitsError
 from .images import to_upload
-from .wire import concatenate_results, decode_result
+from .wire import REQUEST_ID_HEADER, concatenate_results, decode_result
 
 
 class HttpBlackBox:
@@ -74,12 +75,15 @@ class HttpBlackBox:
 
     def _post(self, files: list) -> Any:
         """One ``POST /v1/features`` of a batch of uploads, decoded and checked for one row per image."""
-        response = self._request("POST", "/v1/features", files=files)
+        request_id = secrets.token_hex(16)
+        response = self._request("POST", "/v1/features", files=files, headers={REQUEST_ID_HEADER: request_id})
         try:
             body = response.json()
         except ValueError as error:
             raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
         result = decode_result(body)
+        if isinstance(body, dict) and body.get("version") is not None and body.get("response_id") != request_id:
+            raise IntegrityError(f"{self.url} answered request {request_id} with the answer to another request")
         rows, width = (result.shape[0], result.shape[1]) if len(result.shape) == 2 else (None, None)
         if rows != len(files) or not width:
             raise ShuffleBitsError(
