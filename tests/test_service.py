@@ -261,7 +261,11 @@ def test_encrypted_answers_decrypt_bit_exact(sealed_server):
     else:
         assert body["dtype"] == "float32" and body["shape"] == [1, 16]
     health = httpx.get(f"{server.url}/v1/health").json()
-    assert health["encrypted"] is True and health["key_fingerprint"] == cipher.key.fingerprint
+    assert health["encrypted"] is True and health["key_fingerprint"] is None  # only behind the token
+    wrong = httpx.get(f"{server.url}/v1/health", headers={"Authorization": "Bearer wrong"}).json()
+    assert wrong["key_fingerprint"] is None
+    health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert health["key_fingerprint"] == cipher.key.fingerprint
 
 
 def test_nonces_are_fresh_per_vector_and_request(sealed_server):
@@ -314,7 +318,7 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
         for _ in range(600):
             assert server.poll() is None, (tmp_path / "server.log").read_text()
             try:
-                health = httpx.get(f"{url}/v1/health").json()
+                health = httpx.get(f"{url}/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.1)

@@ -209,4 +209,3 @@ def test_any_byte_flip_in_a_file_fails_cleanly_or_changes_nothing(encrypted_file
         assert "\n" not in str(error)
     else:  # a byte zip ignores (a timestamp): the content is untouched
         assert plain.tobytes() == x.tobytes()
-

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import ShuffleBitsError
-from . import options
+from . import crypto, options
 
 TOKEN_VARIABLE = "SHUFFLEBITS_TOKEN"
 
@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         help="serve a re-ID model as an HTTP black box (POST /v1/features)",
         description=(
             "Answer POST /v1/features (multipart field 'images', header 'Authorization: Bearer TOKEN') "
-            "with base64 little-endian feature bytes, encrypted with a server-held key when --encrypt-with is given. "
-            "GET /v1/health needs no token."
+            "with base64 little-endian feature bytes, encrypted with a server-held key when --encrypt-with is given "
+            "and sealed to the request. GET /v1/health needs no token (the key fingerprint only with it)."
         ),
     )
     options.add_model(parser)
@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted"
     )
+    crypto.add_insecure_seed_key(parser)
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     options.add_size(parser, None, "input size (default: the checkpoint's, 256x128 for torchreid weights)")
@@ -69,9 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     cipher = None
     if args.encrypt_with:
-        from ..ciphers import cipher_for_key, load_key
-
-        cipher = cipher_for_key(load_key(args.encrypt_with))
+        cipher = crypto.load_cipher(args.encrypt_with, args.insecure_seed_key)
     size = parse_size(args.size) if args.size else None
     extractor = build_extractor(
         args.model, weights=args.weights, pretrained=args.pretrained, device=args.device, size=size

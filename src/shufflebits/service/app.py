@@ -126,10 +126,13 @@ def create_app(
     admitted, admitted_lock = [0], threading.Lock()
     app = FastAPI(title="ShuffleBits black box", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def check_token(request: Request) -> None:
+    def has_token(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # compare_digest: the time taken does not reveal how much of the token matched.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), expected)
+
+    def check_token(request: Request) -> None:
+        if not has_token(request):
             raise _reject(
                 401, "missing or wrong token: send 'Authorization: Bearer TOKEN'", **{"WWW-Authenticate": "Bearer"}
             )
@@ -187,7 +190,9 @@ def create_app(
             return encode_result(cipher.encrypt(features, authenticate=True, context=context), response_id)
 
     @app.get("/v1/health")
-    def health() -> dict:
+    def health(request: Request) -> dict:
+        """Public status; the key fingerprint only with the token (a seed key's fingerprint reveals its seed)."""
+        fingerprint = cipher.key.fingerprint if cipher is not None else getattr(extractor, "key_fingerprint", None)
         return {
             "status": "ok",
             "model": getattr(extractor, "name", type(extractor).__name__),
@@ -195,9 +200,7 @@ def create_app(
             "input_size": list(getattr(extractor, "input_size", ())) or None,
             "encrypted": cipher is not None or in_graph is not None,
             "cipher": cipher.name if cipher is not None else in_graph,
-            "key_fingerprint": cipher.key.fingerprint
-            if cipher is not None
-            else getattr(extractor, "key_fingerprint", None),
+            "key_fingerprint": fingerprint if has_token(request) else None,
             "max_images": max_images,
             "max_request_bytes": max_request_bytes,
         }
