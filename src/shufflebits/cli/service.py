@@ -48,6 +48,12 @@ def register(subparsers) -> None:
         "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
     )
     parser.add_argument(
+        "--max-batch", type=int, default=32, help="most images per model call across requests; 1: unbatched (32)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=10.0, help="how long a model call waits for more requests (default 10)"
+    )
+    parser.add_argument(
         "--request-timeout", type=float, default=30.0, help="seconds a request body may take to arrive (default 30)"
     )
     parser.set_defaults(func=run_serve)
@@ -61,6 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError(f"--port must be in 1..65535, got {args.port}")
     if args.max_request_mb <= 0 or args.max_images < 1 or args.max_queue < 1 or not args.request_timeout > 0:
         raise ShuffleBitsError("--max-request-mb, --max-images, --max-queue and --request-timeout must be positive")
+    if args.max_batch < 1 or not args.max_wait_ms >= 0:
+        raise ShuffleBitsError("--max-batch must be positive and --max-wait-ms non-negative")
     if args.max_request_pixels is not None and args.max_request_pixels < 1:
         raise ShuffleBitsError("--max-request-pixels must be positive")
     from ..data.sizes import parse_size
@@ -84,6 +92,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         max_queue=args.max_queue,
         request_timeout=args.request_timeout,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
         **limits,
     )
     height, width = extractor.input_size

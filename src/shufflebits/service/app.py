@@ -8,8 +8,11 @@ the body must arrive within ``request_timeout`` (408) and stay under
 ``max_request_bytes``; the pixels it would decode are summed from the image
 headers and refused past ``max_request_pixels`` (413) before any is decoded;
 each image is then decoded (JPEG drafted towards the model's input size) and
-resized at once, at most ``decode_workers`` images at a time. The model and
-cipher run under one lock because neither is assumed to be thread-safe.
+resized at once, at most ``decode_workers`` images at a time. Concurrent
+requests are batched into one model call (``batching.Batcher``: up to
+``max_batch`` images gathered for at most ``max_wait_ms``); the model runs only
+in the batcher's thread and the cipher under a lock, so neither needs to be
+thread-safe. Each request's rows are encrypted and sealed on their own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from starlette.datastructures import UploadFile
 
 from ..ciphers.base import Sealed
 from ..errors import ShuffleBitsError
+from .batching import Batcher
 from .images import MAX_PIXELS, decode_image, decoded_pixels
 from .memory import release_free_memory
 from .wire import REQUEST_ID_HEADER, answer_context, encode_result, valid_request_id
@@ -40,6 +44,8 @@ DEFAULT_MAX_REQUEST_PIXELS = 2 * MAX_PIXELS  # two of the largest images, or ~10
 DEFAULT_MAX_QUEUE = 8
 DEFAULT_DECODE_WORKERS = 2
 DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_WAIT_MS = 10.0
 RETRY_AFTER_SECONDS = 1
 
 
@@ -97,6 +103,8 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     decode_workers: int = DEFAULT_DECODE_WORKERS,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
 ) -> FastAPI:
     """A FastAPI app serving ``extractor`` at ``POST /v1/features`` behind ``token``.
 
@@ -114,6 +122,10 @@ def create_app(
         )
     if not request_timeout > 0:
         raise ShuffleBitsError(f"request_timeout must be positive, got {request_timeout}")
+    if max_batch < 1 or not max_wait_ms >= 0:
+        raise ShuffleBitsError(
+            f"max_batch must be positive and max_wait_ms non-negative, got {max_batch}, {max_wait_ms}"
+        )
     in_graph = getattr(extractor, "cipher_name", None)  # shufflebits export: the model encrypts
     if in_graph is not None and cipher is not None:
         raise ShuffleBitsError(f"the model already encrypts with {in_graph}; serve it without --encrypt-with")
@@ -121,7 +133,8 @@ def create_app(
     size = getattr(extractor, "input_size", None)
     size = (int(size[0]), int(size[1])) if size else None
     resample = getattr(extractor, "interpolation", "bilinear")
-    compute_lock = threading.Lock()
+    batcher = Batcher(extractor, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    cipher_lock = threading.Lock()
     decode_slots = threading.BoundedSemaphore(decode_workers)
     admitted, admitted_lock = [0], threading.Lock()
     app = FastAPI(title="ShuffleBits black box", docs_url=None, redoc_url=None, openapi_url=None)
@@ -177,17 +190,18 @@ def create_app(
     def compute(blobs: list[tuple[str, bytes]], response_id: str) -> dict:
         images = decode_all(blobs)
         del blobs[:]  # the encoded bytes are no longer needed
-        with compute_lock:
-            output = extractor(images)
-            if isinstance(output, Sealed):  # an exported model that encrypts in its own graph: untagged
-                return encode_result(output, response_id)
-            features = np.ascontiguousarray(output, dtype=np.float32)
-            if features.ndim != 2 or features.shape[0] != len(images):
-                raise RuntimeError(f"extractor returned shape {features.shape} for {len(images)} images")
-            if cipher is None:
-                return encode_result(features, response_id)
-            context = answer_context(response_id, len(images))
-            return encode_result(cipher.encrypt(features, authenticate=True, context=context), response_id)
+        output = batcher.run(images)
+        if isinstance(output, Sealed):  # an exported model that encrypts in its own graph: untagged
+            return encode_result(output, response_id)
+        features = np.ascontiguousarray(output, dtype=np.float32)
+        if features.ndim != 2 or features.shape[0] != len(images):
+            raise RuntimeError(f"extractor returned shape {features.shape} for {len(images)} images")
+        if cipher is None:
+            return encode_result(features, response_id)
+        context = answer_context(response_id, len(images))
+        with cipher_lock:
+            sealed = cipher.encrypt(features, authenticate=True, context=context)
+        return encode_result(sealed, response_id)
 
     @app.get("/v1/health")
     def health(request: Request) -> dict:
