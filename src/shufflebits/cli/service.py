@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
     )
+    parser.add_argument("--threads", type=int, help="torch CPU threads for the model (default: torch's choice)")
     parser.add_argument(
         "--max-batch", type=int, default=32, help="most images per model call across requests; 1: unbatched (32)"
     )
@@ -69,6 +70,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError("--max-request-mb, --max-images, --max-queue and --request-timeout must be positive")
     if args.max_batch < 1 or not args.max_wait_ms >= 0:
         raise ShuffleBitsError("--max-batch must be positive and --max-wait-ms non-negative")
+    if args.threads is not None and args.threads < 1:
+        raise ShuffleBitsError(f"--threads must be at least 1, got {args.threads}")
     if args.max_request_pixels is not None and args.max_request_pixels < 1:
         raise ShuffleBitsError("--max-request-pixels must be positive")
     from ..data.sizes import parse_size
@@ -105,5 +108,8 @@ def run_serve(args: argparse.Namespace) -> int:
         f"at http://{args.host}:{args.port}/v1/features",
         file=sys.stderr,
     )
-    serve(app, host=args.host, port=args.port)
+    from ..runtime import torch_threads
+
+    with torch_threads(args.threads):
+        serve(app, host=args.host, port=args.port)
     return 0
