@@ -26,6 +26,7 @@ from typing import IO
 
 from .errors import ShuffleBitsError
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EIO}
 _PENDING: set[str] = set()  # temporaries being written, removed if the process is stopped
 _PENDING_LOCK = threading.Lock()
 
@@ -111,7 +112,12 @@ def atomic_write(
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ShuffleBitsError(f"output folder {directory} does not exist")
-    fd, tmp_name = _create_temporary(directory, path.name, 0o666 if permissions is None else permissions & 0o777)
+    try:
+        fd, tmp_name = _create_temporary(directory, path.name, 0o666 if permissions is None else permissions & 0o777)
+    except OSError as error:
+        if error.errno in _WRITE_ERRORS:
+            raise ShuffleBitsError(f"cannot write {path}: {error.strerror}") from error
+        raise
     try:
         if permissions is not None:
             os.fchmod(fd, permissions)
@@ -123,6 +129,12 @@ def atomic_write(
             os.replace(tmp_name, path)
         else:
             _publish_new(tmp_name, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        if error.errno in _WRITE_ERRORS:  # full disk, read-only or forbidden folder: the user's to fix
+            raise ShuffleBitsError(f"cannot write {path}: {error.strerror}") from error
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)

@@ -34,6 +34,40 @@ _CHANGED_MODES = {1: ("one-time", "pad", "aead"), 2: ("pad", "aead")}
 _MAC_PURPOSE = "file-mac"
 
 
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_DEPTH = 4  # {"seals": [{"batch": ...}]}
+
+
+def _depth(value, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max([level, *(_depth(item, level + 1) for item in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(item, level + 1) for item in value)])
+    return level - 1
+
+
+def _check_members(path: Path) -> None:
+    """Refuse compressed or oversized members before any is read: ``save_encrypted`` stores them raw.
+
+    So nothing is decompressed before the MAC is checked, and no member can
+    claim more bytes than the file holds.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # np.load below says what it is instead
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({error})") from error
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
+            raise ShuffleBitsError(
+                f"{path}: member {member.filename!r} is compressed or larger than the file; "
+                "encrypted feature files store their members raw"
+            )
+
+
 def _mac(cipher: Cipher, header: bytes, arrays: dict[str, np.ndarray]) -> bytes:
     mac = hmac.new(cipher.key.derive(_MAC_PURPOSE), digestmod=hashlib.sha256)
     for name in ("header", *sorted(arrays)):
@@ -98,20 +132,26 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise ShuffleBitsError(f"encrypted feature file {path} does not exist")
+    _check_members(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
             raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
         with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({error})") from error
+    except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({detail})") from error
     if "header" not in arrays or "tag" not in arrays:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
+    if arrays["header"].dtype != np.uint8 or arrays["header"].size > MAX_HEADER_BYTES:
+        raise IntegrityError(f"{path}: corrupted header (not uint8 JSON of at most {MAX_HEADER_BYTES} bytes)")
     try:
         header = json.loads(arrays["header"].tobytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IntegrityError(f"{path}: corrupted header ({error})") from error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise IntegrityError(f"{path}: corrupted header ({str(error)[:80]})") from None
+    if _depth(header) > MAX_HEADER_DEPTH:
+        raise IntegrityError(f"{path}: corrupted header (nested deeper than {MAX_HEADER_DEPTH} levels)")
     if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
     version = header.get("version")

@@ -136,6 +136,9 @@ def read_key_record(path: str | os.PathLike) -> dict:
 def load_key(path: str | os.PathLike) -> Key:
     """Read a key file; a corrupted key (fingerprint mismatch) is an error."""
     record = read_key_record(path)
+    seed = record.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ShuffleBitsError(f"{path}: malformed key file (seed must be an integer in [0, 2**63), got {seed!r})")
     try:
         key = Key(record["cipher"], base64.b64decode(record["material"], validate=True), record.get("seed"))
     except (KeyError, TypeError, ValueError) as error:
