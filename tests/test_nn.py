@@ -161,7 +161,7 @@ def test_device_kernels_equal_the_host_paths_eager_and_compiled():
             kernels_torch.permute_fixed(words, wide),
             kernels_torch.permute_per_dimension(words, tables),
             kernels_torch.benes(words, pairs, middle),
-            kernels_torch.xor_pad(words, pad.key.material, pad_nonces),
+            kernels_torch.xor_pad(words, pad.stream_key, pad_nonces),
         )
 
     host_words = words.numpy().view(np.uint32)
