@@ -1,11 +1,12 @@
-"""HTTP black-box throughput: requests/s and latency percentiles under a bounded local load.
+"""HTTP black-box throughput: requests/s and latency percentiles, batched and unbatched, side by side.
 
 Starts `shufflebits serve` in a subprocess on 127.0.0.1 (so client and server do
-not share a GIL), sends --requests requests from --concurrency client threads,
-each carrying --images-per-request crops, and prints the figures. Random
-weights: speed does not depend on what the model learned.
+not share a GIL), once with dynamic batching (--max-batch, --max-wait-ms) and
+once unbatched (--max-batch 1), sends --requests requests from --concurrency
+client threads, each carrying --images-per-request crops, and prints both rows.
+Random weights: speed does not depend on what the model learned.
 
-    .venv/bin/python scripts/bench_service.py --requests 200 --concurrency 4
+    .venv/bin/python scripts/bench_service.py --requests 200 --concurrency 8
 """
 
 from __future__ import annotations
@@ -58,24 +59,17 @@ def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: flo
     raise SystemExit("the server did not come up")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="osnet_x0_25")
-    parser.add_argument("--size", default="256x128", help="model input HxW (crops are sent at this size)")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--images-per-request", type=int, default=1)
-    parser.add_argument(
-        "--cipher", help="encrypt on the server with a fresh key for this cipher (e.g. shufflebits-otp)"
-    )
-    args = parser.parse_args()
+def measure(args, batch: int, token: str) -> tuple[dict, np.ndarray, float]:
+    """(health, latencies in s, wall s) of one server run with ``--max-batch batch``."""
     height, width = (int(part) for part in args.size.lower().split("x"))
-    token = secrets.token_urlsafe(16)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size]
-        command += ["--port", str(port)]
+        command += ["--port", str(port), "--max-batch", str(batch), "--max-wait-ms", str(args.max_wait_ms)]
+        command += ["--max-queue", str(max(8, args.concurrency))]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
         if args.cipher:
             from shufflebits.ciphers import generate_key, save_key
 
@@ -106,16 +100,38 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    milliseconds = np.percentile(latencies, [50, 95, 99]) * 1000
+    return health, latencies, wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="osnet_x0_25")
+    parser.add_argument("--size", default="256x128", help="model input HxW (crops are sent at this size)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--threads", type=int, help="the server's torch threads (default: torch's choice)")
+    parser.add_argument("--max-batch", type=int, default=32, help="the batched server's --max-batch")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the batched server's --max-wait-ms")
+    parser.add_argument("--images-per-request", type=int, default=1)
+    parser.add_argument(
+        "--cipher", help="encrypt on the server with a fresh key for this cipher (e.g. shufflebits-otp)"
+    )
+    args = parser.parse_args()
+    token = secrets.token_urlsafe(16)
+    rows = [(f"batched (max {args.max_batch}, wait {args.max_wait_ms:g} ms)", args.max_batch), ("unbatched", 1)]
+    measured = [(label, *measure(args, batch, token)) for label, batch in rows]
+    health = measured[0][1]
     encryption = args.cipher or "plaintext"
     print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({encryption})")
     print(
         f"{args.requests} requests x {args.images_per_request} image(s), "
-        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores"
+        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}"
     )
-    images_per_second = args.requests * args.images_per_request / wall
-    print(f"requests/s {args.requests / wall:.1f}   images/s {images_per_second:.1f}   wall {wall:.2f} s")
-    print(f"latency ms: p50 {milliseconds[0]:.1f}   p95 {milliseconds[1]:.1f}   p99 {milliseconds[2]:.1f}")
+    print(f"{'server':<32} {'req/s':>7} {'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for label, _, latencies, wall in measured:
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
+        images_per_second = args.requests * args.images_per_request / wall
+        print(f"{label:<32} {args.requests / wall:>7.1f} {images_per_second:>9.1f} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}")
     return 0
 
 

@@ -297,6 +297,15 @@ def test_fisher_yates_rejects_rather_than_reduces():
 # -- ChaChaPad -------------------------------------------------------------
 
 
+def hkdf_subkey(key: Key, label: str) -> bytes:
+    """RFC 5869 HKDF-SHA256 (cryptography's), no salt, info = prefix, cipher name and label."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    info = b"shufflebits/v1/hkdf\0" + key.cipher.encode() + b"\0" + label.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key.material)
+
+
 def cryptography_keystream(key: bytes, nonce16: bytes, nbytes: int) -> bytes:
     return CryptoCipher(algorithms.ChaCha20(key, nonce16), mode=None).encryptor().update(bytes(nbytes))
 
@@ -307,7 +316,7 @@ def test_chacha_pad_is_cryptography_keystream(d):
     sealed = cipher.encrypt(np.zeros((3, d), np.float32))
     assert sealed.nonces.shape == (3, 16)
     for i in range(3):
-        expected = cryptography_keystream(cipher.key.material, bytes(sealed.nonces[i]), 4 * d)
+        expected = cryptography_keystream(hkdf_subkey(cipher.key, "chacha20"), bytes(sealed.nonces[i]), 4 * d)
         assert sealed.words()[i].tobytes() == expected
 
 
@@ -358,7 +367,12 @@ def test_aes_gcm_detects_tampering():
     sealed = cipher.encrypt(random_bits((3, 8), np.float32))
     data = sealed.payload().copy()
     data[1, 5] ^= 1
-    common = {"cipher": sealed.cipher, "key_fingerprint": sealed.key_fingerprint, "nonces": sealed.nonces}
+    common = {
+        "cipher": sealed.cipher,
+        "key_fingerprint": sealed.key_fingerprint,
+        "nonces": sealed.nonces,
+        "seals": sealed.seals,
+    }
     tampered = Sealed.from_words(data, dtype=sealed.dtype, **common)
     with pytest.raises(IntegrityError, match="row 1") as failure:
         cipher.decrypt(tampered)

@@ -182,3 +182,40 @@ def test_bench_prints_each_row_once_in_words(capsys):
         assert (out + err).count(f"{name} ") == 1, name
     assert "million float32/s" in out and "× AES-GCM" in out
     assert "_per_s" not in out + err and "ratio_vs" not in out + err and "issue" not in out + err
+
+
+def test_seed_keys_are_refused_unless_asked_for(tmp_path, capsys, plain):
+    path, x = plain
+    key = tmp_path / "seed.json"
+    run(capsys, "keygen", "--cipher", "shufflebits", "--seed", "424242", "--out", key)
+    code, _, err = run(capsys, "encrypt", "--key", key, path, tmp_path / "e.npz")
+    assert code == 2 and "--insecure-seed-key" in err and err.count("\n") == 1
+    assert not (tmp_path / "e.npz").exists()
+    code, _, err = run(capsys, "encrypt", "--insecure-seed-key", "--key", key, path, tmp_path / "e.npz")
+    assert code == 0 and "INSECURE" in err
+    code, _, err = run(capsys, "decrypt", "--key", key, tmp_path / "e.npz", tmp_path / "d.npy")
+    assert code == 2 and "--insecure-seed-key" in err and not (tmp_path / "d.npy").exists()
+    assert run(capsys, "decrypt", "--insecure-seed-key", "--key", key, tmp_path / "e.npz", tmp_path / "d.npy")[0] == 0
+    assert np.load(tmp_path / "d.npy").tobytes() == x.tobytes()
+    code, _, err = run(capsys, "serve", "--model", "osnet_x0_25", "--encrypt-with", key, "--token", "t")
+    assert code == 2 and "--insecure-seed-key" in err
+
+
+def test_cli_says_whether_ciphertext_is_authenticated(tmp_path, capsys, plain):
+    from shufflebits.ciphers import create_cipher, save_key
+    from shufflebits.ciphers.files import save_encrypted
+
+    path, x = plain
+    key = tmp_path / "k.json"
+    run(capsys, "keygen", "--cipher", "chacha20", "--out", key)
+    run(capsys, "encrypt", "--key", key, path, tmp_path / "e.npz")
+    code, out, _ = run(capsys, "inspect", tmp_path / "e.npz")
+    assert code == 0 and "authenticated=True (1 sealed batch)" in out
+    cipher = create_cipher("chacha20")
+    save_key(tmp_path / "raw.json", cipher.key)
+    save_encrypted(tmp_path / "raw.npz", cipher, cipher.encrypt(x))  # raw, untagged (the in-model output)
+    code, out, _ = run(capsys, "inspect", tmp_path / "raw.npz")
+    assert code == 0 and "authenticated=False" in out
+    code, _, err = run(capsys, "decrypt", "--key", tmp_path / "raw.json", tmp_path / "raw.npz", tmp_path / "d.npy")
+    assert code == 0 and "authenticated=False" in err
+    assert np.load(tmp_path / "d.npy").tobytes() == x.tobytes()

@@ -19,13 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
 
 from shufflebits.ciphers import spec
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.service import BackgroundServer, HttpBlackBox, InProcessBlackBox, create_app
-from shufflebits.service.wire import concatenate_results, decode_array, decode_result, encode_array, encode_result
+from shufflebits.service.wire import (
+    REQUEST_ID_HEADER,
+    answer_context,
+    concatenate_results,
+    decode_array,
+    decode_result,
+    encode_array,
+    encode_result,
+)
 
 TOKEN = "s3cret-token"
 NAN_WORD = 0x7FA00001  # a signalling-NaN payload that any float round trip would alter
@@ -106,7 +115,8 @@ def test_wire_sealed_round_trip_and_inconsistent_metadata(name):
 
     cipher = create_cipher(name)
     x = np.random.default_rng(6).standard_normal((3, 5)).astype(np.float32)
-    body = encode_result(cipher.encrypt(x))
+    rid = "0" * 32
+    body = encode_result(cipher.encrypt(x, authenticate=True, context=answer_context(rid, 3)), rid)
     assert body["encryption"]["mode"] == spec(name).mode
     joined = concatenate_results([decode_result(body), decode_result(body)])
     assert joined.shape == (6, 5) and cipher.decrypt(joined).tobytes() == np.concatenate([x, x]).tobytes()
@@ -218,7 +228,30 @@ def test_concurrent_requests_are_all_correct():
             results = list(pool.map(lambda images: box.features(images * 4), image_sets))
     for images, got in zip(image_sets, results):
         assert got.tobytes() == FakeExtractor()(images * 4).tobytes()
-    assert extractor.calls == 8 and not overlap[0]
+    assert 1 <= extractor.calls <= 8 and not overlap[0]  # batched across requests, never run concurrently
+
+
+def test_concurrent_requests_share_one_model_call():
+    extractor = FakeExtractor()
+    app = create_app(extractor, TOKEN, max_batch=4, max_wait_ms=5000)
+    image_sets = [make_images(1, seed=30 + i) for i in range(4)]
+    with BackgroundServer(app) as server, HttpBlackBox(server.url, TOKEN) as box:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(box.features, image_sets))
+    assert extractor.calls == 1  # the fourth image filled the batch: no waiting out the 5 s
+    for images, got in zip(image_sets, results):
+        assert got.tobytes() == FakeExtractor()(images).tobytes()
+
+
+def test_unbatched_server_runs_one_request_per_call():
+    extractor = FakeExtractor()
+    image_sets = [make_images(1, seed=40 + i) for i in range(3)]
+    app = create_app(extractor, TOKEN, max_batch=1, max_wait_ms=5000)
+    with BackgroundServer(app) as server, HttpBlackBox(server.url, TOKEN) as box:
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(box.features, image_sets))
+    assert extractor.calls == 3
+    assert [got.tobytes() for got in results] == [FakeExtractor()(images).tobytes() for images in image_sets]
 
 
 def test_create_app_refuses_empty_token():
@@ -251,7 +284,11 @@ def test_encrypted_answers_decrypt_bit_exact(sealed_server):
     else:
         assert body["dtype"] == "float32" and body["shape"] == [1, 16]
     health = httpx.get(f"{server.url}/v1/health").json()
-    assert health["encrypted"] is True and health["key_fingerprint"] == cipher.key.fingerprint
+    assert health["encrypted"] is True and health["key_fingerprint"] is None  # only behind the token
+    wrong = httpx.get(f"{server.url}/v1/health", headers={"Authorization": "Bearer wrong"}).json()
+    assert wrong["key_fingerprint"] is None
+    health = httpx.get(f"{server.url}/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert health["key_fingerprint"] == cipher.key.fingerprint
 
 
 def test_nonces_are_fresh_per_vector_and_request(sealed_server):
@@ -304,7 +341,7 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
         for _ in range(600):
             assert server.poll() is None, (tmp_path / "server.log").read_text()
             try:
-                health = httpx.get(f"{url}/v1/health").json()
+                health = httpx.get(f"{url}/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -330,3 +367,40 @@ def test_serve_reports_a_taken_port_in_one_line():
         port = taken.getsockname()[1]
         with pytest.raises(ShuffleBitsError, match=r"cannot listen on 127\.0\.0\.1"):
             serve(None, "127.0.0.1", port)
+
+
+def lying_server(rows_for, width_for):
+    """An app answering ``rows_for(n)`` rows of ``width_for(call)`` values for n uploaded images."""
+    app, calls = FastAPI(), [0]
+
+    @app.post("/v1/features")
+    async def features(request: Request) -> dict:
+        async with request.form() as form:
+            n = len(form.getlist("images"))
+        calls[0] += 1
+        answer = np.zeros((rows_for(n), width_for(calls[0])), dtype=np.float32)
+        return encode_result(answer, request.headers[REQUEST_ID_HEADER])
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "rows_for, width_for, message",
+    [
+        (lambda n: n - 1, lambda call: 16, "shape \\[1, 16\\] for 2 images"),
+        (lambda n: n + 1, lambda call: 16, "for 2 images"),
+        (lambda n: n, lambda call: 0, "at least one value"),
+        (lambda n: n, lambda call: 16 + call, "different widths \\(17, 18\\)"),
+    ],
+)
+def test_client_checks_rows_and_width_of_every_answer(rows_for, width_for, message):
+    with BackgroundServer(lying_server(rows_for, width_for)) as server, HttpBlackBox(server.url, TOKEN) as box:
+        box.batch_size = 2
+        with pytest.raises(ShuffleBitsError, match=message):
+            box.features(make_images(4))
+
+
+@pytest.mark.parametrize("token", ["tökén", "", " padded", "line\nbreak"])
+def test_client_refuses_tokens_http_cannot_carry(token):
+    with pytest.raises(ShuffleBitsError, match="printable ASCII"):
+        HttpBlackBox("http://127.0.0.1:9", token)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidInputError, ShuffleBitsError, WrongKeyError
+from ..errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from .catalogue import cipher_names, spec
 from .keys import Key
+from .sealing import BATCH_BYTES, MAX_CONTEXT_BYTES, TAG_BYTES, Seal, check_seals, compute_tag, mac_key, verify
 from .words import WORD_DTYPES, contiguous, from_words, to_words, unsigned
 
 
@@ -22,8 +23,11 @@ class Sealed:
     ``data`` has the plaintext's shape and dtype for format-preserving ciphers
     (bfloat16 ciphertext is kept as its uint16 words: numpy has no bfloat16),
     and is uint8 ``(n, nbytes + tag_bytes)`` for the others (AES-GCM). ``nonces``
-    is uint8 ``(n, nonce_bytes)``, or None for ciphers without nonces. Build one
-    with ``from_words``, which checks all of this against the catalogue.
+    is uint8 ``(n, nonce_bytes)``, or None for ciphers without nonces. ``seals``
+    (``sealing.Seal``, one per encrypted batch) bind the rows to their batch and
+    context: HMAC tags for format-preserving ciphers encrypted with
+    ``authenticate=True``, the AES-GCM associated data otherwise. Build one with
+    ``from_words``, which checks all of this against the catalogue.
     """
 
     data: np.ndarray
@@ -32,10 +36,23 @@ class Sealed:
     key_fingerprint: str
     dtype: str
     shape: tuple[int, ...]
+    seals: tuple[Seal, ...] = ()
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether ``decrypt`` detects tampering: AEAD ciphertext, or tags on every row."""
+        return spec(self.cipher).authenticated or bool(self.seals)
 
     @classmethod
     def from_words(
-        cls, words: np.ndarray, *, cipher: str, key_fingerprint: str, dtype: str, nonces: np.ndarray | None = None
+        cls,
+        words: np.ndarray,
+        *,
+        cipher: str,
+        key_fingerprint: str,
+        dtype: str,
+        nonces: np.ndarray | None = None,
+        seals: tuple[Seal, ...] = (),
     ) -> Sealed:
         """The one way to build a ``Sealed``: from ciphertext ``words`` as ``payload()`` gives them.
 
@@ -72,7 +89,11 @@ class Sealed:
             raise InvalidInputError(
                 f"{cipher} ciphertext needs uint8 ({shape[0]}, {record.nonce_bytes}) nonces, got {got}"
             )
-        return cls(data, nonces, cipher, key_fingerprint, dtype, shape)
+        seals = tuple(seals)
+        if seals and not shape:
+            raise InvalidInputError("a 0-d ciphertext has no rows to seal")
+        check_seals(seals, shape[0] if shape else 0, 0 if record.authenticated else TAG_BYTES)
+        return cls(data, nonces, cipher, key_fingerprint, dtype, shape, seals)
 
     def payload(self) -> np.ndarray:
         """``data`` as unsigned integers (tag included): what files and ``from_words`` take."""
@@ -116,18 +137,52 @@ class Cipher(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cipher={self.name!r}, fingerprint={self.key.fingerprint!r})"
 
-    def encrypt(self, features) -> Sealed:
-        """Encrypt float features (numpy array or torch tensor); returns ``Sealed``."""
+    def encrypt(self, features, *, authenticate: bool = False, context: bytes = b"") -> Sealed:
+        """Encrypt float features (numpy array or torch tensor); returns ``Sealed``.
+
+        ``authenticate`` adds a seal tag to format-preserving ciphertext (raw,
+        untagged ciphertext is the paper's primitive and stays the default);
+        ``context`` (bytes the caller binds, e.g. an answer id) goes into the tag,
+        or into AES-GCM's associated data, which always binds batch and row index.
+        """
         words, dtype = to_words(features)
         if self.needs_rows and words.ndim != 2:
             raise ShuffleBitsError(f"{self.name} encrypts (n, d) feature arrays, got shape {words.shape}")
-        data, nonces = self._encrypt_words(words, dtype)
+        if not isinstance(context, bytes) or len(context) > MAX_CONTEXT_BYTES:
+            raise InvalidInputError(f"context must be at most {MAX_CONTEXT_BYTES} bytes")
+        record = spec(self.name)
+        if record.authenticated:  # the AEAD binds batch id, row index, row count and context itself
+            seal = Seal(self.nonce_source(BATCH_BYTES), words.shape[0], context, b"")
+            data, nonces = self._encrypt_words(words, dtype, seal=seal)
+            seals = (seal,)
+        else:
+            data, nonces = self._encrypt_words(words, dtype)
+            seals = ()
+            if authenticate:
+                if words.ndim == 0:
+                    raise ShuffleBitsError("a 0-d array has no rows to authenticate; encrypt it as shape (1,)")
+                batch = self.nonce_source(BATCH_BYTES)
+                tag = compute_tag(
+                    mac_key(self.key),
+                    cipher=self.name,
+                    fingerprint=self.key.fingerprint,
+                    dtype=dtype,
+                    words=data,
+                    nonces=nonces,
+                    batch=batch,
+                    context=context,
+                )
+                seals = (Seal(batch, words.shape[0], context, tag),)
         return Sealed.from_words(
-            data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces
+            data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces, seals=seals
         )
 
-    def decrypt(self, sealed: Sealed):
-        """Bit-exact plaintext (numpy; a torch tensor for bfloat16)."""
+    def decrypt(self, sealed: Sealed, *, require_authenticated: bool = False):
+        """Bit-exact plaintext (numpy; a torch tensor for bfloat16).
+
+        Seal tags are verified when present (``IntegrityError``); with
+        ``require_authenticated`` untagged format-preserving ciphertext is refused too.
+        """
         if not isinstance(sealed, Sealed):
             raise TypeError(f"decrypt expects a Sealed, got {type(sealed).__name__}")
         if sealed.cipher != self.name:
@@ -144,15 +199,26 @@ class Cipher(ABC):
             raise ShuffleBitsError(
                 f"nonces must be uint8 with {n} rows, got {sealed.nonces.dtype} {sealed.nonces.shape}"
             )
+        if require_authenticated and not sealed.authenticated:
+            raise IntegrityError(
+                f"this {self.name} ciphertext carries no authentication tag (authenticated=False); "
+                "it cannot be checked for tampering"
+            )
         try:
             words = sealed.words()
         except ValueError as error:
             raise ShuffleBitsError(f"ciphertext does not match its shape {sealed.shape}: {error}") from error
+        if sealed.seals and not spec(self.name).authenticated:
+            verify(self.key, sealed)
         return from_words(self._decrypt_words(words, sealed), sealed.dtype)
 
     @abstractmethod
-    def _encrypt_words(self, words: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """What ``Sealed.from_words`` takes (ciphertext words, or AES-GCM bytes + tags) and the nonces."""
+    def _encrypt_words(self, words: np.ndarray, dtype: str, **binding) -> tuple[np.ndarray, np.ndarray | None]:
+        """What ``Sealed.from_words`` takes (ciphertext words, or AES-GCM bytes + tags) and the nonces.
+
+        Authenticated (AEAD) ciphers get ``seal=``: the ``Seal`` whose batch, row
+        count and context their associated data must bind.
+        """
 
     @abstractmethod
     def _decrypt_words(self, words: np.ndarray, sealed: Sealed) -> np.ndarray:

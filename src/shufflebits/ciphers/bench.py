@@ -222,7 +222,7 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         (
             "ChaChaPad, device kernel (1/16 of the data)",
             "torch ops on cpu",
-            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad.key.material, pad_nonces),
+            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad.stream_key, pad_nonces),
             pad_rows * _DIM,
         ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),

@@ -4,11 +4,15 @@ Each vector's bits are XOR-ed with RFC 8439 ChaCha20 keystream under the key and
 the vector's 16-byte nonce (4-byte little-endian block counter || 12-byte nonce,
 cryptography's layout). A batch gets one random 12-byte nonce and consecutive,
 block-aligned counters, so one OpenSSL call covers the whole batch while every
-vector still has its own keystream. Confidential, not authenticated: encrypted
-files add an HMAC (``files.py``).
+vector still has its own keystream. The ChaCha20 key is an HKDF subkey of the
+key (``stream_key``), never the master material. Confidential, not
+authenticated on its own: ``encrypt(..., authenticate=True)`` adds a seal tag
+(``sealing.py``) and encrypted files an HMAC (``files.py``).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -18,6 +22,7 @@ from .base import Cipher, Sealed
 from .keys import Key, generate_key
 
 _CHUNK_BYTES = 1 << 26
+SUBKEY_LABEL = "chacha20"
 
 
 class ChaChaPad(Cipher):
@@ -26,6 +31,11 @@ class ChaChaPad(Cipher):
     @classmethod
     def generate_key(cls) -> Key:
         return generate_key("chacha20")
+
+    @cached_property
+    def stream_key(self) -> bytes:
+        """The 32-byte ChaCha20 key: HKDF subkey of the key under ``SUBKEY_LABEL``."""
+        return self.key.subkey(SUBKEY_LABEL)
 
     def _encrypt_words(self, words, dtype):
         blocks = -(-words.shape[1] * words.itemsize // prf.BLOCK)
@@ -55,9 +65,9 @@ class ChaChaPad(Cipher):
             for a in range(start, stop, rows_per_chunk):
                 b = min(stop, a + rows_per_chunk)
                 if row_bytes % prf.BLOCK == 0:  # rows are block-aligned: OpenSSL XORs in place
-                    prf.chacha20_xor_into(self.key.material, bytes(nonces[a]), raw_in[a:b], raw_out[a:b])
+                    prf.chacha20_xor_into(self.stream_key, bytes(nonces[a]), raw_in[a:b], raw_out[a:b])
                 else:
-                    pad = prf.keystream(self.key.material, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
+                    pad = prf.keystream(self.stream_key, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
                     np.bitwise_xor(raw_in[a:b], pad.reshape(b - a, -1)[:, :row_bytes], out=raw_out[a:b])
         return out
 
@@ -82,4 +92,4 @@ class ChaChaPad(Cipher):
             pad = self._xor(host, nonces, self._fresh_runs(words.shape[0], blocks))
             return torch.from_numpy(pad).view(x.dtype), torch.from_numpy(nonces)
         device_nonces = torch.from_numpy(nonces).to(words.device)
-        return kernels_torch.xor_pad(words, self.key.material, device_nonces).view(x.dtype), device_nonces
+        return kernels_torch.xor_pad(words, self.stream_key, device_nonces).view(x.dtype), device_nonces

@@ -1,7 +1,8 @@
 """Encrypted feature files (``.npz``): header, ciphertext words, nonces, paths, MAC.
 
-The header (JSON) records format version, cipher, mode, key fingerprint, dtype
-and shape. Ciphertext is stored as unsigned integer words (never floats). An
+The header (JSON) records format version, cipher, mode, key fingerprint, dtype,
+shape and the ciphertext's seals (``sealing.Seal``: batch ids, contexts, tags).
+Ciphertext is stored as unsigned integer words (never floats). An
 HMAC-SHA256 tag under a key-derived MAC key covers header, ciphertext, nonces
 and passthrough columns, so a wrong key, a flipped bit or a truncated file fails
 with a clear message even for ciphers without built-in integrity.
@@ -19,15 +20,52 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
+from ..errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from .base import Cipher, Sealed
+from .sealing import Seal
 
 FILE_FORMAT = "shufflebits-encrypted-features"
 # Version 2: one-time ShuffleBits became a Beneš network on an AES-256-CTR keystream.
-# Version 1 files of the other ciphers hold the same ciphertexts and still load.
-FILE_VERSION = 2
-_V1_CHANGED_MODES = ("one-time",)
+# Version 3: ChaCha20 and AES-GCM run under HKDF subkeys, AES-GCM binds batch id, row
+# index and row count, and the header carries the seals. Older files of the other
+# ciphers hold the same ciphertexts and still load.
+FILE_VERSION = 3
+_CHANGED_MODES = {1: ("one-time", "pad", "aead"), 2: ("pad", "aead")}
 _MAC_PURPOSE = "file-mac"
+
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_DEPTH = 4  # {"seals": [{"batch": ...}]}
+
+
+def _depth(value, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max([level, *(_depth(item, level + 1) for item in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(item, level + 1) for item in value)])
+    return level - 1
+
+
+def _check_members(path: Path) -> None:
+    """Refuse compressed or oversized members before any is read: ``save_encrypted`` stores them raw.
+
+    So nothing is decompressed before the MAC is checked, and no member can
+    claim more bytes than the file holds.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # np.load below says what it is instead
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({error})") from error
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED or member.file_size > size:
+            raise ShuffleBitsError(
+                f"{path}: member {member.filename!r} is compressed or larger than the file; "
+                "encrypted feature files store their members raw"
+            )
 
 
 def _mac(cipher: Cipher, header: bytes, arrays: dict[str, np.ndarray]) -> bytes:
@@ -67,6 +105,7 @@ def save_encrypted(
         "key_fingerprint": sealed.key_fingerprint,
         "dtype": sealed.dtype,
         "shape": list(sealed.shape),
+        "seals": [seal.as_dict() for seal in sealed.seals],
     }
     n = sealed.shape[0]
     arrays = {"ciphertext": sealed.payload()}
@@ -93,30 +132,39 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise ShuffleBitsError(f"encrypted feature file {path} does not exist")
+    _check_members(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
             raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
         with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({error})") from error
+    except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({detail})") from error
     if "header" not in arrays or "tag" not in arrays:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
+    if arrays["header"].dtype != np.uint8 or arrays["header"].size > MAX_HEADER_BYTES:
+        raise IntegrityError(f"{path}: corrupted header (not uint8 JSON of at most {MAX_HEADER_BYTES} bytes)")
     try:
         header = json.loads(arrays["header"].tobytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise IntegrityError(f"{path}: corrupted header ({error})") from error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise IntegrityError(f"{path}: corrupted header ({str(error)[:80]})") from None
+    if _depth(header) > MAX_HEADER_DEPTH:
+        raise IntegrityError(f"{path}: corrupted header (nested deeper than {MAX_HEADER_DEPTH} levels)")
     if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
     version = header.get("version")
-    if version == 1 and header.get("mode") in _V1_CHANGED_MODES:
+    if version in _CHANGED_MODES and header.get("mode") in _CHANGED_MODES[version]:
         raise ShuffleBitsError(
-            f"{path}: version 1 one-time ShuffleBits files (per-element Fisher-Yates) are no longer read; "
-            f"re-encrypt with this version (file version {FILE_VERSION}; version 1 files of other ciphers still load)"
+            f"{path}: version {version} files of mode {header.get('mode')!r} are no longer read (the construction "
+            f"or its key derivation changed since); decrypt with the release that wrote it and re-encrypt "
+            f"(file version {FILE_VERSION})"
         )
-    if version not in (1, FILE_VERSION):
-        raise ShuffleBitsError(f"{path}: unsupported encrypted file version {version!r} (supported: 1, {FILE_VERSION})")
+    if version not in (1, 2, FILE_VERSION):
+        raise ShuffleBitsError(
+            f"{path}: unsupported encrypted file version {version!r} (supported: 1, 2, {FILE_VERSION})"
+        )
     return header, arrays
 
 
@@ -136,13 +184,18 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
     tag = arrays.pop("tag").tobytes()
     if not hmac.compare_digest(tag, _mac(cipher, raw_header, arrays)):
         raise IntegrityError(f"{path}: authentication failed (file tampered with or damaged)")
-    sealed = Sealed.from_words(
-        arrays["ciphertext"],
-        cipher=header["cipher"],
-        key_fingerprint=header["key_fingerprint"],
-        dtype=header["dtype"],
-        nonces=arrays.get("nonces"),
-    )
+    try:
+        seals = tuple(Seal.from_dict(record) for record in header.get("seals", []))
+        sealed = Sealed.from_words(
+            arrays["ciphertext"],
+            cipher=header["cipher"],
+            key_fingerprint=header["key_fingerprint"],
+            dtype=header["dtype"],
+            nonces=arrays.get("nonces"),
+            seals=seals,
+        )
+    except (KeyError, TypeError, InvalidInputError) as error:
+        raise ShuffleBitsError(f"{path}: malformed encrypted file ({error})") from error
     if list(sealed.shape) != header["shape"]:
         raise ShuffleBitsError(
             f"{path}: ciphertext of shape {sealed.shape} does not match its header {header['shape']}"

@@ -3,7 +3,8 @@
 A key names its cipher (the mode is part of the cipher name), so a key can never
 be used with a construction it was not made for. Sub-keys for different purposes
 (permutations, one-time streams, file MACs, fingerprints) are derived with
-HMAC-SHA256 under distinct labels, so one purpose never reveals another.
+HMAC-SHA256 under distinct labels, so one purpose never reveals another;
+stream-cipher keys and seal tags use HKDF-SHA256 subkeys (``Key.subkey``).
 """
 
 from __future__ import annotations
@@ -69,11 +70,28 @@ class Key:
         """A 32-byte sub-key for ``purpose`` (domain-separated HMAC-SHA256)."""
         return hmac.new(self.material, _LABEL + purpose.encode(), hashlib.sha256).digest()
 
+    def subkey(self, label: str) -> bytes:
+        """A 32-byte subkey for ``label``: HKDF-SHA256 (RFC 5869) of the material, bound to the cipher name.
+
+        ChaCha20 and AES-GCM run under these, never under the master material, and
+        seal tags use their own; other purposes keep their ``derive`` labels.
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        info = hkdf_info(self.cipher, label)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(self.material)
+
     @property
     def fingerprint(self) -> str:
         """Hex identifier of the key (a labelled hash; reveals nothing about random keys)."""
         digest = hashlib.sha256(_LABEL + b"fingerprint\0" + self.cipher.encode() + b"\0" + self.material)
         return digest.hexdigest()[:32]
+
+
+def hkdf_info(cipher: str, label: str) -> bytes:
+    """HKDF's ``info`` for a subkey: version prefix, cipher name and label, NUL-separated."""
+    return _LABEL + b"hkdf\0" + cipher.encode() + b"\0" + label.encode()
 
 
 def generate_key(cipher: str = "shufflebits-otp") -> Key:
@@ -118,6 +136,9 @@ def read_key_record(path: str | os.PathLike) -> dict:
 def load_key(path: str | os.PathLike) -> Key:
     """Read a key file; a corrupted key (fingerprint mismatch) is an error."""
     record = read_key_record(path)
+    seed = record.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ShuffleBitsError(f"{path}: malformed key file (seed must be an integer in [0, 2**63), got {seed!r})")
     try:
         key = Key(record["cipher"], base64.b64decode(record["material"], validate=True), record.get("seed"))
     except (KeyError, TypeError, ValueError) as error:

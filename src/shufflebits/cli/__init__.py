@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from .. import __version__
+from ..atomic import remove_temporaries_on_signals
 from ..errors import ShuffleBitsError
 
 COMMAND_MODULES = (
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    remove_temporaries_on_signals()  # SIGTERM unwinds like Ctrl+C: no hidden temporary file stays behind
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     encrypt.add_argument("input", type=Path)
     encrypt.add_argument("output", type=Path, help="encrypted .npz")
     add_force(encrypt)
+    add_insecure_seed_key(encrypt)
     encrypt.set_defaults(func=encrypt_command)
 
     decrypt = subparsers.add_parser("decrypt", help="decrypt an encrypted feature file")
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
     decrypt.add_argument("input", type=Path)
     decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy")
     add_force(decrypt)
+    add_insecure_seed_key(decrypt)
     decrypt.set_defaults(func=decrypt_command)
 
     inspect = subparsers.add_parser("inspect", help="show a key or feature file's metadata (never key material)")
@@ -51,6 +53,29 @@ def register(subparsers) -> None:
 
 def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
+
+
+def add_insecure_seed_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure-seed-key",
+        action="store_true",
+        help="accept a keygen --seed key (the paper's: brute-forcing the seed recovers it; refused by default)",
+    )
+
+
+def load_cipher(path: Path, insecure_seed_key: bool):
+    """The cipher of key file ``path``; a seed key only with ``--insecure-seed-key`` (and a warning)."""
+    from ..ciphers import cipher_for_key, load_key
+
+    key = load_key(path)
+    if key.insecure:
+        if not insecure_seed_key:
+            raise ShuffleBitsError(
+                f"{path} is a seed key (keygen --seed): its seed can be brute-forced from any fingerprint or file, "
+                "which reveals the key and lets files be forged; pass --insecure-seed-key to use it anyway"
+            )
+        print(f"warning: {path} is an INSECURE seed key (paper compatibility only)", file=sys.stderr)
+    return cipher_for_key(key)
 
 
 def refuse_overwrite(args: argparse.Namespace) -> None:
@@ -82,19 +107,18 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 
 def encrypt_command(args: argparse.Namespace) -> int:
-    from ..ciphers import cipher_for_key, load_key
     from ..ciphers.files import save_encrypted
     from ..features import load_features
 
     refuse_overwrite(args)
-    cipher = cipher_for_key(load_key(args.key))
+    cipher = load_cipher(args.key, args.insecure_seed_key)
     if args.output.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
     plain = load_features(args.input)
     if plain.features.ndim != 2:  # `decrypt` could not write anything else back
         raise ShuffleBitsError(f"{args.input}: features must be 2-D (n, d), got shape {plain.features.shape}")
     try:
-        sealed = cipher.encrypt(plain.features)
+        sealed = cipher.encrypt(plain.features, authenticate=True)
     except TypeError as error:
         raise ShuffleBitsError(f"{args.input}: {error}") from error
     save_encrypted(args.output, cipher, sealed, plain.image_paths, pids=plain.pids, camids=plain.camids)
@@ -103,16 +127,17 @@ def encrypt_command(args: argparse.Namespace) -> int:
 
 
 def decrypt_command(args: argparse.Namespace) -> int:
-    from ..ciphers import cipher_for_key, load_key
     from ..ciphers.files import load_encrypted
     from ..features import save_features
 
     refuse_overwrite(args)
-    cipher = cipher_for_key(load_key(args.key))
+    cipher = load_cipher(args.key, args.insecure_seed_key)
     sealed, passthrough = load_encrypted(args.input, cipher)
     if sealed.dtype == "bfloat16":
         raise ShuffleBitsError("bfloat16 features cannot be stored in .npz/.npy; decrypt them in Python")
     features = cipher.decrypt(sealed)
+    if not sealed.authenticated:
+        print(f"note: {args.input} holds {_authentication(sealed.cipher, 0)}", file=sys.stderr)
     save_features(
         args.output,
         features,
@@ -161,8 +186,12 @@ def _describe_features(path: Path) -> list[str]:
         fields = ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")
         lines += [f"  {name}: {header.get(name)}" for name in fields]
         nonces = arrays.get("nonces")
+        if nonces is not None and nonces.ndim != 2:
+            raise ShuffleBitsError(f"{path}: nonces must be (n, bytes), got shape {list(nonces.shape)}")
         lines.append(f"  nonces: {'none' if nonces is None else f'{nonces.shape[1]} bytes per vector'}")
-        lines.append(f"  authenticated: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")
+        lines.append(f"  file MAC: HMAC-SHA256 tag present ({arrays['tag'].size} bytes)")
+        seals = header.get("seals") or []
+        lines.append(f"  ciphertext: {_authentication(str(header.get('cipher')), len(seals))}")
         return lines
     from ..features import load_features
 
@@ -173,6 +202,15 @@ def _describe_features(path: Path) -> list[str]:
         f"  dtype: {plain.features.dtype}",
         f"  image paths: {sum(1 for p in plain.image_paths if p)}",
     ]
+
+
+def _authentication(cipher: str, seals: int) -> str:
+    """One phrase: whether the ciphertext itself is authenticated (beyond the file MAC)."""
+    if seals:
+        return f"authenticated=True ({seals} sealed batch{'es' if seals > 1 else ''})"
+    if spec(cipher).authenticated:
+        return "authenticated=True (AEAD)"
+    return "authenticated=False (raw, untagged ciphertext: only the file MAC protects it)"
 
 
 def bench_command(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import ShuffleBitsError
-from . import options
+from . import crypto, options
 
 TOKEN_VARIABLE = "SHUFFLEBITS_TOKEN"
 
@@ -18,8 +18,8 @@ def register(subparsers) -> None:
         help="serve a re-ID model as an HTTP black box (POST /v1/features)",
         description=(
             "Answer POST /v1/features (multipart field 'images', header 'Authorization: Bearer TOKEN') "
-            "with base64 little-endian feature bytes, encrypted with a server-held key when --encrypt-with is given. "
-            "GET /v1/health needs no token."
+            "with base64 little-endian feature bytes, encrypted with a server-held key when --encrypt-with is given "
+            "and sealed to the request. GET /v1/health needs no token (the key fingerprint only with it)."
         ),
     )
     options.add_model(parser)
@@ -31,12 +31,32 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--encrypt-with", metavar="KEY", help="key file (shufflebits keygen); features leave the server encrypted"
     )
+    crypto.add_insecure_seed_key(parser)
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
     options.add_size(parser, None, "input size (default: the checkpoint's, 256x128 for torchreid weights)")
     options.add_device(parser)
     parser.add_argument("--max-images", type=int, default=256, help="most images per request (default 256)")
     parser.add_argument("--max-request-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    parser.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=None,
+        help="most decoded pixels per request, summed over its images (default: two 4096x4096 images)",
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads for the model (default: torch's choice)")
+    parser.add_argument(
+        "--max-batch", type=int, default=32, help="most images per model call across requests; 1: unbatched (32)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=10.0, help="how long a model call waits for more requests (default 10)"
+    )
+    parser.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds a request body may take to arrive (default 30)"
+    )
     parser.set_defaults(func=run_serve)
 
 
@@ -46,8 +66,14 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError(f"refusing to serve without a token: pass --token or set {TOKEN_VARIABLE}")
     if not 1 <= args.port <= 65535:
         raise ShuffleBitsError(f"--port must be in 1..65535, got {args.port}")
-    if args.max_request_mb <= 0 or args.max_images < 1:
-        raise ShuffleBitsError("--max-request-mb and --max-images must be positive")
+    if args.max_request_mb <= 0 or args.max_images < 1 or args.max_queue < 1 or not args.request_timeout > 0:
+        raise ShuffleBitsError("--max-request-mb, --max-images, --max-queue and --request-timeout must be positive")
+    if args.max_batch < 1 or not args.max_wait_ms >= 0:
+        raise ShuffleBitsError("--max-batch must be positive and --max-wait-ms non-negative")
+    if args.threads is not None and args.threads < 1:
+        raise ShuffleBitsError(f"--threads must be at least 1, got {args.threads}")
+    if args.max_request_pixels is not None and args.max_request_pixels < 1:
+        raise ShuffleBitsError("--max-request-pixels must be positive")
     from ..data.sizes import parse_size
     from ..models import build_extractor
     from ..service.app import create_app
@@ -55,15 +81,23 @@ def run_serve(args: argparse.Namespace) -> int:
 
     cipher = None
     if args.encrypt_with:
-        from ..ciphers import cipher_for_key, load_key
-
-        cipher = cipher_for_key(load_key(args.encrypt_with))
+        cipher = crypto.load_cipher(args.encrypt_with, args.insecure_seed_key)
     size = parse_size(args.size) if args.size else None
     extractor = build_extractor(
         args.model, weights=args.weights, pretrained=args.pretrained, device=args.device, size=size
     )
+    limits = {"max_request_pixels": args.max_request_pixels} if args.max_request_pixels is not None else {}
     app = create_app(
-        extractor, token, cipher, max_request_bytes=int(args.max_request_mb * 1024 * 1024), max_images=args.max_images
+        extractor,
+        token,
+        cipher,
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_images=args.max_images,
+        max_queue=args.max_queue,
+        request_timeout=args.request_timeout,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        **limits,
     )
     height, width = extractor.input_size
     encryption = (
@@ -74,5 +108,8 @@ def run_serve(args: argparse.Namespace) -> int:
         f"at http://{args.host}:{args.port}/v1/features",
         file=sys.stderr,
     )
-    serve(app, host=args.host, port=args.port)
+    from ..runtime import torch_threads
+
+    with torch_threads(args.threads):
+        serve(app, host=args.host, port=args.port)
     return 0

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..data.images import as_image_list, load_image
 from ..data.sizes import check_size
@@ -33,7 +32,6 @@ from .checkpoints import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelW
 # of 16 images as in forwards of 64 (scripts/bench_extract.py), so CPU batches
 # are split into forwards of at most this many pixels.
 CPU_PIXELS_PER_FORWARD = 16 * 256 * 128
-_PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 class FeatureExtractor(ABC):
@@ -79,12 +77,9 @@ class FeatureExtractor(ABC):
     def preprocess(self, images: Iterable) -> np.ndarray:
         """``(n, 3, H, W)`` float32, resized to ``input_size`` and mean/std normalised."""
         height, width = self.input_size
-        resample = _PIL_RESAMPLE[self.interpolation]
         arrays = []
         for image in images:
-            pil = load_image(image)
-            if pil.size != (width, height):
-                pil = pil.resize((width, height), resample)
+            pil = load_image(image, size=self.input_size, resample=self.interpolation)
             pixels = np.asarray(pil, dtype=np.float32) / np.float32(255.0)
             arrays.append(((pixels - self.mean) / self.std).transpose(2, 0, 1))
         if not arrays:

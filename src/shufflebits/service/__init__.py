@@ -16,6 +16,7 @@ _LAZY = {
     "create_app": "shufflebits.service.app",
     "BackgroundServer": "shufflebits.service.server",
     "serve": "shufflebits.service.server",
+    "decode_answer": "shufflebits.service.wire",
 }
 
 __all__ = list(_LAZY)

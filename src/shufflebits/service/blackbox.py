@@ -42,7 +42,7 @@ class InProcessBlackBox:
             raise ShuffleBitsError("no images given to the black box")
         parts = map_batches(self.extractor, images, self.batch_size, prepare=_decode_batch)
         features = np.concatenate([np.ascontiguousarray(part, dtype=np.float32) for part in parts])
-        return self.cipher.encrypt(features) if self.cipher is not None else features
+        return self.cipher.encrypt(features, authenticate=True) if self.cipher is not None else features
 
 
 def _decode_batch(images: Sequence[ImageSource]) -> list[Image.Image]:

@@ -3,11 +3,14 @@
 Large image lists are sent in batches. Connection failures, timeouts and 5xx
 answers are retried with exponential backoff (features are idempotent, so a
 repeated request is harmless); 4xx answers are the caller's mistake and are
-reported at once, never retried.
+reported at once, never retried. Every answer must hold one row per image sent
+and the width of the first answer: a server that drops, adds or reshapes rows
+is reported, never silently combined.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +19,9 @@ import httpx
 
 from ..data.images import ImageSource, as_image_list
 from ..engine.extract import map_batches
-from ..errors import ShuffleBitsError
+from ..errors import IntegrityError, ShuffleBitsError
 from .images import to_upload
-from .wire import concatenate_results, decode_result
+from .wire import REQUEST_ID_HEADER, concatenate_results, decode_result
 
 
 class HttpBlackBox:
@@ -35,6 +38,8 @@ class HttpBlackBox:
     ):
         if batch_size < 1 or retries < 0 or timeout <= 0 or backoff < 0:
             raise ShuffleBitsError("batch_size and timeout must be positive, retries and backoff non-negative")
+        if not token or not token.isascii() or not token.isprintable() or token != token.strip():
+            raise ShuffleBitsError("the token must be non-empty printable ASCII without surrounding spaces")
         self.url = url.rstrip("/")
         self.batch_size = batch_size
         self.retries = retries
@@ -59,16 +64,33 @@ class HttpBlackBox:
         images = as_image_list(images)
         if not images:
             raise ShuffleBitsError("no images given to the black box")
-        return concatenate_results(list(map_batches(self._post, images, self.batch_size, prepare=_uploads)))
+        parts = list(map_batches(self._post, images, self.batch_size, prepare=_uploads))
+        widths = {part.shape[1] for part in parts}
+        if len(widths) != 1:
+            raise ShuffleBitsError(
+                f"{self.url} answered features of different widths ({', '.join(map(str, sorted(widths)))}) "
+                "for one list of images; the answers cannot be combined"
+            )
+        return concatenate_results(parts)
 
     def _post(self, files: list) -> Any:
-        """One ``POST /v1/features`` of a batch of uploads, decoded."""
-        response = self._request("POST", "/v1/features", files=files)
+        """One ``POST /v1/features`` of a batch of uploads, decoded and checked for one row per image."""
+        request_id = secrets.token_hex(16)
+        response = self._request("POST", "/v1/features", files=files, headers={REQUEST_ID_HEADER: request_id})
         try:
             body = response.json()
         except ValueError as error:
             raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
-        return decode_result(body)
+        result = decode_result(body)
+        if isinstance(body, dict) and body.get("version") is not None and body.get("response_id") != request_id:
+            raise IntegrityError(f"{self.url} answered request {request_id} with the answer to another request")
+        rows, width = (result.shape[0], result.shape[1]) if len(result.shape) == 2 else (None, None)
+        if rows != len(files) or not width:
+            raise ShuffleBitsError(
+                f"{self.url} answered features of shape {list(result.shape)} for {len(files)} images; "
+                f"expected {len(files)} rows of at least one value"
+            )
+        return result
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with retries on connection errors and 5xx, none on 4xx."""

@@ -15,10 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.images import MAX_PIXELS, ImageSource, array_to_image, as_image_list, decode_image, load_image
+from ..data.images import (
+    MAX_PIXELS,
+    ImageSource,
+    array_to_image,
+    as_image_list,
+    decode_image,
+    decoded_pixels,
+    load_image,
+)
 from ..errors import ShuffleBitsError
 
-__all__ = ["MAX_PIXELS", "ImageSource", "as_image_list", "decode_image", "load_image", "to_upload"]
+__all__ = ["MAX_PIXELS", "ImageSource", "as_image_list", "decode_image", "decoded_pixels", "load_image", "to_upload"]
 
 
 def to_upload(source: ImageSource) -> tuple[str, bytes]:
