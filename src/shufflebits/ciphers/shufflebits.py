@@ -11,7 +11,7 @@ Fixed and per-dimension permutations come from unbiased Fisher-Yates
 (``prf.fisher_yates``: masked bytes with rejection) on ChaCha20 keystreams under
 the sub-key ``permutations``, nonce = (mode tag, word bits, dimension), counter 0;
 they are uniform over all ``bits!`` permutations, derived once per key
-(all dimensions at once: ``kernels_numba.chacha20_blocks``) and cached as lookup tables.
+(all dimensions at once: ``kernels_numba.chacha20_rows``) and cached as lookup tables.
 
 One-time mode (file format version 2; version 1 used per-element Fisher-Yates
 and is no longer read) runs each element through a Beneš network: for 32-bit
@@ -163,15 +163,15 @@ class ShuffleBits(Cipher):
         from . import kernels_numba
 
         key = self._subkey("permutations")
-        nonces = np.zeros((d, 3), dtype=np.uint32)
+        starts = np.zeros((d, 4), dtype=np.uint32)  # counter 0, then the 12-byte nonce of derived_permutation
         head = struct.unpack("<I", struct.pack("<BBH", _TAG_DIMENSION, bits, 0))[0]
         index = np.arange(d, dtype=np.uint64)
-        nonces[:, 0] = head
-        nonces[:, 1] = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        nonces[:, 2] = (index >> np.uint64(32)).astype(np.uint32)
+        starts[:, 1] = head
+        starts[:, 2] = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        starts[:, 3] = (index >> np.uint64(32)).astype(np.uint32)
         blocks = _SCHEDULE_BYTES // prf.BLOCK
         stream = np.empty((d, 16 * blocks), dtype=np.uint32)
-        kernels_numba.chacha20_blocks(np.frombuffer(key, dtype="<u4").astype(np.uint32), nonces, blocks, stream)
+        kernels_numba.chacha20_rows(np.frombuffer(key, dtype="<u4").astype(np.uint32), starts, blocks, stream)
         idx = np.empty((d, bits), dtype=np.int64)
         exhausted = kernels_numba.fisher_yates(stream.astype("<u4").view(np.uint8), bits, idx)
         for j in np.flatnonzero(exhausted):
