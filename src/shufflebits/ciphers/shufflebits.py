@@ -23,7 +23,10 @@ per element (word ``p`` serves the two stages at distance ``bits >> (p + 1)``:
 low switch bits before the middle stage, high ones after it), stage-major,
 then one half word per element for the middle stage (``kernels_numpy.benes_switches``).
 A batch gets one random nonce and consecutive counters (the 64-bit low half
-never wraps), so one AES-CTR stream covers it.
+never wraps), so one AES-CTR stream covers it. Small inputs (up to
+``SMALL_BLOCKS`` AES blocks, a few vectors) compute the same counter blocks
+themselves and encrypt them with a cached AES-256-ECB context: CTR by
+definition, without a fresh context and key expansion per call (latency).
 
 Which permutations result: a Beneš network with uniformly random switches
 reaches every one of the ``32!`` permutations, but NOT uniformly (2**144 switch
@@ -68,6 +71,9 @@ _TAG_FIXED, _TAG_DIMENSION = 1, 2
 # Per-dimension batches this small move bits directly instead of building the
 # byte tables (1,024 entries per dimension, worth it from about this many rows).
 TABLE_ROWS = 64
+# Up to this many AES blocks (32 KiB of keystream, two 512-d float32 vectors) the
+# keystream comes from the cached ECB context on the calling thread.
+SMALL_BLOCKS = 2048
 _SCHEDULE_BYTES = 4 * prf.BLOCK  # keystream per derived permutation before derived_permutation's retry
 _worker: ThreadPoolExecutor | None = None
 
@@ -270,6 +276,9 @@ class ShuffleBits(Cipher):
             for a, b, _fresh in jobs:
                 yield a, b, np.zeros((b - a, stride), np.uint8)
             return
+        if len(nonces) * blocks <= SMALL_BLOCKS:
+            yield 0, len(nonces), self._small_keystream(nonces, blocks)
+            return
         key = self._subkey("one-time-benes")
         size = min(rows, len(nonces)) * stride
         zeros = np.zeros(size, dtype=np.uint8)
@@ -297,6 +306,18 @@ class ShuffleBits(Cipher):
             if k + 1 < len(jobs):
                 pending = _worker.submit(produce, k + 1)
             yield a, b, stream
+
+    def _small_keystream(self, nonces: np.ndarray, blocks: int) -> np.ndarray:
+        """AES-CTR keystream rows ``(n, 16 * blocks)`` as ECB of the counter blocks (runs already checked)."""
+        if "ecb" not in self._cache:
+            self._cache["ecb"] = _OpenSSL(algorithms.AES(self._subkey("one-time-benes")), modes.ECB()).encryptor()
+        low = np.ascontiguousarray(nonces[:, 8:]).view(">u8").reshape(-1).astype(np.uint64)
+        counters = np.empty((len(nonces), blocks, AES_BLOCK), dtype=np.uint8)
+        counters[:, :, :8] = nonces[:, None, :8]
+        counters[:, :, 8:] = (low[:, None] + np.arange(blocks, dtype=np.uint64)).astype(">u8")[..., None].view(np.uint8)
+        stream = np.empty(counters.size + AES_BLOCK, dtype=np.uint8)
+        self._cache["ecb"].update_into(counters.reshape(-1), stream)
+        return stream[: counters.size].reshape(len(nonces), blocks * AES_BLOCK)
 
     @staticmethod
     def switch_words(stream: np.ndarray, d: int, bits: int):
