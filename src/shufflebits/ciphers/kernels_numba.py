@@ -248,6 +248,23 @@ def benes32(words, stream, decrypt, out):
     return out
 
 
+@njit(error_model="numpy", cache=True)
+def counter_blocks(nonces, blocks, out):
+    """AES-CTR counter blocks: row ``i`` of ``out`` ``(n, 16 * blocks)`` uint8 holds the
+    big-endian 128-bit counters ``nonces[i] + k`` for ``k < blocks`` (the caller guarantees
+    the low 64 bits do not wrap, as ``one_time_runs`` checks)."""
+    for i in range(nonces.shape[0]):
+        low = np.uint64(0)
+        for t in range(8):
+            low = (low << np.uint64(8)) | np.uint64(nonces[i, 8 + t])
+        for k in range(blocks):
+            v = low + np.uint64(k)
+            for t in range(8):
+                out[i, 16 * k + t] = nonces[i, t]
+                out[i, 16 * k + 15 - t] = (v >> np.uint64(8 * t)) & np.uint64(255)
+    return out
+
+
 _LANES = 16  # ChaCha20 blocks computed side by side: 16 uint32 lanes = two AVX2 registers per state word
 _SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
 

@@ -89,6 +89,8 @@ def one_time_nonces(n: int, blocks: int, random16) -> np.ndarray:
     64-bit half cleared, so it never wraps), row ``i`` at ``start + i * blocks``."""
     start = bytearray(random16(NONCE_BYTES))
     start[8] &= 0x7F
+    if n == 1:  # single-vector latency
+        return np.frombuffer(bytes(start), dtype=np.uint8).reshape(1, NONCE_BYTES).copy()
     out = np.empty((n, NONCE_BYTES), dtype=np.uint8)
     out[:, :8] = np.frombuffer(bytes(start[:8]), np.uint8)
     low = int.from_bytes(start[8:], "big") + np.arange(n, dtype=np.uint64) * np.uint64(blocks)
@@ -265,6 +267,11 @@ class ShuffleBits(Cipher):
 
     def _keystream_chunks(self, nonces, d, bits, row_bytes, blocks, runs):
         global _worker
+        if row_bytes and 0 < len(nonces) * blocks <= SMALL_BLOCKS:
+            if runs is None:
+                one_time_runs(nonces, blocks)  # refuses counters that would wrap
+            yield 0, len(nonces), self._small_keystream(nonces, blocks)
+            return
         stride = blocks * AES_BLOCK
         rows = max(1, _CHUNK_BYTES // max(stride, 1))
         jobs = [
@@ -275,9 +282,6 @@ class ShuffleBits(Cipher):
         if not jobs or row_bytes == 0:
             for a, b, _fresh in jobs:
                 yield a, b, np.zeros((b - a, stride), np.uint8)
-            return
-        if len(nonces) * blocks <= SMALL_BLOCKS:
-            yield 0, len(nonces), self._small_keystream(nonces, blocks)
             return
         key = self._subkey("one-time-benes")
         size = min(rows, len(nonces)) * stride
@@ -311,13 +315,14 @@ class ShuffleBits(Cipher):
         """AES-CTR keystream rows ``(n, 16 * blocks)`` as ECB of the counter blocks (runs already checked)."""
         if "ecb" not in self._cache:
             self._cache["ecb"] = _OpenSSL(algorithms.AES(self._subkey("one-time-benes")), modes.ECB()).encryptor()
-        low = np.ascontiguousarray(nonces[:, 8:]).view(">u8").reshape(-1).astype(np.uint64)
-        counters = np.empty((len(nonces), blocks, AES_BLOCK), dtype=np.uint8)
-        counters[:, :, :8] = nonces[:, None, :8]
-        counters[:, :, 8:] = (low[:, None] + np.arange(blocks, dtype=np.uint64)).astype(">u8")[..., None].view(np.uint8)
+        from . import kernels_numba
+
+        counters = kernels_numba.counter_blocks(
+            np.ascontiguousarray(nonces), blocks, np.empty((len(nonces), blocks * AES_BLOCK), dtype=np.uint8)
+        )
         stream = np.empty(counters.size + AES_BLOCK, dtype=np.uint8)
         self._cache["ecb"].update_into(counters.reshape(-1), stream)
-        return stream[: counters.size].reshape(len(nonces), blocks * AES_BLOCK)
+        return stream[: counters.size].reshape(counters.shape)
 
     @staticmethod
     def switch_words(stream: np.ndarray, d: int, bits: int):
