@@ -32,6 +32,11 @@ class ChaChaPad(Cipher):
         super().__init__(key, nonce_source=nonce_source)
         self._cache: dict = {}
 
+    @property
+    def pad_key(self) -> bytes:
+        """The 32-byte ChaCha20 key every kernel (OpenSSL, numba, torch, ONNX) takes: the key material."""
+        return self.key.material
+
     @classmethod
     def generate_key(cls) -> Key:
         return generate_key("chacha20")
@@ -66,9 +71,9 @@ class ChaChaPad(Cipher):
             for a in range(start, stop, rows_per_chunk):
                 b = min(stop, a + rows_per_chunk)
                 if row_bytes % prf.BLOCK == 0:  # rows are block-aligned: OpenSSL XORs in place
-                    prf.chacha20_xor_into(self.key.material, bytes(nonces[a]), raw_in[a:b], raw_out[a:b])
+                    prf.chacha20_xor_into(self.pad_key, bytes(nonces[a]), raw_in[a:b], raw_out[a:b])
                 else:
-                    pad = prf.keystream(self.key.material, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
+                    pad = prf.keystream(self.pad_key, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
                     np.bitwise_xor(raw_in[a:b], pad.reshape(b - a, -1)[:, :row_bytes], out=raw_out[a:b])
         return out
 
@@ -79,7 +84,7 @@ class ChaChaPad(Cipher):
         if not checked:
             prf.contiguous_runs(nonces, blocks)  # refuses counters that would wrap 32 bits
         if "key_words" not in self._cache:
-            self._cache["key_words"] = np.frombuffer(self.key.material, dtype="<u4").astype(np.uint32)
+            self._cache["key_words"] = np.frombuffer(self.pad_key, dtype="<u4").astype(np.uint32)
         starts = np.ascontiguousarray(nonces).view("<u4").astype(np.uint32, copy=False)
         stream = np.empty((len(words), 16 * blocks), dtype="<u4")
         kernels_numba.chacha20_rows(self._cache["key_words"], starts, blocks, stream)
@@ -107,4 +112,7 @@ class ChaChaPad(Cipher):
             pad = self._xor(host, nonces, self._fresh_runs(words.shape[0], blocks))
             return torch.from_numpy(pad).view(x.dtype), torch.from_numpy(nonces)
         device_nonces = torch.from_numpy(nonces).to(words.device)
-        return kernels_torch.xor_pad(words, self.key.material, device_nonces).view(x.dtype), device_nonces
+        if ("torch key", str(words.device)) not in self._cache:
+            self._cache["torch key", str(words.device)] = kernels_torch.key_tensor(self.pad_key, words.device)
+        key_words = self._cache["torch key", str(words.device)]
+        return kernels_torch.xor_pad(words, key_words, device_nonces).view(x.dtype), device_nonces

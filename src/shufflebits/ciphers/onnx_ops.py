@@ -120,7 +120,7 @@ def _chacha(g: _Graph, words: str, cipher, d: int, nonces: str) -> str:
     column = [g.op("Gather", nonce_words, g.const(np.array([k], np.int64)), axis=1) for k in range(4)]  # (n, 1)
     counters = g.op("Add", column[0], g.const(np.arange(blocks, dtype=np.uint32)[None, :]))  # (n, blocks)
     zeros = g.op("BitwiseXor", counters, counters)
-    fixed = struct.unpack("<12I", b"expand 32-byte k" + cipher.key.material)
+    fixed = struct.unpack("<12I", b"expand 32-byte k" + cipher.pad_key)
     init = [g.op("Add", zeros, g.u32(word)) for word in fixed]
     init += [counters] + [g.op("Add", zeros, column[k]) for k in (1, 2, 3)]
     s = list(init)
