@@ -120,6 +120,24 @@ def test_wire_sealed_round_trip_and_inconsistent_metadata(name):
             decode_result(bad)
 
 
+def test_wire_records_the_ciphertext_format_version():
+    """Version 1 (no field) one-time ciphertext is refused; version 1 of other ciphers still decodes."""
+    from shufflebits.registry import create_cipher
+
+    x = np.ones((2, 4), np.float32)
+    one_time, fixed = create_cipher("shufflebits-otp"), create_cipher("shufflebits")
+    body = encode_result(one_time.encrypt(x))
+    assert body["encryption"]["format_version"] == 2
+    old = {key: value for key, value in body["encryption"].items() if key != "format_version"}
+    with pytest.raises(ShuffleBitsError, match="version 1 one-time"):
+        decode_result({**body, "encryption": old})
+    with pytest.raises(ShuffleBitsError, match="unsupported ciphertext format version 3"):
+        decode_result({**body, "encryption": {**body["encryption"], "format_version": 3}})
+    plain = encode_result(fixed.encrypt(x))
+    del plain["encryption"]["format_version"]
+    assert fixed.decrypt(decode_result(plain)).tobytes() == x.tobytes()
+
+
 def test_token_required(plain_server):
     blob = png_bytes(make_images(1)[0])
     assert post(plain_server.url, [blob], token=None).status_code == 401

@@ -25,8 +25,9 @@ from .base import Cipher, Sealed
 FILE_FORMAT = "shufflebits-encrypted-features"
 # Version 2: one-time ShuffleBits became a Beneš network on an AES-256-CTR keystream.
 # Version 1 files of the other ciphers hold the same ciphertexts and still load.
+# The HTTP wire format (``service.wire``) carries the same version.
 FILE_VERSION = 2
-_V1_CHANGED_MODES = ("one-time",)
+V1_CHANGED_MODES = ("one-time",)
 _MAC_PURPOSE = "file-mac"
 
 
@@ -110,7 +111,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
         raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
     version = header.get("version")
-    if version == 1 and header.get("mode") in _V1_CHANGED_MODES:
+    if version == 1 and header.get("mode") in V1_CHANGED_MODES:
         raise ShuffleBitsError(
             f"{path}: version 1 one-time ShuffleBits files (per-element Fisher-Yates) are no longer read; "
             f"re-encrypt with this version (file version {FILE_VERSION}; version 1 files of other ciphers still load)"

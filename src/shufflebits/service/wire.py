@@ -1,5 +1,8 @@
 """The JSON body of ``POST /v1/features``: arrays as base64 of little-endian bytes.
 
+An encrypted answer records ``format_version``, the ciphertext format of
+``ciphers.files`` (2 since one-time ShuffleBits became a Beneš network); one
+without it is version 1, and version 1 one-time ciphertext is refused.
 Never JSON floats: ciphertext words are often NaN or Inf bit patterns, which JSON
 cannot carry and float parsing would canonicalise. Bytes are produced and read
 through unsigned-integer views, so no value is ever touched by float arithmetic.
@@ -52,9 +55,11 @@ def encode_result(result: Any) -> dict:
         features, shape, dtype = encode_array(result)
         return {"features": features, "shape": shape, "dtype": dtype, "encryption": None}
     from ..ciphers.catalogue import spec
+    from ..ciphers.files import FILE_VERSION
 
     features, shape, dtype = encode_array(result.data)
     encryption = {
+        "format_version": FILE_VERSION,
         "cipher": result.cipher,
         "mode": spec(result.cipher).mode,
         "key_fingerprint": result.key_fingerprint,
@@ -80,8 +85,19 @@ def decode_result(body: Any) -> Any:
             raise ShuffleBitsError(f"plaintext answer must be 2-D float32, got {data.dtype} {data.shape}")
         return data
     from ..ciphers.base import Sealed
+    from ..ciphers.files import FILE_VERSION, V1_CHANGED_MODES
     from ..ciphers.words import unsigned
 
+    if not isinstance(encryption, dict):
+        raise ShuffleBitsError("response has malformed encryption metadata (not an object)")
+    version = encryption.get("format_version", 1)  # servers before version 2 sent none
+    if version == 1 and encryption.get("mode") in V1_CHANGED_MODES:
+        raise ShuffleBitsError(
+            "response holds version 1 one-time ShuffleBits ciphertext (per-element Fisher-Yates), "
+            f"which this version no longer decrypts (ciphertext format {FILE_VERSION}); upgrade the server"
+        )
+    if version not in (1, FILE_VERSION):
+        raise ShuffleBitsError(f"response has unsupported ciphertext format version {version!r} (supported: 1, {FILE_VERSION})")
     try:
         nonces = None
         if encryption["nonces"] is not None:
