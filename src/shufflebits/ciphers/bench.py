@@ -226,6 +226,12 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
             lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces),
             pad_rows * _DIM,
         ),
+        (
+            "ChaChaPad, device kernel (1/16 of the data), 1 thread",
+            "torch ops on cpu",
+            _one_thread(lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces)),
+            pad_rows * _DIM,
+        ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),
     ]
     repeats = {"ShuffleBits fixed": 9}  # the fixed rows get more runs: their worst run shows any stall
