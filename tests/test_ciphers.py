@@ -320,6 +320,20 @@ def test_chacha_pad_is_cryptography_keystream(d):
         assert sealed.words()[i].tobytes() == expected
 
 
+def test_chacha_small_inputs_use_numba_with_the_same_keystream(monkeypatch):
+    """Up to SMALL_BLOCKS blocks the pad comes from kernels_numba.chacha20_rows, above from OpenSSL."""
+    from shufflebits.ciphers import chacha
+
+    x = random_bits((5, 13), np.float32, 4)
+    small = seeded("chacha20", 13).encrypt(x)
+    monkeypatch.setattr(chacha, "SMALL_BLOCKS", 0)
+    large = seeded("chacha20", 13).encrypt(x)
+    assert np.array_equal(small.nonces, large.nonces)
+    assert np.array_equal(small.words(), large.words())
+    monkeypatch.undo()
+    assert same_bits(seeded("chacha20", 13).decrypt(large), x)
+
+
 def test_chacha_rfc8439_test_vector():
     """RFC 8439 section 2.4.2: key 00..1f, nonce 000000000000004a00000000, counter 1."""
     key = bytes(range(32))

@@ -11,14 +11,19 @@ from shufflebits.ciphers import Key, kernels_numba, prf
 from shufflebits.ciphers import shufflebits as sb_module
 
 
-def test_numba_chacha20_blocks_equal_openssl():
+def test_numba_chacha20_rows_equal_openssl():
+    """Counters from the nonces, rows whose lanes straddle a 16-block group, one block and many."""
     key = bytes(range(32))
-    nonces12 = [bytes(range(k, k + 12)) for k in (0, 100, 244)]
-    words = np.array([struct.unpack("<3I", n) for n in nonces12], dtype=np.uint32)
-    out = np.empty((3, 16 * 3), dtype=np.uint32)
-    kernels_numba.chacha20_blocks(np.frombuffer(key, "<u4").astype(np.uint32), words, 3, out)
-    for row, nonce in zip(out, nonces12):
-        assert row.astype("<u4").tobytes() == prf.keystream(key, prf.nonce16(0, nonce), 192).tobytes()
+    rng = np.random.default_rng(3)
+    for rows, blocks in [(3, 3), (1, 1), (5, 7), (2, 40)]:
+        nonces = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
+        nonces[:, 3] = 0  # counters below 2**24: no 32-bit wrap
+        out = np.empty((rows, 16 * blocks), dtype=np.uint32)
+        kernels_numba.chacha20_rows(
+            np.frombuffer(key, "<u4").astype(np.uint32), nonces.view("<u4").astype(np.uint32), blocks, out
+        )
+        for row, nonce in zip(out, nonces):
+            assert row.astype("<u4").tobytes() == prf.keystream(key, bytes(nonce), 64 * blocks).tobytes()
 
 
 def test_dimension_permutations_equal_the_one_at_a_time_derivation(monkeypatch):

@@ -84,7 +84,7 @@ def test_torch_chacha_block_counter_and_nonce_words():
     key = bytes(range(32))
     nonce = prf.nonce16(7, bytes(range(100, 112)))
     nonces = torch.from_numpy(np.frombuffer(nonce, np.uint8).reshape(1, 16).copy())
-    stream = kernels_torch.chacha20_rows(key, nonces, 200)
+    stream = kernels_torch.chacha20_rows(kernels_torch.key_tensor(key, "cpu"), nonces, 200)
     assert stream.numpy().tobytes() == prf.keystream(key, nonce, 200).tobytes()
 
 
@@ -156,12 +156,14 @@ def test_device_kernels_equal_the_host_paths_eager_and_compiled():
     pairs, middle = (kernels_torch.host_words(w, "cpu").clone() for w in one_time.switch_words(stream, 40, 32))
     pad_nonces = torch.from_numpy(prf.batch_nonces(48, 3, lambda n: bytes(range(n))))
 
-    def kernels(words, wide, tables, pairs, middle, pad_nonces):
+    pad_key = kernels_torch.key_tensor(pad.stream_key, "cpu")
+
+    def kernels(words, wide, tables, pairs, middle, pad_key, pad_nonces):
         return (
             kernels_torch.permute_fixed(words, wide),
             kernels_torch.permute_per_dimension(words, tables),
             kernels_torch.benes(words, pairs, middle),
-            kernels_torch.xor_pad(words, pad.stream_key, pad_nonces),
+            kernels_torch.xor_pad(words, pad_key, pad_nonces),
         )
 
     host_words = words.numpy().view(np.uint32)
@@ -179,6 +181,6 @@ def test_device_kernels_equal_the_host_paths_eager_and_compiled():
     )
     compiled = torch.compile(kernels)
     for run in (kernels, compiled):
-        outputs = run(words, wide, tables, pairs, middle, pad_nonces)
+        outputs = run(words, wide, tables, pairs, middle, pad_key, pad_nonces)
         for out, want in zip(outputs, expected):
             assert np.array_equal(out.numpy().view(np.uint32), want)

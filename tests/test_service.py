@@ -130,6 +130,25 @@ def test_wire_sealed_round_trip_and_inconsistent_metadata(name):
             decode_result(bad)
 
 
+def test_unversioned_answers_are_decoded_only_where_the_construction_is_unchanged():
+    """Wire version 1 answers (no ``version``): fixed ShuffleBits decodes; one-time, ChaCha20, AES-GCM refused."""
+    from shufflebits.registry import create_cipher
+
+    x = np.random.default_rng(7).standard_normal((2, 4)).astype(np.float32)
+    rid = "1" * 32
+    for name, readable in [("shufflebits", True), ("shufflebits-otp", False), ("chacha20", False), ("aes-gcm", False)]:
+        cipher = create_cipher(name)
+        body = encode_result(cipher.encrypt(x), rid)
+        old = {key: value for key, value in body.items() if key not in ("version", "response_id")}
+        if readable:
+            assert cipher.decrypt(decode_result(old)).tobytes() == x.tobytes()
+        else:
+            with pytest.raises(ShuffleBitsError, match="older than wire version 2"):
+                decode_result(old)
+    with pytest.raises(ShuffleBitsError, match="wire version 3"):
+        decode_result({**body, "version": 3})
+
+
 def test_token_required(plain_server):
     blob = png_bytes(make_images(1)[0])
     assert post(plain_server.url, [blob], token=None).status_code == 401

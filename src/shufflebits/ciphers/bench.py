@@ -152,6 +152,7 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     dim_table_tensor = kernels_torch.table_tensor(dim_tables, "cpu")
     pad_rows = max(1, len(features) // 16)
     pad_nonces = torch.from_numpy(prf.batch_nonces(pad_rows, _DIM * 4 // 64, os.urandom))
+    pad_key = kernels_torch.key_tensor(pad.stream_key, "cpu")
     aead_key = os.urandom(32)
     nonce = os.urandom(12)
     aesgcm, chachapoly = AESGCM(aead_key), ChaCha20Poly1305(aead_key)
@@ -222,7 +223,13 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         (
             "ChaChaPad, device kernel (1/16 of the data)",
             "torch ops on cpu",
-            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad.stream_key, pad_nonces),
+            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces),
+            pad_rows * _DIM,
+        ),
+        (
+            "ChaChaPad, device kernel (1/16 of the data), 1 thread",
+            "torch ops on cpu",
+            _one_thread(lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces)),
             pad_rows * _DIM,
         ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),

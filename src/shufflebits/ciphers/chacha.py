@@ -5,9 +5,12 @@ the vector's 16-byte nonce (4-byte little-endian block counter || 12-byte nonce,
 cryptography's layout). A batch gets one random 12-byte nonce and consecutive,
 block-aligned counters, so one OpenSSL call covers the whole batch while every
 vector still has its own keystream. The ChaCha20 key is an HKDF subkey of the
-key (``stream_key``), never the master material. Confidential, not
-authenticated on its own: ``encrypt(..., authenticate=True)`` adds a seal tag
-(``sealing.py``) and encrypted files an HMAC (``files.py``).
+key (``stream_key``), never the master material. Small inputs (up to
+``SMALL_BLOCKS`` blocks, a few vectors) take ``kernels_numba.chacha20_rows``
+instead, the same keystream without OpenSSL's per-call context setup
+(single-vector latency). Confidential, not authenticated on its own:
+``encrypt(..., authenticate=True)`` adds a seal tag (``sealing.py``) and
+encrypted files an HMAC (``files.py``).
 """
 
 from __future__ import annotations
@@ -23,19 +26,26 @@ from .keys import Key, generate_key
 
 _CHUNK_BYTES = 1 << 26
 SUBKEY_LABEL = "chacha20"
+# Up to this many 64-byte blocks (32 KiB of keystream) numba's ChaCha20 is faster
+# than setting up an OpenSSL context (about 10 us per call).
+SMALL_BLOCKS = 512
 
 
 class ChaChaPad(Cipher):
     """XOR with ChaCha20 keystream; float in, same-dtype float out."""
 
-    @classmethod
-    def generate_key(cls) -> Key:
-        return generate_key("chacha20")
+    def __init__(self, key: Key, *, nonce_source=None) -> None:
+        super().__init__(key, nonce_source=nonce_source)
+        self._cache: dict = {}
 
     @cached_property
     def stream_key(self) -> bytes:
-        """The 32-byte ChaCha20 key: HKDF subkey of the key under ``SUBKEY_LABEL``."""
+        """The 32-byte ChaCha20 key of every kernel (OpenSSL, numba, torch, ONNX): HKDF subkey ``SUBKEY_LABEL``."""
         return self.key.subkey(SUBKEY_LABEL)
+
+    @classmethod
+    def generate_key(cls) -> Key:
+        return generate_key("chacha20")
 
     def _encrypt_words(self, words, dtype):
         blocks = -(-words.shape[1] * words.itemsize // prf.BLOCK)
@@ -60,6 +70,8 @@ class ChaChaPad(Cipher):
         out = np.empty_like(words)
         raw_in = words.view(np.uint8).reshape(n, row_bytes)
         raw_out = out.view(np.uint8).reshape(n, row_bytes)
+        if 0 < n * blocks <= SMALL_BLOCKS:
+            return self._xor_small(words, nonces, blocks, checked=runs is not None)
         rows_per_chunk = max(1, _CHUNK_BYTES // max(1, blocks * prf.BLOCK))
         for start, stop in runs if runs is not None else prf.contiguous_runs(nonces, blocks):
             for a in range(start, stop, rows_per_chunk):
@@ -70,6 +82,20 @@ class ChaChaPad(Cipher):
                     pad = prf.keystream(self.stream_key, bytes(nonces[a]), (b - a) * blocks * prf.BLOCK)
                     np.bitwise_xor(raw_in[a:b], pad.reshape(b - a, -1)[:, :row_bytes], out=raw_out[a:b])
         return out
+
+    def _xor_small(self, words: np.ndarray, nonces: np.ndarray, blocks: int, checked: bool) -> np.ndarray:
+        """``_xor`` through numba: each row's blocks from its own nonce (any nonces, no runs)."""
+        from . import kernels_numba
+
+        if not checked:
+            prf.contiguous_runs(nonces, blocks)  # refuses counters that would wrap 32 bits
+        if "key_words" not in self._cache:
+            self._cache["key_words"] = np.frombuffer(self.stream_key, dtype="<u4").astype(np.uint32)
+        starts = np.ascontiguousarray(nonces).view("<u4").astype(np.uint32, copy=False)
+        stream = np.empty((len(words), 16 * blocks), dtype="<u4")
+        kernels_numba.chacha20_rows(self._cache["key_words"], starts, blocks, stream)
+        row_bytes = words.shape[1] * words.itemsize
+        return words ^ stream.view(np.uint8)[:, :row_bytes].view(words.dtype)
 
     def encrypt_tensor(self, x):
         """Torch path (CPU or CUDA, in-graph): ``(ciphertext tensor, nonces uint8 (n, 16) tensor)``.
@@ -92,4 +118,7 @@ class ChaChaPad(Cipher):
             pad = self._xor(host, nonces, self._fresh_runs(words.shape[0], blocks))
             return torch.from_numpy(pad).view(x.dtype), torch.from_numpy(nonces)
         device_nonces = torch.from_numpy(nonces).to(words.device)
-        return kernels_torch.xor_pad(words, self.stream_key, device_nonces).view(x.dtype), device_nonces
+        if ("torch key", str(words.device)) not in self._cache:
+            self._cache["torch key", str(words.device)] = kernels_torch.key_tensor(self.stream_key, words.device)
+        key_words = self._cache["torch key", str(words.device)]
+        return kernels_torch.xor_pad(words, key_words, device_nonces).view(x.dtype), device_nonces

@@ -37,17 +37,29 @@ def _span(x, o, t):
         o[i] = acc
 
 
+@njit(error_model="numpy", cache=True)
+def _fixed_chunk(words, tables, out, c):
+    a = c * _CHUNK
+    b = min(words.size, a + _CHUNK)
+    if tables.shape[0] == 4:
+        _span32(words[a:b], out[a:b], tables[0], tables[1], tables[2], tables[3])
+    else:
+        _span(words[a:b], out[a:b], tables)
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def fixed(words, tables, out):
     """``words``/``out`` 1-D, ``tables`` ``(nbytes, 256)`` of the word type."""
-    chunks = (words.size + _CHUNK - 1) // _CHUNK
-    for c in prange(chunks):
-        a = c * _CHUNK
-        b = min(words.size, a + _CHUNK)
-        if tables.shape[0] == 4:
-            _span32(words[a:b], out[a:b], tables[0], tables[1], tables[2], tables[3])
-        else:
-            _span(words[a:b], out[a:b], tables)
+    for c in prange((words.size + _CHUNK - 1) // _CHUNK):
+        _fixed_chunk(words, tables, out, c)
+    return out
+
+
+@njit(error_model="numpy", cache=True)
+def fixed_serial(words, tables, out):
+    """``fixed`` on the calling thread only (see ``SERIAL_BELOW``)."""
+    for c in range((words.size + _CHUNK - 1) // _CHUNK):
+        _fixed_chunk(words, tables, out, c)
     return out
 
 
@@ -70,15 +82,40 @@ def _row(x, o, tables):
         o[j] = acc
 
 
+@njit(error_model="numpy", cache=True)
+def _table_row(words, tables, out, i):
+    if tables.shape[1] == 4:
+        _row32(words[i], out[i], tables)
+    else:
+        _row(words[i], out[i], tables)
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def per_dimension(words, tables, out):
     """``words``/``out`` ``(n, d)``, ``tables`` ``(d, nbytes, 256)``."""
     for i in prange(words.shape[0]):
-        if tables.shape[1] == 4:
-            _row32(words[i], out[i], tables)
-        else:
-            _row(words[i], out[i], tables)
+        _table_row(words, tables, out, i)
     return out
+
+
+@njit(error_model="numpy", cache=True)
+def per_dimension_serial(words, tables, out):
+    """``per_dimension`` on the calling thread only (see ``SERIAL_BELOW``)."""
+    for i in range(words.shape[0]):
+        _table_row(words, tables, out, i)
+    return out
+
+
+@njit(error_model="numpy", cache=True)
+def _direct_row(words, dst, out, i):
+    bits = dst.shape[1]
+    one = words.dtype.type(1)
+    for j in range(words.shape[1]):
+        x = words[i, j]
+        acc = words.dtype.type(0)
+        for p in range(bits):
+            acc |= ((x >> words.dtype.type(p)) & one) << words.dtype.type(dst[j, p])
+        out[i, j] = acc
 
 
 @njit(parallel=True, error_model="numpy", cache=True)
@@ -88,16 +125,16 @@ def per_dimension_direct(words, dst, out):
     Slower per element than the tables, but needs no table setup (4 KiB per
     dimension for float32): what a few vectors of a very wide key should use.
     """
-    n, d = words.shape
-    bits = dst.shape[1]
-    one = words.dtype.type(1)
-    for i in prange(n):
-        for j in range(d):
-            x = words[i, j]
-            acc = words.dtype.type(0)
-            for p in range(bits):
-                acc |= ((x >> words.dtype.type(p)) & one) << words.dtype.type(dst[j, p])
-            out[i, j] = acc
+    for i in prange(words.shape[0]):
+        _direct_row(words, dst, out, i)
+    return out
+
+
+@njit(error_model="numpy", cache=True)
+def per_dimension_direct_serial(words, dst, out):
+    """``per_dimension_direct`` on the calling thread only (see ``SERIAL_BELOW``)."""
+    for i in range(words.shape[0]):
+        _direct_row(words, dst, out, i)
     return out
 
 
@@ -211,48 +248,92 @@ def benes32(words, stream, decrypt, out):
     return out
 
 
-@njit(inline="always")
-def _rotl(x, n):
-    return (x << np.uint32(n)) | (x >> np.uint32(32 - n))
+@njit(error_model="numpy", cache=True)
+def counter_blocks(nonces, blocks, out):
+    """AES-CTR counter blocks: row ``i`` of ``out`` ``(n, 16 * blocks)`` uint8 holds the
+    big-endian 128-bit counters ``nonces[i] + k`` for ``k < blocks`` (the caller guarantees
+    the low 64 bits do not wrap, as ``one_time_runs`` checks)."""
+    for i in range(nonces.shape[0]):
+        low = np.uint64(0)
+        for t in range(8):
+            low = (low << np.uint64(8)) | np.uint64(nonces[i, 8 + t])
+        for k in range(blocks):
+            v = low + np.uint64(k)
+            for t in range(8):
+                out[i, 16 * k + t] = nonces[i, t]
+                out[i, 16 * k + 15 - t] = (v >> np.uint64(8 * t)) & np.uint64(255)
+    return out
+
+
+_LANES = 16  # ChaCha20 blocks computed side by side: 16 uint32 lanes = two AVX2 registers per state word
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
 
 
 @njit(inline="always")
-def _quarter(s, a, b, c, d):
-    s[a] += s[b]
-    s[d] = _rotl(s[d] ^ s[a], 16)
-    s[c] += s[d]
-    s[b] = _rotl(s[b] ^ s[c], 12)
-    s[a] += s[b]
-    s[d] = _rotl(s[d] ^ s[a], 8)
-    s[c] += s[d]
-    s[b] = _rotl(s[b] ^ s[c], 7)
+def _quarter(x, a, b, c, d):
+    """One quarter-round on state words ``a, b, c, d`` of every lane (``x`` flat ``(16 * _LANES,)``).
+
+    numba widens uint32 arithmetic to 64 bits: every result is cast back, so
+    LLVM keeps 32-bit lanes and vectorises the lane loop.
+    """
+    for k in range(_LANES):
+        xa = np.uint32(x[a * _LANES + k] + x[b * _LANES + k])
+        xd = np.uint32(x[d * _LANES + k] ^ xa)
+        xd = np.uint32((xd << np.uint32(16)) | (xd >> np.uint32(16)))
+        xc = np.uint32(x[c * _LANES + k] + xd)
+        xb = np.uint32(x[b * _LANES + k] ^ xc)
+        xb = np.uint32((xb << np.uint32(12)) | (xb >> np.uint32(20)))
+        xa = np.uint32(xa + xb)
+        xd = np.uint32(xd ^ xa)
+        xd = np.uint32((xd << np.uint32(8)) | (xd >> np.uint32(24)))
+        xc = np.uint32(xc + xd)
+        xb = np.uint32(xb ^ xc)
+        xb = np.uint32((xb << np.uint32(7)) | (xb >> np.uint32(25)))
+        x[a * _LANES + k] = xa
+        x[b * _LANES + k] = xb
+        x[c * _LANES + k] = xc
+        x[d * _LANES + k] = xd
 
 
 @njit(error_model="numpy", cache=True)
-def chacha20_blocks(key_words, nonce_words, blocks, out):
-    """RFC 8439 keystream for many short streams: row ``i`` of ``out`` ``(m, 16 * blocks)`` uint32
-    is blocks ``0 .. blocks - 1`` under nonce ``nonce_words[i]`` (3 uint32). Key schedules derive
-    thousands of permutations this way at once instead of one OpenSSL call each."""
-    init = np.empty(16, dtype=np.uint32)
-    s = np.empty(16, dtype=np.uint32)
-    init[0], init[1], init[2], init[3] = 0x61707865, 0x3320646E, 0x79622D32, 0x6B206574
-    init[4:12] = key_words
-    for i in range(nonce_words.shape[0]):
-        init[13:16] = nonce_words[i]
-        for b in range(blocks):
-            init[12] = b
-            s[:] = init
-            for _ in range(10):
-                _quarter(s, 0, 4, 8, 12)
-                _quarter(s, 1, 5, 9, 13)
-                _quarter(s, 2, 6, 10, 14)
-                _quarter(s, 3, 7, 11, 15)
-                _quarter(s, 0, 5, 10, 15)
-                _quarter(s, 1, 6, 11, 12)
-                _quarter(s, 2, 7, 8, 13)
-                _quarter(s, 3, 4, 9, 14)
-            for k in range(16):
-                out[i, 16 * b + k] = s[k] + init[k]
+def chacha20_rows(key_words, starts, blocks, out):
+    """RFC 8439 ChaCha20 keystream: row ``i`` of ``out`` ``(m, 16 * blocks)`` uint32 is the
+    ``blocks`` blocks from ``starts[i]`` (uint32 ``(m, 4)``: block counter, then the 3 nonce
+    words; a 16-byte ``prf`` nonce viewed as ``<u4``), as OpenSSL's ChaCha20 gives them
+    (the counter must not wrap 32 bits: ``prf.contiguous_runs`` checks that).
+
+    ``_LANES`` blocks at a time, one vector lane each. Key schedules derive
+    thousands of permutations in one call, and ChaChaPad's single vectors skip
+    OpenSSL's per-call context setup.
+    """
+    total = starts.shape[0] * blocks
+    init = np.empty(16 * _LANES, dtype=np.uint32)
+    x = np.empty(16 * _LANES, dtype=np.uint32)
+    for q in range(4):
+        init[q * _LANES : (q + 1) * _LANES] = _SIGMA[q]
+    for q in range(8):
+        init[(4 + q) * _LANES : (5 + q) * _LANES] = key_words[q]
+    for g in range(0, total, _LANES):
+        for k in range(_LANES):
+            lane = min(g + k, total - 1)
+            i, b = lane // blocks, lane % blocks
+            init[12 * _LANES + k] = np.uint32(starts[i, 0] + b)
+            for q in range(1, 4):
+                init[(12 + q) * _LANES + k] = starts[i, q]
+        x[:] = init
+        for _ in range(10):
+            _quarter(x, 0, 4, 8, 12)
+            _quarter(x, 1, 5, 9, 13)
+            _quarter(x, 2, 6, 10, 14)
+            _quarter(x, 3, 7, 11, 15)
+            _quarter(x, 0, 5, 10, 15)
+            _quarter(x, 1, 6, 11, 12)
+            _quarter(x, 2, 7, 8, 13)
+            _quarter(x, 3, 4, 9, 14)
+        for k in range(min(_LANES, total - g)):
+            i, b = (g + k) // blocks, (g + k) % blocks
+            for q in range(16):
+                out[i, 16 * b + q] = x[q * _LANES + k] + init[q * _LANES + k]
     return out
 
 
@@ -281,10 +362,9 @@ def lookup_tables(dst, out):
     return out
 
 
-# Serial twins of the parallel kernels (``prange`` runs as ``range``): a parallel
-# region costs a thread-pool wake-up, which on a busy machine can wait for a
-# descheduled worker for milliseconds, so single vectors take these.
-fixed_serial = njit(error_model="numpy", cache=True)(fixed.py_func)
-per_dimension_serial = njit(error_model="numpy", cache=True)(per_dimension.py_func)
-per_dimension_direct_serial = njit(error_model="numpy", cache=True)(per_dimension_direct.py_func)
+# Kernels with a ``_serial`` twin: a parallel region costs a thread-pool wake-up,
+# which on a busy machine can wait for a descheduled worker for milliseconds, so
+# inputs this small take the twin. Each twin is its own function: twins made with
+# ``njit(parallel.py_func)`` share the parallel kernel's on-disk cache entry, and
+# a twin that loaded the parallel code from there took milliseconds per call.
 SERIAL_BELOW = 1 << 16  # elements

@@ -2,8 +2,8 @@
 
 Features are reinterpreted as signed integer tensors of the same width (views,
 no copies, no float arithmetic). Bit permutations gather from tables built from
-the same byte tables as the numba kernel. ChaCha20 is computed on int64 lanes
-masked to 32 bits, so nothing leaves the device.
+the same byte tables as the numba kernel. ChaCha20 runs one block per int32 lane
+(wrapping adds, masked arithmetic shifts), so nothing leaves the device.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from . import kernels_numpy
 
 INT_VIEWS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
-_MASK32 = 0xFFFFFFFF
+_SIGMA = struct.unpack("<4i", b"expand 32-byte k")
+_PAD_BLOCKS = 1 << 16  # ChaCha20 blocks per CPU chunk: eager ops cost per call, so chunks are large
 
 
 def int_view(x: torch.Tensor) -> torch.Tensor:
@@ -112,28 +113,35 @@ def benes(words: torch.Tensor, pairs: torch.Tensor, middle: torch.Tensor, decryp
 
 
 def _rotl(x: torch.Tensor, n: int) -> torch.Tensor:
-    return ((x << n) | (x >> (32 - n))) & _MASK32
+    """32-bit rotation of int32 lanes; ``>>`` is arithmetic on signed tensors, so the mask clears what it fills."""
+    return (x << n) | ((x >> (32 - n)) & ((1 << n) - 1))
 
 
 def _quarter(s: list, a: int, b: int, c: int, d: int) -> None:
-    s[a] = (s[a] + s[b]) & _MASK32
+    # int32 addition wraps modulo 2**32 on CPU and CUDA: the bits of uint32 addition
+    s[a] = s[a] + s[b]
     s[d] = _rotl(s[d] ^ s[a], 16)
-    s[c] = (s[c] + s[d]) & _MASK32
+    s[c] = s[c] + s[d]
     s[b] = _rotl(s[b] ^ s[c], 12)
-    s[a] = (s[a] + s[b]) & _MASK32
+    s[a] = s[a] + s[b]
     s[d] = _rotl(s[d] ^ s[a], 8)
-    s[c] = (s[c] + s[d]) & _MASK32
+    s[c] = s[c] + s[d]
     s[b] = _rotl(s[b] ^ s[c], 7)
 
 
-def chacha20_blocks(key: bytes, counters: torch.Tensor, nonce_words: torch.Tensor) -> torch.Tensor:
-    """RFC 8439 ChaCha20 blocks: ``counters`` ``(m,)`` int64, ``nonce_words`` ``(m, 3)`` int64.
+def key_tensor(key: bytes, device) -> torch.Tensor:
+    """A 32-byte ChaCha20 key as its 8 little-endian words (int32) on ``device``: a kernel input,
+    so ``torch.compile`` builds one graph for every key."""
+    return torch.tensor(struct.unpack("<8i", key), dtype=torch.int32, device=device)
 
-    Returns ``(m, 16)`` int64 keystream words (each < 2**32, little-endian order).
-    """
-    fixed = struct.unpack("<12I", b"expand 32-byte k" + key)  # Python ints: torch.compile traces them as constants
-    init = [torch.full_like(counters, word) for word in fixed]
-    init += [counters & _MASK32, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
+
+def chacha20_blocks(key_words: torch.Tensor, counters: torch.Tensor, nonce_words: torch.Tensor) -> torch.Tensor:
+    """RFC 8439 ChaCha20 blocks on int32 lanes, one block per lane (``counters`` ``(m,)``,
+    ``nonce_words`` ``(m, 3)``, ``key_words`` from ``key_tensor``). Returns ``(m, 16)`` int32
+    keystream words (little-endian order): the bits of the uint32 words."""
+    init = [torch.full_like(counters, word) for word in _SIGMA]
+    init += [key_words[k].expand_as(counters) for k in range(8)]
+    init += [counters, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
     s = list(init)
     for _ in range(10):
         _quarter(s, 0, 4, 8, 12)
@@ -144,26 +152,26 @@ def chacha20_blocks(key: bytes, counters: torch.Tensor, nonce_words: torch.Tenso
         _quarter(s, 1, 6, 11, 12)
         _quarter(s, 2, 7, 8, 13)
         _quarter(s, 3, 4, 9, 14)
-    return torch.stack([(s[i] + init[i]) & _MASK32 for i in range(16)], dim=-1)
+    return torch.stack([s[i] + init[i] for i in range(16)], dim=-1)
 
 
-def chacha20_rows(key: bytes, nonces: torch.Tensor, row_bytes: int) -> torch.Tensor:
+def chacha20_rows(key_words: torch.Tensor, nonces: torch.Tensor, row_bytes: int) -> torch.Tensor:
     """Keystream ``(n, row_bytes)`` uint8; row ``i`` starts at its 16-byte nonce (counter || nonce)."""
     n = nonces.shape[0]
     blocks = -(-row_bytes // 64)
-    words = nonces.view(torch.int32).long() & _MASK32  # (n, 4): counter, nonce0..2
-    counters = (words[:, :1] + torch.arange(blocks, device=nonces.device)).reshape(-1)
+    words = nonces.contiguous().view(torch.int32)  # (n, 4): counter, nonce0..2 (never wraps: prf checks)
+    counters = (words[:, :1] + torch.arange(blocks, dtype=torch.int32, device=nonces.device)).reshape(-1)
     nonce_words = words[:, None, 1:].expand(n, blocks, 3).reshape(-1, 3)
-    stream = chacha20_blocks(key, counters, nonce_words).to(torch.int32)
+    stream = chacha20_blocks(key_words, counters, nonce_words)
     return stream.view(torch.uint8).reshape(n, blocks * 64)[:, :row_bytes]
 
 
-def xor_pad(words: torch.Tensor, key: bytes, nonces: torch.Tensor) -> torch.Tensor:
-    """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream."""
+def xor_pad(words: torch.Tensor, key_words: torch.Tensor, nonces: torch.Tensor) -> torch.Tensor:
+    """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream (``key_words`` from ``key_tensor``)."""
     _n, d = words.shape
     row_bytes = d * words.element_size()
     out = torch.empty_like(words)
-    for part in _chunks(words, (1 << 14) // max(1, -(-row_bytes // 64))):
-        pad = chacha20_rows(key, nonces[part], row_bytes).contiguous()
+    for part in _chunks(words, _PAD_BLOCKS // max(1, -(-row_bytes // 64))):
+        pad = chacha20_rows(key_words, nonces[part], row_bytes).contiguous()
         out[part] = words[part] ^ pad.view(words.dtype).reshape(-1, d)
     return out

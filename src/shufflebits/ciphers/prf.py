@@ -58,6 +58,8 @@ def contiguous_runs(nonces: np.ndarray, blocks_per_row: int) -> list[tuple[int, 
 
 def batch_nonces(n: int, blocks_per_row: int, random12) -> np.ndarray:
     """uint8 ``(n, 16)`` nonces: one random 12-byte nonce per 2**32 blocks, consecutive counters."""
+    if n == 1:  # single-vector latency: counter 0, no arrays to build
+        return np.frombuffer(bytes(4) + random12(12), dtype=np.uint8).reshape(1, NONCE_BYTES).copy()
     rows_per_nonce = max(1, (2**32) // max(blocks_per_row, 1))
     out = np.empty((n, NONCE_BYTES), dtype=np.uint8)
     for start in range(0, n, rows_per_nonce):

@@ -11,7 +11,7 @@ Fixed and per-dimension permutations come from unbiased Fisher-Yates
 (``prf.fisher_yates``: masked bytes with rejection) on ChaCha20 keystreams under
 the sub-key ``permutations``, nonce = (mode tag, word bits, dimension), counter 0;
 they are uniform over all ``bits!`` permutations, derived once per key
-(all dimensions at once: ``kernels_numba.chacha20_blocks``) and cached as lookup tables.
+(all dimensions at once: ``kernels_numba.chacha20_rows``) and cached as lookup tables.
 
 One-time mode (file format version 2; version 1 used per-element Fisher-Yates
 and is no longer read) runs each element through a Beneš network: for 32-bit
@@ -23,7 +23,10 @@ per element (word ``p`` serves the two stages at distance ``bits >> (p + 1)``:
 low switch bits before the middle stage, high ones after it), stage-major,
 then one half word per element for the middle stage (``kernels_numpy.benes_switches``).
 A batch gets one random nonce and consecutive counters (the 64-bit low half
-never wraps), so one AES-CTR stream covers it.
+never wraps), so one AES-CTR stream covers it. Small inputs (up to
+``SMALL_BLOCKS`` AES blocks, a few vectors) compute the same counter blocks
+themselves and encrypt them with a cached AES-256-ECB context: CTR by
+definition, without a fresh context and key expansion per call (latency).
 
 Which permutations result: a Beneš network with uniformly random switches
 reaches every one of the ``32!`` permutations, but NOT uniformly (2**144 switch
@@ -68,6 +71,9 @@ _TAG_FIXED, _TAG_DIMENSION = 1, 2
 # Per-dimension batches this small move bits directly instead of building the
 # byte tables (1,024 entries per dimension, worth it from about this many rows).
 TABLE_ROWS = 64
+# Up to this many AES blocks (32 KiB of keystream, two 512-d float32 vectors) the
+# keystream comes from the cached ECB context on the calling thread.
+SMALL_BLOCKS = 2048
 _SCHEDULE_BYTES = 4 * prf.BLOCK  # keystream per derived permutation before derived_permutation's retry
 _worker: ThreadPoolExecutor | None = None
 
@@ -83,6 +89,8 @@ def one_time_nonces(n: int, blocks: int, random16) -> np.ndarray:
     64-bit half cleared, so it never wraps), row ``i`` at ``start + i * blocks``."""
     start = bytearray(random16(NONCE_BYTES))
     start[8] &= 0x7F
+    if n == 1:  # single-vector latency
+        return np.frombuffer(bytes(start), dtype=np.uint8).reshape(1, NONCE_BYTES).copy()
     out = np.empty((n, NONCE_BYTES), dtype=np.uint8)
     out[:, :8] = np.frombuffer(bytes(start[:8]), np.uint8)
     low = int.from_bytes(start[8:], "big") + np.arange(n, dtype=np.uint64) * np.uint64(blocks)
@@ -163,15 +171,15 @@ class ShuffleBits(Cipher):
         from . import kernels_numba
 
         key = self._subkey("permutations")
-        nonces = np.zeros((d, 3), dtype=np.uint32)
+        starts = np.zeros((d, 4), dtype=np.uint32)  # counter 0, then the 12-byte nonce of derived_permutation
         head = struct.unpack("<I", struct.pack("<BBH", _TAG_DIMENSION, bits, 0))[0]
         index = np.arange(d, dtype=np.uint64)
-        nonces[:, 0] = head
-        nonces[:, 1] = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        nonces[:, 2] = (index >> np.uint64(32)).astype(np.uint32)
+        starts[:, 1] = head
+        starts[:, 2] = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        starts[:, 3] = (index >> np.uint64(32)).astype(np.uint32)
         blocks = _SCHEDULE_BYTES // prf.BLOCK
         stream = np.empty((d, 16 * blocks), dtype=np.uint32)
-        kernels_numba.chacha20_blocks(np.frombuffer(key, dtype="<u4").astype(np.uint32), nonces, blocks, stream)
+        kernels_numba.chacha20_rows(np.frombuffer(key, dtype="<u4").astype(np.uint32), starts, blocks, stream)
         idx = np.empty((d, bits), dtype=np.int64)
         exhausted = kernels_numba.fisher_yates(stream.astype("<u4").view(np.uint8), bits, idx)
         for j in np.flatnonzero(exhausted):
@@ -259,6 +267,11 @@ class ShuffleBits(Cipher):
 
     def _keystream_chunks(self, nonces, d, bits, row_bytes, blocks, runs):
         global _worker
+        if row_bytes and 0 < len(nonces) * blocks <= SMALL_BLOCKS:
+            if runs is None:
+                one_time_runs(nonces, blocks)  # refuses counters that would wrap
+            yield 0, len(nonces), self._small_keystream(nonces, blocks)
+            return
         stride = blocks * AES_BLOCK
         rows = max(1, _CHUNK_BYTES // max(stride, 1))
         jobs = [
@@ -297,6 +310,19 @@ class ShuffleBits(Cipher):
             if k + 1 < len(jobs):
                 pending = _worker.submit(produce, k + 1)
             yield a, b, stream
+
+    def _small_keystream(self, nonces: np.ndarray, blocks: int) -> np.ndarray:
+        """AES-CTR keystream rows ``(n, 16 * blocks)`` as ECB of the counter blocks (runs already checked)."""
+        if "ecb" not in self._cache:
+            self._cache["ecb"] = _OpenSSL(algorithms.AES(self._subkey("one-time-benes")), modes.ECB()).encryptor()
+        from . import kernels_numba
+
+        counters = kernels_numba.counter_blocks(
+            np.ascontiguousarray(nonces), blocks, np.empty((len(nonces), blocks * AES_BLOCK), dtype=np.uint8)
+        )
+        stream = np.empty(counters.size + AES_BLOCK, dtype=np.uint8)
+        self._cache["ecb"].update_into(counters.reshape(-1), stream)
+        return stream[: counters.size].reshape(counters.shape)
 
     @staticmethod
     def switch_words(stream: np.ndarray, d: int, bits: int):

@@ -21,8 +21,10 @@ from ..errors import IntegrityError, ShuffleBitsError
 
 WIRE_VERSION = 2
 REQUEST_ID_HEADER = "X-ShuffleBits-Request-Id"
-# Unversioned answers (wire version 1) of these modes used the master key directly.
-_UNVERSIONED_CHANGED_MODES = ("pad", "aead")
+# Unversioned answers (wire version 1) of these modes cannot be decrypted here: ChaCha20
+# and AES-GCM used the master key directly, and one-time ShuffleBits may be the
+# per-element Fisher-Yates construction of file version 1 (the answer does not say).
+_UNVERSIONED_CHANGED_MODES = ("one-time", "pad", "aead")
 # What a response may declare; anything else is a malformed (or hostile) answer.
 DTYPES = ("float16", "float32", "float64", "uint8", "uint16", "uint32", "uint64")
 
@@ -132,7 +134,7 @@ def decode_answer(payload: dict) -> Any:
         if version is None and record.mode in _UNVERSIONED_CHANGED_MODES:
             raise ShuffleBitsError(
                 f"response from a server older than wire version {WIRE_VERSION}: its {record.name} ciphertext "
-                "used the master key directly and cannot be decrypted here; upgrade the server"
+                "used a construction or key derivation that has changed; upgrade the server"
             )
         nonces = None
         if encryption["nonces"] is not None:
