@@ -34,7 +34,7 @@ LABEL_COLUMNS = (("path", pa.string()), ("pid", pa.int64()), ("camid", pa.int64(
 def plain_schema(dim: int, *, labels: bool, paths: bool = True) -> pa.Schema:
     """``id``, ``vector`` and (when known) ``path``, ``pid``, ``camid``, with a plaintext header."""
     fields = [pa.field(ID, pa.string(), nullable=False), pa.field(VECTOR, vector_type(dim), nullable=False)]
-    fields += [pa.field(name, kind) for name, kind in LABEL_COLUMNS if (name == "path" and paths) or labels]
+    fields += [pa.field(name, kind) for name, kind in LABEL_COLUMNS if (paths if name == "path" else labels)]
     return pa.schema(fields, metadata={HEADER_KEY: encode_header({"kind": "plaintext", "dim": dim})})
 
 
