@@ -24,6 +24,7 @@ from ..ciphers.catalogue import spec
 from ..ciphers.words import WORD_DTYPES
 from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from ..features import FeatureFile
+from .overlap import prefetched, written_behind
 from .plain import collect_features, plain_batches, read_plain
 from .schema import (
     CIPHERTEXT,
@@ -91,19 +92,20 @@ def encrypt_store(
     key = tag_key(cipher.key)
     counts, tags = [], []
     with parquet_writer(target, schema, bulk=(CIPHERTEXT, NONCE)) as writer:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            sealed = cipher.encrypt(vectors_of(batch, source))
-            columns = {CIPHERTEXT: binary_array(np.ascontiguousarray(sealed.payload()).view(np.uint8))}
-            if sealed.nonces is not None:
-                columns[NONCE] = binary_array(sealed.nonces)
-            out = pa.RecordBatch.from_arrays(
-                [columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema
-            )
-            tags.append(row_group_tag(key, header, len(counts), sum(counts), out))
-            counts.append(out.num_rows)
-            write_row_group(writer, out)
+        with written_behind(lambda out: write_row_group(writer, out)) as put:
+            for batch in prefetched(batches):
+                if batch.num_rows == 0:
+                    continue
+                sealed = cipher.encrypt(vectors_of(batch, source))
+                columns = {CIPHERTEXT: binary_array(np.ascontiguousarray(sealed.payload()).view(np.uint8))}
+                if sealed.nonces is not None:
+                    columns[NONCE] = binary_array(sealed.nonces)
+                out = pa.RecordBatch.from_arrays(
+                    [columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema
+                )
+                tags.append(row_group_tag(key, header, len(counts), sum(counts), out))
+                counts.append(out.num_rows)
+                put(out)
         footer = {
             "rows": counts,
             "tags": [tag.hex() for tag in tags],
@@ -223,7 +225,7 @@ def decrypt_store(source: str | os.PathLike, target: str | os.PathLike, cipher: 
     schema, batches = decrypted_batches(source, cipher)
     rows = groups = 0
     with parquet_writer(target, schema, bulk=(VECTOR,)) as writer:
-        for batch in batches:
+        for batch in prefetched(batches):  # the next group is read, checked and decrypted while this one is written
             write_row_group(writer, batch)
             rows, groups = rows + batch.num_rows, groups + 1
     return StoreSummary(rows, groups, schema.field(VECTOR).type.list_size)
