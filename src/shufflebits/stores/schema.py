@@ -33,7 +33,7 @@ KNOWN_COLUMNS = {
     "camid": (pa.types.is_integer, "an integer"),
 }
 ROW_GROUP_BYTES = 64 << 20  # vectors per row group: 32768 at d=512, a few of them in memory at once
-READ_BUFFER = 8 << 20  # stream pages from disk instead of loading a whole column chunk
+READ_BUFFER = 8 << 20  # pages streamed from disk for row groups too large to read whole
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -60,7 +60,12 @@ def store_files(path: str | os.PathLike) -> list[Path]:
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:
+    """Row groups up to 4x ours are read whole (twice as fast); larger ones (other writers) page by page."""
     try:
+        parquet = pq.ParquetFile(path)
+        sizes = [parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups)]
+        if max(sizes, default=0) <= 4 * ROW_GROUP_BYTES:
+            return parquet
         return pq.ParquetFile(path, buffer_size=READ_BUFFER, pre_buffer=False)
     except (pa.ArrowException, OSError) as error:
         raise ShuffleBitsError(f"cannot read {path}: not a Parquet file ({error})") from error
