@@ -32,7 +32,7 @@ KNOWN_COLUMNS = {
     "pid": (pa.types.is_integer, "an integer"),
     "camid": (pa.types.is_integer, "an integer"),
 }
-ROW_GROUP_BYTES = 64 << 20  # vectors per row group: 32768 at d=512, a few of them in memory at once
+ROW_GROUP_BYTES = 16 << 20  # vectors per row group: 8192 at d=512; a dozen such buffers in flight stay < 1 GiB
 READ_BUFFER = 8 << 20  # pages streamed from disk for row groups too large to read whole
 
 
@@ -60,9 +60,12 @@ def store_files(path: str | os.PathLike) -> list[Path]:
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:
-    """Row groups up to 4x ours are read whole (twice as fast); larger ones (other writers) page by page."""
+    """Row groups up to 4x ours are read whole (twice as fast); larger ones (other writers) page by page.
+
+    Never ``pre_buffer``: it reads ahead every row group a batch iterator asks for, the whole file.
+    """
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         sizes = [parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups)]
         if max(sizes, default=0) <= 4 * ROW_GROUP_BYTES:
             return parquet
