@@ -233,6 +233,10 @@ def test_cli_extracted_store_encrypt_inspect_decrypt_reid(tmp_path, capsys, feat
     sealed = ["--query", str(tmp_path / "e.parquet"), "--gallery", str(tmp_path / "e.parquet"), "--json"]
     assert main(["reid", *sealed, "--key", str(key)]) == 0
     assert json.loads(capsys.readouterr().out) == expected
+    assert main(["reid", *plain, "--backend", "faiss"]) == 0
+    through_faiss = json.loads(capsys.readouterr().out)
+    assert through_faiss.pop("backend") == "faiss" and expected.pop("backend") == "numpy"
+    assert through_faiss["cmc"] == expected["cmc"] and through_faiss["num_query"] == expected["num_query"]
     assert main(["reid", *sealed]) == 2  # encrypted without a key: a one-line error
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["decrypt", "--key", str(key), str(tmp_path / "e.parquet"), str(tmp_path / "e.npz")]) == 2
