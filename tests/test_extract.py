@@ -102,6 +102,20 @@ def test_extraction_writes_paper_layout_in_batches(extractor, crops, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if not p.suffix == ".png") == ["features.npz"]  # no temp files
 
 
+def test_extraction_to_a_parquet_store_streams_batches_as_row_groups(extractor, crops, tmp_path):
+    import pyarrow.parquet as pq
+
+    from shufflebits.stores import read_plain
+
+    records = [Record(path, pid=index // 2, camid=index % 3) for index, path in enumerate(crops)]
+    out = extract_features(extractor, records, tmp_path / "f.parquet", batch_size=3, progress=False)
+    saved = read_plain(out)
+    assert np.array_equal(saved.features, extractor(crops)) and saved.image_paths == [str(p) for p in crops]
+    assert saved.pids.tolist() == [0, 0, 1, 1, 2, 2, 3] and saved.camids.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert pq.ParquetFile(out).metadata.num_row_groups == 3  # one per batch of 3
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.suffix == ".png") == ["f.parquet"]
+
+
 def test_records_add_identities_and_cameras(extractor, crops, tmp_path):
     records = [Record(path, pid=index // 2, camid=index % 3) for index, path in enumerate(crops)]
     saved = load_features(extract_features(extractor, records, tmp_path / "f.npz", batch_size=4, progress=False))
@@ -124,7 +138,7 @@ def test_flip_test_normalises_after_averaging(crops):
 
 
 def test_extraction_input_errors(extractor, crops, tmp_path):
-    with pytest.raises(ShuffleBitsError, match=r"\.npz or \.npy"):
+    with pytest.raises(ShuffleBitsError, match=r"\.npz, \.npy or \.parquet"):
         extract_features(extractor, crops, tmp_path / "f.csv", progress=False)
     with pytest.raises(ShuffleBitsError, match="no images"):
         extract_features(extractor, [], tmp_path / "f.npz", progress=False)

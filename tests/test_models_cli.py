@@ -136,7 +136,7 @@ def test_extract_with_real_weights_records_real_figures(tmp_path, capsys):
         (["--size", "0x32"], "HxW"),
         (["--batch-size", "0"], "batch-size"),
         (["--model", "nope"], "unknown model"),
-        (["--out", "features.csv"], ".npz or .npy"),
+        (["--out", "features.csv"], ".npz, .npy or .parquet"),
         (["--images", "MISSING"], "does not exist"),
         (["--images", "ROOT"], "pass --split"),
         (["--weights", "TEXT"], "not a PyTorch checkpoint"),

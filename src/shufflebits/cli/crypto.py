@@ -25,10 +25,12 @@ def register(subparsers) -> None:
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
     keygen.set_defaults(func=keygen_command)
 
-    encrypt = subparsers.add_parser("encrypt", help="encrypt a feature file (.npz paper layout or .npy)")
+    encrypt = subparsers.add_parser(
+        "encrypt", help="encrypt a feature file (.npz paper layout or .npy) or a Parquet feature store"
+    )
     encrypt.add_argument("--key", required=True, type=Path)
-    encrypt.add_argument("input", type=Path)
-    encrypt.add_argument("output", type=Path, help="encrypted .npz")
+    encrypt.add_argument("input", type=Path, help="features: .npz, .npy, or a .parquet store (file or folder)")
+    encrypt.add_argument("output", type=Path, help="encrypted .npz, or .parquet for a store (streamed by row group)")
     add_force(encrypt)
     add_insecure_seed_key(encrypt)
     encrypt.set_defaults(func=encrypt_command)
@@ -36,7 +38,7 @@ def register(subparsers) -> None:
     decrypt = subparsers.add_parser("decrypt", help="decrypt an encrypted feature file")
     decrypt.add_argument("--key", required=True, type=Path)
     decrypt.add_argument("input", type=Path)
-    decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy")
+    decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy; .parquet for a store")
     add_force(decrypt)
     add_insecure_seed_key(decrypt)
     decrypt.set_defaults(func=decrypt_command)
@@ -112,6 +114,8 @@ def encrypt_command(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
+    if _store_command(args, cipher, "encrypt"):
+        return 0
     if args.output.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
     plain = load_features(args.input)
@@ -132,6 +136,8 @@ def decrypt_command(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
+    if _store_command(args, cipher, "decrypt"):
+        return 0
     sealed, passthrough = load_encrypted(args.input, cipher)
     if sealed.dtype == "bfloat16":
         raise ShuffleBitsError("bfloat16 features cannot be stored in .npz/.npy; decrypt them in Python")
@@ -149,8 +155,30 @@ def decrypt_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_command(args: argparse.Namespace, cipher, action: str) -> bool:
+    """Encrypt or decrypt a Parquet store (either side ``.parquet``, or a folder); False for the ``.npz`` path."""
+    from .. import stores
+
+    if not (stores.is_store(args.input) or args.output.suffix == ".parquet"):
+        return False
+    if not (stores.is_store(args.input) and args.output.suffix == ".parquet"):
+        raise ShuffleBitsError(
+            f"a feature store {action}s into a store: {args.input} -> {args.output} needs both .parquet"
+        )
+    run = stores.encrypt_store if action == "encrypt" else stores.decrypt_store
+    summary = run(args.input, args.output, cipher)
+    shape = f"{summary.rows}x{summary.dim} in {summary.row_groups} row groups"
+    print(f"{action}ed {shape} with {cipher.name} -> {args.output}")
+    return True
+
+
 def inspect_command(args: argparse.Namespace) -> int:
     path: Path = args.file
+    if path.suffix == ".parquet" or path.is_dir():
+        from ..stores import describe_store
+
+        print("\n".join(describe_store(path)))
+        return 0
     if not path.is_file():
         raise ShuffleBitsError(f"{path} does not exist")
     if path.suffix in (".npz", ".npy"):

@@ -28,14 +28,16 @@ class LabelledImage(NamedTuple):
 def register(subparsers) -> None:
     extract = subparsers.add_parser(
         "extract",
-        help="extract re-ID features of an image folder into a .npz (paper layout)",
+        help="extract re-ID features of an image folder into a .npz (paper layout) or a .parquet store",
         description="Extract features of every .jpg/.png under --images (recursively). Market/Duke-style "
         "names (0001_c1s1_...) add pids/camids to the file, which `shufflebits reid` needs.",
     )
     options.add_model(extract)
     extract.add_argument("--images", required=True, help="image folder, or a Market-1501 root with --split")
     extract.add_argument("--split", choices=sorted(MARKET_SPLITS), help="which split of a Market-1501 root")
-    extract.add_argument("--out", required=True, help="output feature file (.npz or .npy)")
+    extract.add_argument(
+        "--out", required=True, help="output feature file (.npz or .npy), or a Parquet feature store (.parquet)"
+    )
     options.add_size(extract, None, "input size (default: the checkpoint's, else 256x128)")
     extract.add_argument("--flip", action="store_true", help="flip-test: average with the mirrored image")
     extract.add_argument("--batch-size", type=int, default=64)
@@ -50,10 +52,18 @@ def register(subparsers) -> None:
     extract.set_defaults(func=run_extract)
 
     reid = subparsers.add_parser("reid", help="rank-1/5/10, mAP and mINP of query vs gallery feature files")
-    reid.add_argument("--query", required=True, help="query .npz with pids/camids")
-    reid.add_argument("--gallery", required=True, help="gallery .npz with pids/camids")
+    reid.add_argument("--query", required=True, help="query .npz, or a .parquet store, with pids/camids")
+    reid.add_argument("--gallery", required=True, help="gallery .npz, or a .parquet store, with pids/camids")
+    reid.add_argument("--key", type=Path, help="key file: decrypt encrypted .parquet stores as they are read")
     reid.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
     reid.add_argument("--max-rank", type=int, default=50)
+    reid.add_argument(
+        "--backend",
+        choices=("auto", "numpy", "faiss"),
+        default="auto",
+        help="what ranks the gallery (auto: FAISS from 20000 gallery rows, numpy below)",
+    )
+    reid.add_argument("--ivf-lists", type=int, help="approximate FAISS IVF index with this many lists (default: exact)")
     reid.add_argument("--json", action="store_true", help="print the figures as JSON")
     reid.set_defaults(func=run_reid)
 
@@ -90,8 +100,8 @@ def run_extract(args) -> int:
     if args.batch_size <= 0:
         raise ShuffleBitsError(f"--batch-size must be positive, got {args.batch_size}")
     out = Path(args.out)
-    if out.suffix not in (".npz", ".npy"):
-        raise ShuffleBitsError(f"--out must end in .npz or .npy, got {out.name}")
+    if out.suffix not in (".npz", ".npy", ".parquet"):
+        raise ShuffleBitsError(f"--out must end in .npz, .npy or .parquet, got {out.name}")
     images = find_images(Path(args.images), args.split)
     identities = [parse_identity(path) for path in images]
     if all(identity is not None for identity in identities):
@@ -123,11 +133,22 @@ REID_FIGURES = (("rank-1", "rank1"), ("rank-5", "rank5"), ("rank-10", "rank10"),
 def run_reid(args) -> int:
     from ..features import load_features
     from ..reid import evaluate
+    from ..stores import is_store, read_store
     from ..study.numbers import figure
 
+    cipher = None
+    if args.key is not None:
+        from ..ciphers import cipher_for_key, load_key
+
+        cipher = cipher_for_key(load_key(args.key))
     files = {}
     for role, path in (("query", args.query), ("gallery", args.gallery)):
-        loaded = load_features(path)
+        if is_store(path):
+            loaded = read_store(path, cipher)
+        elif cipher is not None:
+            raise ShuffleBitsError(f"--key decrypts .parquet stores; decrypt {path} with `shufflebits decrypt` first")
+        else:
+            loaded = load_features(path)
         if loaded.pids is None or loaded.camids is None:
             raise ShuffleBitsError(f"{path} has no pids/camids; extract it from Market-style image names")
         files[role] = loaded
@@ -141,13 +162,15 @@ def run_reid(args) -> int:
         gallery.camids,
         metric=args.metric,
         max_rank=args.max_rank,
+        backend=args.backend,
+        ivf_lists=args.ivf_lists,
     )
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0
     shown = "  ".join(f"{name} {figure(result[key])}" for name, key in REID_FIGURES)
     print(
-        f"{shown}  (fractions; {args.metric}; {result['num_query']} queries, "
+        f"{shown}  (fractions; {args.metric}, ranked by {result['backend']}; {result['num_query']} queries, "
         f"{result['num_skipped']} skipped without a valid match)"
     )
     return 0

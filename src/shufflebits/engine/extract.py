@@ -5,8 +5,10 @@ extractor's ``__call__``, the in-process and HTTP black boxes and
 ``extract_features`` all call it. ``extract_features`` writes rows into a
 temporary ``.npy`` memory map beside the output as each batch finishes, and
 ``save_features`` then streams that map into the paper's ``.npz`` layout, so a
-million images never sit in RAM as one list of arrays; decoding the next batch
-overlaps with the model running on the current one.
+million images never sit in RAM as one list of arrays; a ``.parquet`` output
+gets each batch as a row group of a plaintext feature store instead
+(``shufflebits.stores``). Decoding the next batch overlaps with the model
+running on the current one.
 """
 
 from __future__ import annotations
@@ -80,21 +82,26 @@ def extract_features(
     flip: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write the features of ``images`` (paths or records) to ``out_path`` (.npz paper layout or .npy).
+    """Write the features of ``images`` (paths or records) to ``out_path`` (.npz paper layout, .npy or .parquet).
 
     ``flip`` is the flip-test: each feature is the mean of the image's and its
     mirror's (then L2-normalised if the extractor normalises). Records add
     ``pids``/``camids`` to the file, which ``shufflebits reid`` needs.
     """
     out_path = Path(out_path)
-    if out_path.suffix not in (".npz", ".npy"):
-        raise ShuffleBitsError(f"feature file must end in .npz or .npy, got {out_path.name}")
+    if out_path.suffix not in (".npz", ".npy", ".parquet"):
+        raise ShuffleBitsError(f"feature file must end in .npz, .npy or .parquet, got {out_path.name}")
     if not out_path.parent.is_dir():
         raise ShuffleBitsError(f"output folder {out_path.parent} does not exist")
     check_batch_size(batch_size)
     paths, pids, camids = _split_records(images)
     if not paths:
         raise ShuffleBitsError("no images to extract features from")
+    embed = partial(extractor.embed_array, flip=flip)
+    batches = map_batches(embed, paths, batch_size, prepare=extractor.preprocess, prefetch=True)
+    if out_path.suffix == ".parquet":
+        _extract_to_store(extractor, batches, out_path, [str(path) for path in paths], pids, camids, progress)
+        return out_path
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".rows.npy", dir=out_path.parent)
     os.close(fd)
     try:
@@ -102,8 +109,7 @@ def extract_features(
         rows = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=shape)
         with tqdm(total=len(paths), unit="img", desc="extract", disable=not progress) as bar:
             start = 0
-            embed = partial(extractor.embed_array, flip=flip)
-            for features in map_batches(embed, paths, batch_size, prepare=extractor.preprocess, prefetch=True):
+            for features in batches:
                 rows[start : start + len(features)] = features
                 start += len(features)
                 bar.update(len(features))
@@ -114,3 +120,22 @@ def extract_features(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
     return out_path
+
+
+def _extract_to_store(extractor, batches, out_path: Path, paths: list[str], pids, camids, progress: bool) -> None:
+    """Each batch of features becomes a row group of a plaintext store; ``id`` is the image path."""
+    from ..stores import plain_batch, plain_writer
+    from ..stores.plain import plain_schema
+
+    schema = plain_schema(extractor.feature_dim, labels=pids is not None)
+    with (
+        plain_writer(out_path, schema) as write,
+        tqdm(total=len(paths), unit="img", desc="extract", disable=not progress) as bar,
+    ):
+        start = 0
+        for features in batches:
+            part = slice(start, start + len(features))
+            labels = (None, None) if pids is None else (pids[part], camids[part])
+            write(plain_batch(schema, features, paths[part], paths[part], *labels))
+            start += len(features)
+            bar.update(len(features))

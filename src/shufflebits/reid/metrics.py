@@ -5,7 +5,8 @@ that protocol excludes: the same identity seen by the same camera (trivial
 matches) and junk identity ``-1``. Queries left with no true match are
 skipped (and counted). Distances are computed a block of queries at a time, so
 memory stays at ``block x gallery`` whatever the query count, and the ranking
-statistics are vectorised over each block.
+statistics are vectorised over each block. Galleries of ``FAISS_MIN_GALLERY``
+rows or more are ranked by FAISS (``search.GalleryIndex``) instead of numpy.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShuffleBitsError
+from .search import FAISS_MIN_GALLERY, GalleryIndex
 
 JUNK_PID = -1
 METRICS = ("euclidean", "cosine")
+BACKENDS = ("auto", "numpy", "faiss")
 _BLOCK_ELEMENTS = 1 << 22  # distance entries per block: ~200 MiB of working arrays
 
 
@@ -27,7 +30,7 @@ def _as_features(name: str, values) -> np.ndarray:
         raise ShuffleBitsError(f"{name} must be floating point, got {array.dtype} (encrypted? decrypt them first)")
     if not np.isfinite(array).all():
         raise ShuffleBitsError(f"{name} contain NaN or Inf (encrypted features? decrypt them first)")
-    return array.astype(np.float64, copy=False)
+    return array
 
 
 def _as_labels(name: str, values, n: int) -> np.ndarray:
@@ -58,14 +61,23 @@ def evaluate(
     gallery_cams,
     metric: str = "euclidean",
     max_rank: int = 50,
+    backend: str = "auto",
+    ivf_lists: int | None = None,
 ) -> dict:
     """Re-ID figures: ``mAP``, ``mINP``, ``cmc`` (``cmc[k]`` = rank-(k+1) hit rate), ``rank1/5/10``.
 
-    Also ``num_query`` (queries evaluated) and ``num_skipped`` (queries with no
-    valid gallery match). Ties in distance are broken by gallery order.
+    Also ``num_query`` (queries evaluated), ``num_skipped`` (queries with no
+    valid gallery match) and ``backend`` (what ranked: numpy in float64, or
+    FAISS in float32; ``"auto"`` picks FAISS from ``FAISS_MIN_GALLERY`` gallery
+    rows, or whenever ``ivf_lists`` asks for an approximate IVF index). Ties in
+    distance are broken by gallery order.
     """
     if metric not in METRICS:
         raise ShuffleBitsError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if backend not in BACKENDS:
+        raise ShuffleBitsError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if ivf_lists is not None and backend == "numpy":
+        raise ShuffleBitsError("an IVF index (ivf_lists) needs the faiss backend")
     if max_rank < 1:
         raise ShuffleBitsError(f"max_rank must be at least 1, got {max_rank}")
     query = _as_features("query features", query_features)
@@ -79,11 +91,20 @@ def evaluate(
     if len(query) == 0 or len(gallery) == 0:
         raise ShuffleBitsError(f"need at least one query and one gallery feature, got {len(query)} and {len(gallery)}")
 
+    use_faiss = backend == "faiss" or (backend == "auto" and (ivf_lists or len(gallery) >= FAISS_MIN_GALLERY))
+    if use_faiss:
+        rank = GalleryIndex(gallery, metric, ivf_lists=ivf_lists).ranking
+    else:
+        query, gallery = query.astype(np.float64, copy=False), gallery.astype(np.float64, copy=False)
+
+        def rank(rows: np.ndarray) -> np.ndarray:
+            return np.argsort(distance_matrix(rows, gallery, metric), axis=1, kind="stable")
+
     first_hit, average_precision, inverse_negative_penalty = [], [], []
     block = max(1, _BLOCK_ELEMENTS // len(gallery))
     for start in range(0, len(query), block):
         stop = min(start + block, len(query))
-        order = np.argsort(distance_matrix(query[start:stop], gallery, metric), axis=1, kind="stable")
+        order = rank(query[start:stop])
         ranked_pids, ranked_cams = g_pids[order], g_cams[order]
         pids, cams = q_pids[start:stop, None], q_cams[start:stop, None]
         valid = (ranked_pids != JUNK_PID) & ~((ranked_pids == pids) & (ranked_cams == cams))
@@ -114,6 +135,7 @@ def evaluate(
         "num_query": len(first),
         "num_skipped": int(len(query) - len(first)),
         "metric": metric,
+        "backend": "faiss" if use_faiss else "numpy",
     }
     for k in (1, 5, 10, 20):
         result[f"rank{k}"] = float((first <= k).mean())

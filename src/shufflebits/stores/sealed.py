@@ -1,0 +1,264 @@
+"""Encrypted feature stores: encrypt and decrypt a store row group by row group.
+
+Decryption checks, before a byte is written: every file's header (one cipher,
+one key fingerprint, the key's), its schema (ciphertext width, nonce column)
+and its file tag; then each row group's tag before decrypting it. Ciphertext
+goes from the cipher to Parquet as bytes (integer views only).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..ciphers.base import Cipher, Sealed
+from ..ciphers.catalogue import spec
+from ..ciphers.words import WORD_DTYPES
+from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
+from ..features import FeatureFile
+from .overlap import prefetched, written_behind
+from .plain import collect_features, plain_batches, read_plain
+from .schema import (
+    CIPHERTEXT,
+    HEADER_KEY,
+    ID,
+    NONCE,
+    TAGS_KEY,
+    VECTOR,
+    binary_array,
+    binary_rows,
+    encode_header,
+    header_of,
+    open_parquet,
+    parquet_writer,
+    store_files,
+    vector_array,
+    vector_type,
+    vectors_of,
+    write_row_group,
+)
+from .tags import file_tag, row_group_tag, tag_key
+
+DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What a store command wrote."""
+
+    rows: int
+    row_groups: int
+    dim: int
+
+
+def _sealed_schema(plain: pa.Schema, cipher: Cipher) -> tuple[pa.Schema, bytes]:
+    record = spec(cipher.name)
+    dim = plain.field(VECTOR).type.list_size
+    fields = [plain.field(ID), pa.field(CIPHERTEXT, pa.binary(4 * dim + record.tag_bytes), nullable=False)]
+    if record.nonce_bytes:
+        fields.append(pa.field(NONCE, pa.binary(record.nonce_bytes), nullable=False))
+    fields += [field for field in plain if field.name not in (ID, VECTOR)]
+    header = encode_header(
+        {
+            "kind": "encrypted",
+            "cipher": cipher.name,
+            "mode": cipher.key.mode,
+            "key_fingerprint": cipher.key.fingerprint,
+            "dtype": DTYPE,
+            "dim": dim,
+            "nonce_bytes": record.nonce_bytes,
+            "columns": [[field.name, str(field.type)] for field in fields],
+            "file_id": secrets.token_hex(16),
+        }
+    )
+    return pa.schema(fields, metadata={HEADER_KEY: header}), header
+
+
+def encrypt_store(
+    source: str | os.PathLike, target: str | os.PathLike, cipher: Cipher, rows: int | None = None
+) -> StoreSummary:
+    """Encrypt a plaintext store into an encrypted one, one row group (``rows`` vectors) at a time."""
+    source = Path(source)
+    plain, batches = plain_batches(source, rows)
+    schema, header = _sealed_schema(plain, cipher)
+    key = tag_key(cipher.key)
+    counts, tags = [], []
+    with parquet_writer(target, schema, bulk=(CIPHERTEXT, NONCE)) as writer:
+        with written_behind(lambda out: write_row_group(writer, out)) as put:
+            for batch in prefetched(batches):
+                if batch.num_rows == 0:
+                    continue
+                sealed = cipher.encrypt(vectors_of(batch, source))
+                columns = {CIPHERTEXT: binary_array(np.ascontiguousarray(sealed.payload()).view(np.uint8))}
+                if sealed.nonces is not None:
+                    columns[NONCE] = binary_array(sealed.nonces)
+                out = pa.RecordBatch.from_arrays(
+                    [columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema
+                )
+                tags.append(row_group_tag(key, header, len(counts), sum(counts), out))
+                counts.append(out.num_rows)
+                put(out)
+        footer = {
+            "rows": counts,
+            "tags": [tag.hex() for tag in tags],
+            "file_tag": file_tag(key, header, counts, tags).hex(),
+        }
+        writer.add_key_value_metadata({TAGS_KEY: json.dumps(footer)})
+    return StoreSummary(sum(counts), len(counts), plain.field(VECTOR).type.list_size)
+
+
+@dataclass(frozen=True)
+class _SealedFile:
+    path: Path
+    parquet: object
+    header: dict
+    raw_header: bytes
+    tags: list[bytes]
+    rows: list[int]
+
+
+def _open_sealed(path: Path) -> tuple[object, dict]:
+    parquet = open_parquet(path)
+    header = header_of(parquet, path)
+    if header is None or header.get("kind") != "encrypted":
+        raise ShuffleBitsError(f"{path} is not an encrypted feature store (no encrypted shufflebits header)")
+    return parquet, header
+
+
+def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedFile:
+    """Header against the key, schema against the header, file tag against the tag list."""
+    if header.get("cipher") != cipher.name:
+        raise ShuffleBitsError(
+            f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
+        )
+    if header.get("key_fingerprint") != cipher.key.fingerprint:
+        raise WrongKeyError(
+            f"{path} was encrypted with key {str(header.get('key_fingerprint'))[:16]}…, not this key "
+            f"({cipher.key.fingerprint[:16]}…): wrong key"
+        )
+    record = spec(cipher.name)
+    schema = parquet.schema_arrow
+    if record.nonce_bytes and NONCE not in schema.names:
+        raise ShuffleBitsError(f"{path}: {cipher.name} ciphertext needs its {NONCE!r} column, which is missing")
+    try:
+        width = 4 * int(header["dim"]) + record.tag_bytes
+        columns = [[field.name, str(field.type)] for field in schema]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ShuffleBitsError(f"{path}: malformed feature store header ({error})") from error
+    if CIPHERTEXT not in schema.names or schema.field(CIPHERTEXT).type != pa.binary(width):
+        raise ShuffleBitsError(f"{path}: column {CIPHERTEXT!r} must be fixed_size_binary({width})")
+    if columns != header.get("columns"):
+        raise ShuffleBitsError(f"{path}: columns {columns} do not match its header's {header.get('columns')}")
+    raw_header = parquet.metadata.metadata[HEADER_KEY]
+    try:
+        footer = json.loads(parquet.metadata.metadata[TAGS_KEY])
+        tags = [bytes.fromhex(tag) for tag in footer["tags"]]
+        rows = [int(count) for count in footer["rows"]]
+        stored = bytes.fromhex(footer["file_tag"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"{path}: row-group tags missing or malformed ({error})") from error
+    key = tag_key(cipher.key)
+    if not hmac.compare_digest(stored, file_tag(key, raw_header, rows, tags)):
+        raise IntegrityError(f"{path}: authentication failed (file tag; row groups dropped, reordered or tampered)")
+    actual = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
+    if actual != rows:
+        raise IntegrityError(f"{path}: row groups of {actual} rows, its tags cover {rows} (truncated or spliced)")
+    return _SealedFile(path, parquet, header, raw_header, tags, rows)
+
+
+def _checked_files(source: str | os.PathLike, cipher: Cipher) -> list[_SealedFile]:
+    opened = [(path, *_open_sealed(path)) for path in store_files(source)]
+    fingerprints = sorted({str(header.get("key_fingerprint")) for _, _, header in opened})
+    if len(fingerprints) > 1:
+        shown = ", ".join(f"{fingerprint[:16]}…" for fingerprint in fingerprints)
+        raise ShuffleBitsError(f"{source}: the store mixes key fingerprints ({shown}); one store, one key")
+    checked = [_check_sealed(path, parquet, header, cipher) for path, parquet, header in opened]
+    if len({(f.header["dim"], tuple(map(tuple, f.header["columns"]))) for f in checked}) > 1:
+        raise ShuffleBitsError(f"{source}: its files have different columns; a store has one schema")
+    return checked
+
+
+def decrypted_batches(source: str | os.PathLike, cipher: Cipher) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The plaintext schema and batches (one per row group) of an encrypted store, each authenticated first."""
+    files = _checked_files(source, cipher)
+    sealed_schema = files[0].parquet.schema_arrow
+    dim = int(files[0].header["dim"])
+    record = spec(cipher.name)
+    fields = [sealed_schema.field(ID), pa.field(VECTOR, vector_type(dim), nullable=False)]
+    fields += [field for field in sealed_schema if field.name not in (ID, CIPHERTEXT, NONCE)]
+    schema = pa.schema(fields, metadata={HEADER_KEY: encode_header({"kind": "plaintext", "dim": dim})})
+    key = tag_key(cipher.key)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for file in files:
+            offset = 0
+            for index, expected in enumerate(file.tags):
+                table = file.parquet.read_row_group(index)
+                if not hmac.compare_digest(expected, row_group_tag(key, file.raw_header, index, offset, table)):
+                    raise IntegrityError(
+                        f"{file.path}: authentication failed in row group {index} (tampered or damaged)"
+                    )
+                offset += table.num_rows
+                raw = binary_rows(table.column(CIPHERTEXT), CIPHERTEXT, file.path)
+                words = raw.view(WORD_DTYPES[DTYPE]) if record.format_preserving else raw
+                nonces = binary_rows(table.column(NONCE), NONCE, file.path) if record.nonce_bytes else None
+                sealed = Sealed.from_words(
+                    words, cipher=cipher.name, key_fingerprint=cipher.key.fingerprint, dtype=DTYPE, nonces=nonces
+                )
+                vectors = vector_array(cipher.decrypt(sealed))
+                arrays = [vectors if name == VECTOR else table.column(name).combine_chunks() for name in schema.names]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return schema, batches()
+
+
+def decrypt_store(source: str | os.PathLike, target: str | os.PathLike, cipher: Cipher) -> StoreSummary:
+    """Decrypt an encrypted store into a plaintext one; nothing is written unless every tag holds."""
+    schema, batches = decrypted_batches(source, cipher)
+    rows = groups = 0
+    with parquet_writer(target, schema, bulk=(VECTOR,)) as writer:
+        for batch in prefetched(batches):  # the next group is read, checked and decrypted while this one is written
+            write_row_group(writer, batch)
+            rows, groups = rows + batch.num_rows, groups + 1
+    return StoreSummary(rows, groups, schema.field(VECTOR).type.list_size)
+
+
+def read_store(path: str | os.PathLike, cipher: Cipher | None = None) -> FeatureFile:
+    """A whole store in memory as a ``FeatureFile``: plaintext, or encrypted and decrypted with ``cipher``."""
+    if cipher is None:
+        return read_plain(path)
+    schema, batches = decrypted_batches(path, cipher)
+    return collect_features(schema, batches, Path(path))
+
+
+def describe_store(path: str | os.PathLike) -> list[str]:
+    """``inspect`` lines for a store: its kind, shape, columns, and for an encrypted one its header."""
+    files = store_files(path)
+    opened = [(file, open_parquet(file)) for file in files]
+    rows = sum(parquet.metadata.num_rows for _, parquet in opened)
+    groups = sum(parquet.metadata.num_row_groups for _, parquet in opened)
+    header = header_of(opened[0][1], files[0])
+    schema = opened[0][1].schema_arrow
+    encrypted = header is not None and header.get("kind") == "encrypted"
+    lines = [
+        f"{'encrypted' if encrypted else 'plaintext'} feature store {path}",
+        f"  files: {len(files)}, rows: {rows}, row groups: {groups}",
+        f"  columns: {', '.join(f'{field.name} ({field.type})' for field in schema)}",
+    ]
+    if encrypted:
+        fields = ("version", "cipher", "mode", "key_fingerprint", "dtype", "dim", "nonce_bytes")
+        lines += [f"  {name}: {header.get(name)}" for name in fields]
+        fingerprints = {str((header_of(parquet, file) or {}).get("key_fingerprint")) for file, parquet in opened}
+        if len(fingerprints) > 1:
+            lines.append(f"  WARNING: the files mix {len(fingerprints)} key fingerprints")
+        tagged = all(TAGS_KEY in (parquet.metadata.metadata or {}) for _, parquet in opened)
+        lines.append(f"  authenticated: {'HMAC-SHA256 tag per row group' if tagged else 'NO row-group tags'}")
+    return lines
