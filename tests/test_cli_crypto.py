@@ -143,6 +143,7 @@ def test_bench_json_small(capsys):
     assert [row["name"] for row in rows if row["extrapolated"]] == [
         "per-element reference (pure Python, extrapolated)",
         "ChaChaPad, device kernel (1/16 of the data)",
+        "ChaChaPad, device kernel (1/16 of the data), 1 thread",
     ]
 
 

@@ -3,7 +3,9 @@
 Decryption checks, before a byte is written: every file's header (one cipher,
 one key fingerprint, the key's), its schema (ciphertext width, nonce column)
 and its file tag; then each row group's tag before decrypting it. Ciphertext
-goes from the cipher to Parquet as bytes (integer views only).
+goes from the cipher to Parquet as bytes (integer views only). Each row group's
+cipher seals (AES-GCM binds its batch id and row count into every row's AAD)
+are kept in the footer beside its tag.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow as pa
 
 from ..ciphers.base import Cipher, Sealed
 from ..ciphers.catalogue import spec
+from ..ciphers.sealing import Seal
 from ..ciphers.words import WORD_DTYPES
 from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from ..features import FeatureFile
@@ -90,7 +93,7 @@ def encrypt_store(
     plain, batches = plain_batches(source, rows)
     schema, header = _sealed_schema(plain, cipher)
     key = tag_key(cipher.key)
-    counts, tags = [], []
+    counts, tags, seals = [], [], []
     with parquet_writer(target, schema, bulk=(CIPHERTEXT, NONCE)) as writer:
         with written_behind(lambda out: write_row_group(writer, out)) as put:
             for batch in prefetched(batches):
@@ -105,11 +108,13 @@ def encrypt_store(
                 )
                 tags.append(row_group_tag(key, header, len(counts), sum(counts), out))
                 counts.append(out.num_rows)
+                seals.append([seal.as_dict() for seal in sealed.seals])
                 put(out)
         footer = {
             "rows": counts,
             "tags": [tag.hex() for tag in tags],
             "file_tag": file_tag(key, header, counts, tags).hex(),
+            "seals": seals,
         }
         writer.add_key_value_metadata({TAGS_KEY: json.dumps(footer)})
     return StoreSummary(sum(counts), len(counts), plain.field(VECTOR).type.list_size)
@@ -123,6 +128,7 @@ class _SealedFile:
     raw_header: bytes
     tags: list[bytes]
     rows: list[int]
+    seals: list[tuple[Seal, ...]]
 
 
 def _open_sealed(path: Path) -> tuple[object, dict]:
@@ -163,7 +169,8 @@ def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedF
         tags = [bytes.fromhex(tag) for tag in footer["tags"]]
         rows = [int(count) for count in footer["rows"]]
         stored = bytes.fromhex(footer["file_tag"])
-    except (KeyError, TypeError, ValueError) as error:
+        seals = [tuple(Seal.from_dict(seal) for seal in group) for group in footer["seals"]]
+    except (KeyError, TypeError, ValueError, ShuffleBitsError) as error:
         raise IntegrityError(f"{path}: row-group tags missing or malformed ({error})") from error
     key = tag_key(cipher.key)
     if not hmac.compare_digest(stored, file_tag(key, raw_header, rows, tags)):
@@ -171,7 +178,9 @@ def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedF
     actual = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
     if actual != rows:
         raise IntegrityError(f"{path}: row groups of {actual} rows, its tags cover {rows} (truncated or spliced)")
-    return _SealedFile(path, parquet, header, raw_header, tags, rows)
+    if len(seals) != len(rows):
+        raise IntegrityError(f"{path}: seals for {len(seals)} row groups, its tags cover {len(rows)}")
+    return _SealedFile(path, parquet, header, raw_header, tags, rows, seals)
 
 
 def _checked_files(source: str | os.PathLike, cipher: Cipher) -> list[_SealedFile]:
@@ -211,7 +220,12 @@ def decrypted_batches(source: str | os.PathLike, cipher: Cipher) -> tuple[pa.Sch
                 words = raw.view(WORD_DTYPES[DTYPE]) if record.format_preserving else raw
                 nonces = binary_rows(table.column(NONCE), NONCE, file.path) if record.nonce_bytes else None
                 sealed = Sealed.from_words(
-                    words, cipher=cipher.name, key_fingerprint=cipher.key.fingerprint, dtype=DTYPE, nonces=nonces
+                    words,
+                    cipher=cipher.name,
+                    key_fingerprint=cipher.key.fingerprint,
+                    dtype=DTYPE,
+                    nonces=nonces,
+                    seals=file.seals[index],
                 )
                 vectors = vector_array(cipher.decrypt(sealed))
                 arrays = [vectors if name == VECTOR else table.column(name).combine_chunks() for name in schema.names]
