@@ -1,6 +1,6 @@
 """BioHashing (Teoh, Ngo, Goh 2004): keyed orthonormal projection to ``bits`` bits, matched by Hamming distance.
 
-The feature vector is projected on ``bits`` orthonormal random directions
+The feature vector is projected on ``bits`` (default: ``d``) orthonormal random directions
 (``keyed.orthonormal`` under the sub-key ``biohash``: Gram-Schmidt of a
 key-derived Gaussian matrix, here as its QR) and each projection is
 thresholded at 0. One-way and lossy: the catalogue declares it not invertible
@@ -24,17 +24,14 @@ from .base import Cipher, Sealed
 from .dcpe import float_values
 from .keys import Key, generate_key
 
-DEFAULT_BITS = 256
-
-
 class BioHash(Cipher):
-    """``bits`` sign bits of a keyed orthonormal projection (``bits`` in 1..d)."""
+    """``bits`` sign bits of a keyed orthonormal projection (``bits`` in 1..d; None: ``d``)."""
 
-    def __init__(self, key: Key, *, bits: int = DEFAULT_BITS, nonce_source=None) -> None:
+    def __init__(self, key: Key, *, bits: int | None = None, nonce_source=None) -> None:
         super().__init__(key, nonce_source=nonce_source)
-        if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or bits < 1:
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int | np.integer) or bits < 1):
             raise InvalidInputError(f"biohash bits must be an integer in 1..d, got {bits!r}")
-        self.bits = int(bits)
+        self.bits = None if bits is None else int(bits)
         self._projections: dict[int, np.ndarray] = {}
 
     @classmethod
@@ -43,10 +40,11 @@ class BioHash(Cipher):
 
     def projection(self, d: int) -> np.ndarray:
         """The secret ``(d, bits)`` matrix with orthonormal columns."""
-        if self.bits > d:
-            raise InvalidInputError(f"biohash bits must be in 1..d (d = {d}), got {self.bits}")
+        bits = d if self.bits is None else self.bits
+        if bits > d:
+            raise InvalidInputError(f"biohash bits must be in 1..d (d = {d}), got {bits}")
         if d not in self._projections:
-            self._projections[d] = keyed.orthonormal(self.key.derive("biohash"), d, self.bits)
+            self._projections[d] = keyed.orthonormal(self.key.derive("biohash"), d, bits)
         return self._projections[d]
 
     def hash_bits(self, features: np.ndarray) -> np.ndarray:

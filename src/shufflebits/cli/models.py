@@ -49,10 +49,19 @@ def register(subparsers) -> None:
     options.add_no_progress(extract, "--quiet")
     extract.set_defaults(func=run_extract)
 
-    reid = subparsers.add_parser("reid", help="rank-1/5/10, mAP and mINP of query vs gallery feature files")
-    reid.add_argument("--query", required=True, help="query .npz with pids/camids")
-    reid.add_argument("--gallery", required=True, help="gallery .npz with pids/camids")
-    reid.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
+    reid = subparsers.add_parser(
+        "reid",
+        help="rank-1/5/10, mAP and mINP of query vs gallery feature files (plaintext, or ciphertexts of a "
+        "matchable cipher, ranked by the scheme's own comparison without the key)",
+    )
+    reid.add_argument("--query", required=True, help="query .npz with pids/camids (plaintext or encrypted)")
+    reid.add_argument("--gallery", required=True, help="gallery .npz with pids/camids (plaintext or encrypted)")
+    reid.add_argument(
+        "--metric",
+        choices=("euclidean", "cosine"),
+        default=None,
+        help="plaintext distance (default euclidean); ciphertexts use their scheme's",
+    )
     reid.add_argument("--max-rank", type=int, default=50)
     reid.add_argument("--json", action="store_true", help="print the figures as JSON")
     reid.set_defaults(func=run_reid)
@@ -120,34 +129,46 @@ def run_extract(args) -> int:
 REID_FIGURES = (("rank-1", "rank1"), ("rank-5", "rank5"), ("rank-10", "rank10"), ("mAP", "mAP"), ("mINP", "mINP"))
 
 
-def run_reid(args) -> int:
+def _reid_inputs(args) -> tuple[dict, str]:
+    """Query and gallery ``(features, pids, camids)`` and the metric: plaintext files, or matchable ciphertexts."""
+    from ..ciphers.matching import comparable, is_encrypted_file, load_matchable, match_view
     from ..features import load_features
+
+    encrypted = {role: is_encrypted_file(path) for role, path in (("query", args.query), ("gallery", args.gallery))}
+    if len(set(encrypted.values())) != 1:
+        raise ShuffleBitsError("query and gallery must both be plaintext or both encrypted feature files")
+    files, sealed = {}, {}
+    for role, path in (("query", args.query), ("gallery", args.gallery)):
+        if encrypted[role]:
+            sealed[role], passthrough = load_matchable(path)
+            features, metric = match_view(sealed[role])
+            pids, camids = passthrough.get("pids"), passthrough.get("camids")
+        else:
+            loaded = load_features(path)
+            features, pids, camids, metric = loaded.features, loaded.pids, loaded.camids, args.metric or "euclidean"
+        if pids is None or camids is None:
+            raise ShuffleBitsError(f"{path} has no pids/camids; extract it from Market-style image names")
+        files[role] = (features, pids, camids)
+    if sealed:
+        comparable(sealed["query"], sealed["gallery"])
+        if args.metric is not None and args.metric != metric:
+            raise ShuffleBitsError(f"{sealed['query'].cipher} ciphertexts are compared by {metric}, not {args.metric}")
+    return files, metric
+
+
+def run_reid(args) -> int:
     from ..reid import evaluate
     from ..study.numbers import figure
 
-    files = {}
-    for role, path in (("query", args.query), ("gallery", args.gallery)):
-        loaded = load_features(path)
-        if loaded.pids is None or loaded.camids is None:
-            raise ShuffleBitsError(f"{path} has no pids/camids; extract it from Market-style image names")
-        files[role] = loaded
-    query, gallery = files["query"], files["gallery"]
-    result = evaluate(
-        query.features,
-        gallery.features,
-        query.pids,
-        gallery.pids,
-        query.camids,
-        gallery.camids,
-        metric=args.metric,
-        max_rank=args.max_rank,
-    )
+    files, metric = _reid_inputs(args)
+    (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
+    result = evaluate(qf, gf, qp, gp, qc, gc, metric=metric, max_rank=args.max_rank)
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0
     shown = "  ".join(f"{name} {figure(result[key])}" for name, key in REID_FIGURES)
     print(
-        f"{shown}  (fractions; {args.metric}; {result['num_query']} queries, "
+        f"{shown}  (fractions; {metric}; {result['num_query']} queries, "
         f"{result['num_skipped']} skipped without a valid match)"
     )
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ShuffleBitsError
 
 JUNK_PID = -1
-METRICS = ("euclidean", "cosine")
+METRICS = ("euclidean", "cosine", "hamming")
 _BLOCK_ELEMENTS = 1 << 22  # distance entries per block: ~200 MiB of working arrays
 
 
@@ -38,7 +38,13 @@ def _as_labels(name: str, values, n: int) -> np.ndarray:
 
 
 def distance_matrix(query: np.ndarray, gallery: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Squared Euclidean (torchreid's ``euclidean``) or ``1 - cosine`` distances, float64."""
+    """Squared Euclidean (torchreid's ``euclidean``), ``1 - cosine`` or Hamming distances, float64.
+
+    ``hamming`` takes 0/1 vectors (unpacked hash bits) and counts the positions
+    that differ: ``|q| + |g| - 2 q.g``, exact in float64.
+    """
+    if metric == "hamming":
+        return query.sum(1)[:, None] + gallery.sum(1)[None, :] - 2.0 * query @ gallery.T
     if metric == "euclidean":
         distances = (query**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * query @ gallery.T
         return np.maximum(distances, 0.0)
