@@ -81,7 +81,10 @@ def test_dcpe_decrypts_approximately_fresh_nonces_and_a_keyed_shuffle():
     for sealed in (first, second):
         np.testing.assert_allclose(wide.decrypt(sealed), x, atol=1e-6)
     rows = Sealed.from_words(
-        first.payload()[7:20], cipher="dcpe", key_fingerprint=first.key_fingerprint, dtype="float32",
+        first.payload()[7:20],
+        cipher="dcpe",
+        key_fingerprint=first.key_fingerprint,
+        dtype="float32",
         nonces=first.nonces[7:20],
     )
     np.testing.assert_allclose(wide.decrypt(rows), x[7:20], atol=1e-6)  # any subset of rows decrypts
@@ -147,7 +150,7 @@ def test_biohash_bits_are_signs_of_an_orthonormal_projection_and_track_the_angle
         (lambda: BioHash(key("biohash"), bits=17).encrypt(unit_rows(2, 16)), r"bits must be in 1\.\.d \(d = 16\)"),
         (lambda: create_cipher("dcpe").encrypt(np.full((2, 4), np.nan, np.float32)), "finite features"),
         (lambda: create_cipher("rotation").encrypt(np.ones((2, 4), np.float16)), "float32 or float64"),
-        (lambda: BioHash(key("biohash")).decrypt(BioHash(key("biohash")).encrypt(unit_rows(2, 8))), "cannot be de"),
+        (lambda: BioHash(key("biohash")).decrypt(BioHash(key("biohash")).encrypt(unit_rows(2, 8))), "decrypted"),
     ],
 )
 def test_bad_parameters_and_inputs_are_one_line_errors(build, message):

@@ -24,6 +24,7 @@ from .base import Cipher, Sealed
 from .dcpe import float_values
 from .keys import Key, generate_key
 
+
 class BioHash(Cipher):
     """``bits`` sign bits of a keyed orthonormal projection (``bits`` in 1..d; None: ``d``)."""
 

@@ -162,7 +162,8 @@ SPECS: tuple[CipherSpec, ...] = (
         family="biohash",
         mode="sign-projection",
         target="shufflebits.ciphers.biohash:BioHash",
-        description="BioHashing (Teoh et al., 2004): keyed orthonormal projection to b bits (default d), Hamming matching",
+        description="BioHashing (Teoh et al., 2004): keyed orthonormal projection to b bits (default d), "
+        "Hamming matching",
         format_preserving=False,
         authenticated=False,
         exact=False,

@@ -6,8 +6,8 @@ Symmetric Encryption" (SCN 2022), written here from the paper's algorithm:
 ``s * beta / 4``: a direction ``u / |u|`` with ``u ~ N(0, I_d)`` and a radius
 ``s * beta / 4 * x ** (1 / d)`` with ``x ~ U(0, 1)``, both drawn from a PRF of
 the key and a fresh per-vector 16-byte nonce (AES-256-CTR under the sub-key
-``dcpe-noise``, the nonce being the initial counter block: ``keyed.row_words``). Then ``|m1 - m2| < |m1 - m3| - beta`` implies
-``|c1 - c2| < |c1 - c3|``: Euclidean ranking survives up to ``beta``.
+``dcpe-noise``, the nonce being the initial counter block: ``keyed.row_words``).
+Then ``|m1 - m2| < |m1 - m3| - beta`` implies ``|c1 - c2| < |c1 - c3|``: Euclidean ranking survives up to ``beta``.
 
 ``dcpe-shuffle`` (the catalogue's mode ``scale-perturb-shuffle``) also permutes
 the dimensions with a key-derived shuffle, as IronCore's Cloaked AI does.
@@ -115,7 +115,7 @@ class Dcpe(Cipher):
         if sealed.nonces is None:
             raise InvalidInputError(f"{self.name} ciphertext needs its nonces")
         c = float_values(self.name, words, sealed.dtype)
-        n, d = c.shape
+        d = c.shape[1]
         _, per_row = self._layout(d)
         plain = np.empty_like(c)
         for a, b, stream in keyed.row_words(self._noise_key, sealed.nonces, per_row):
