@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from shufflebits.ciphers import BioHash, Dcpe, Key, Rotation, Sealed, cipher_names, create_cipher, spec
-from shufflebits.ciphers.files import save_encrypted
+from shufflebits.ciphers.files import load_encrypted, save_encrypted
 from shufflebits.ciphers.hazmat import experiment_nonces
 from shufflebits.ciphers.matching import comparable, load_matchable, match_view
 from shufflebits.cli import main
-from shufflebits.errors import InvalidInputError, ShuffleBitsError
+from shufflebits.errors import InvalidInputError, ShuffleBitsError, WrongKeyError
 from shufflebits.features import save_features
 from shufflebits.reid import evaluate
 from shufflebits.reid.metrics import distance_matrix
@@ -235,3 +235,24 @@ def test_reid_cli_on_encrypted_files(tmp_path, capsys):
     save_encrypted(tmp_path / "c.npz", chacha, chacha.encrypt(qx), pids=qp, camids=qc)
     code, _, err = reid("c.npz", "c.npz")
     assert code == 2 and "cannot be compared without decrypting" in err
+
+
+@pytest.mark.parametrize("name", MATCHABLE)
+def test_files_empty_arrays_and_wrong_keys(tmp_path, name):
+    cipher = create_cipher(name)
+    x = unit_rows(6, 12)
+    sealed = cipher.encrypt(x)
+    save_encrypted(tmp_path / "e.npz", cipher, sealed, pids=np.arange(6))
+    loaded, extra = load_encrypted(tmp_path / "e.npz", cipher)
+    assert np.array_equal(loaded.payload(), sealed.payload()) and extra["pids"].tolist() == list(range(6))
+    with pytest.raises(WrongKeyError):
+        load_encrypted(tmp_path / "e.npz", create_cipher(name))
+    if spec(name).invertible:
+        np.testing.assert_allclose(cipher.decrypt(loaded), x, atol=1e-5)
+        with pytest.raises(WrongKeyError):
+            create_cipher(name).decrypt(sealed)
+    for shape in [(0, 8), (3, 0)]:
+        empty = cipher.encrypt(np.zeros(shape, np.float32))
+        assert empty.shape[0] == shape[0] and match_view(empty)[0].shape[0] == shape[0]
+        if spec(name).invertible:
+            assert cipher.decrypt(empty).shape == shape

@@ -91,6 +91,8 @@ class Dcpe(Cipher):
     def _perturbations(self, words: np.ndarray, d: int, dtype) -> np.ndarray:
         """``lambda`` for each row of keystream ``words``: uniform in the ball of radius ``s * beta / 4``."""
         even, _ = self._layout(d)
+        if d == 0:
+            return np.zeros((len(words), 0), dtype)
         u = keyed.gaussians(words[:, :even])[:, :d]
         radius = self.scale * self.beta / 4 * keyed.uniforms(words[:, even]) ** (1.0 / d)
         norm = np.sqrt(np.einsum("ij,ij->i", u, u, dtype=np.float64))
