@@ -8,6 +8,7 @@ Importing this package registers ``attr-mlp``, ``attr-paper``,
 ``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
 """
 
+from . import searchable  # noqa: F401 (registers the searchable-cipher attacks)
 from .attribute import AttributeInference
 from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
