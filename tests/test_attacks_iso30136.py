@@ -1,4 +1,4 @@
-"""ISO/IEC 30136 metrics: D_sys against its definition, and the cross-key protocol on ciphers that do and do not link."""
+"""ISO/IEC 30136 metrics: D_sys against its definition, and the cross-key protocol on ciphers that link or not."""
 
 from __future__ import annotations
 

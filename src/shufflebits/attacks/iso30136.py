@@ -6,7 +6,7 @@
   ``LR(s) = p(s | mated) / p(s | non-mated)`` and prior ratio ``omega = 1``, the
   local measure is ``D(s) = 2 LR / (1 + LR) - 1`` where ``LR > 1`` (else 0), and
   ``D_sys = integral of D(s) p(s | mated) ds``; densities are histograms over
-  the pooled score range (0: the two score sets look the same, 1: every mated
+  the pooled score range (``sqrt(mated)`` bins, at most 100; 0: the two score sets look the same, 1: every mated
   score is one a non-mated pair never reaches).
 - ``cross_key``: templates of the same people protected under two keys (query
   under one, gallery under the other), compared by every key-independent
@@ -30,14 +30,20 @@ from ..reid import distance_matrix, evaluate
 from .views import invariant_view
 
 FMR = 1e-3
-BINS = 100
+MAX_BINS = 100
 
 
-def dsys(mated, non_mated, bins: int = BINS) -> float:
-    """Global unlinkability ``D_sys`` in [0, 1] from mated and non-mated similarity scores (omega = 1)."""
+def dsys(mated, non_mated, bins: int | None = None) -> float:
+    """Global unlinkability ``D_sys`` in [0, 1] from mated and non-mated similarity scores (omega = 1).
+
+    ``bins`` defaults to ``sqrt(len(mated))`` (10 to ``MAX_BINS``): a sparse
+    mated histogram makes look-alike distributions seem linkable.
+    """
     mated, non_mated = np.asarray(mated, np.float64).ravel(), np.asarray(non_mated, np.float64).ravel()
     if len(mated) == 0 or len(non_mated) == 0:
         raise ValueError("D_sys needs mated and non-mated scores")
+    if bins is None:
+        bins = int(np.clip(np.sqrt(len(mated)), 10, MAX_BINS))
     lo, hi = min(mated.min(), non_mated.min()), max(mated.max(), non_mated.max())
     if hi <= lo:
         return 0.0

@@ -106,11 +106,20 @@ class ShuffleInversion(_Assignment):
 
 
 class MomentAlignment(_Assignment):
-    """Ciphertext only: the scale from median norms, the shuffle from per-dimension quantile profiles."""
+    """Ciphertext only: the scale from median norms, the shuffle from per-dimension quantile profiles.
+
+    ``shuffled=False`` (the scheme has no shuffle, and the attacker knows the scheme): the scale only.
+    """
+
+    def __init__(self, shuffled: bool = True):
+        self.shuffled = shuffled
 
     def fit(self, X, y=None, reference=None):
         C, P = np.asarray(X, np.float64), np.asarray(reference, np.float64)
         self.scale_ = float(np.median(np.linalg.norm(C, axis=1)) / max(np.median(np.linalg.norm(P, axis=1)), 1e-12))
+        if not self.shuffled:
+            self.source_ = np.arange(C.shape[1])
+            return self
         qc = np.quantile(C / self.scale_, QUANTILES, axis=0).T
         qp = np.quantile(P, QUANTILES, axis=0).T
         cost = (qc**2).sum(1)[:, None] + (qp**2).sum(1)[None, :] - 2 * qc @ qp.T
