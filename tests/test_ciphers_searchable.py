@@ -256,3 +256,20 @@ def test_files_empty_arrays_and_wrong_keys(tmp_path, name):
         assert empty.shape[0] == shape[0] and match_view(empty)[0].shape[0] == shape[0]
         if spec(name).invertible:
             assert cipher.decrypt(empty).shape == shape
+
+
+def test_cost_rows_cover_every_cipher_with_its_storage_and_comparison():
+    from shufflebits.ciphers.cost import DIM, cost_lines, cost_rows
+
+    rows = cost_rows(gallery=64, repeats=2)
+    assert [row["cipher"] for row in rows] == ["plaintext", *cipher_names()]
+    by_name = {row["cipher"]: row for row in rows}
+    for name in cipher_names():
+        record = spec(name)
+        ciphertext = -(-DIM // 32) * 4 if not record.invertible else DIM * 4 + record.tag_bytes  # BioHash: d bits
+        assert by_name[name]["bytes_per_vector"] == ciphertext + record.nonce_bytes, name
+        assert by_name[name]["comparison"].endswith("on ciphertexts") == record.matchable
+        assert all(by_name[name][k] > 0 for k in ("encrypt_us_per_vector", "compare_1to1_us", "search_1toN_ms"))
+    assert by_name["plaintext"]["bytes_per_vector"] == DIM * 4
+    lines = cost_lines(rows)
+    assert len(lines) == len(rows) + 2 and "1:N over 64 512-d templates" in lines[-1]
