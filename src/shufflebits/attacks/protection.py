@@ -162,7 +162,7 @@ def iso_rows(name: str, query_a, gallery_b, query, gallery, estimates: dict, see
             value=value,
             chance=chance["success"],
             n=len(query.features),
-            details={"fmr": iso30136.FMR, "threshold": threshold, "candidates": candidates},
+            details={"fmr": iso30136.FMR, "threshold": threshold, "inversions": candidates},
         )
     )
     return rows
