@@ -27,6 +27,8 @@ ciphertext made with other values decrypts only with the same values.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from .catalogue import spec
 from .keys import Key, generate_key
 
 SHUFFLE_MODE = "scale-perturb-shuffle"
+THREADS = min(4, os.cpu_count() or 1)
 FLOAT_DTYPES = ("float32", "float64")
 
 
@@ -98,19 +101,43 @@ class Dcpe(Cipher):
         norm = np.sqrt(np.einsum("ij,ij->i", u, u, dtype=np.float64))
         return u * (radius / np.maximum(norm, 1e-30)).astype(dtype)[:, None]
 
+    def _rows(self, nonces: np.ndarray, d: int, work) -> None:
+        """Run ``work(a, b, keystream words)`` over the row chunks, on up to ``THREADS`` threads.
+
+        numpy's ufuncs and OpenSSL release the GIL, so the chunks (independent
+        AES-CTR streams) run in parallel; each writes its own rows.
+        """
+        _, per_row = self._layout(d)
+        chunks = keyed.row_chunks(nonces, per_row)
+
+        def one(chunk):
+            a, b = chunk
+            work(a, b, keyed.row_words(self._noise_key, nonces, a, b, per_row))
+
+        if len(chunks) < 2:
+            for chunk in chunks:
+                one(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=min(THREADS, len(chunks))) as pool:
+            list(pool.map(one, chunks))
+
     def _encrypt_words(self, words, dtype):
         values = float_values(self.name, words, dtype)
         n, d = values.shape
-        _, per_row = self._layout(d)
-        nonces = keyed.counter_nonces(n, per_row, self.nonce_source)
+        nonces = keyed.counter_nonces(n, self._layout(d)[1], self.nonce_source)
         out = np.empty_like(values)
-        for a, b, stream in keyed.row_words(self._noise_key, nonces, per_row):
+        scale = values.dtype.type(self.scale)
+
+        def work(a, b, stream):
             if self.shuffled:  # np.take with out= is several times faster than fancy indexing
                 np.take(values[a:b], self.order(d), axis=1, out=out[a:b])
-                out[a:b] *= values.dtype.type(self.scale)
+                out[a:b] *= scale
             else:
-                np.multiply(values[a:b], values.dtype.type(self.scale), out=out[a:b])
+                np.multiply(values[a:b], scale, out=out[a:b])
             out[a:b] += self._perturbations(stream, d, values.dtype)
+
+        self.order(d)  # derive the shuffle once, before the threads
+        self._rows(nonces, d, work)
         return out.view(words.dtype), nonces
 
     def _decrypt_words(self, words, sealed: Sealed):
@@ -118,10 +145,13 @@ class Dcpe(Cipher):
             raise InvalidInputError(f"{self.name} ciphertext needs its nonces")
         c = float_values(self.name, words, sealed.dtype)
         d = c.shape[1]
-        _, per_row = self._layout(d)
         plain = np.empty_like(c)
-        for a, b, stream in keyed.row_words(self._noise_key, sealed.nonces, per_row):
-            plain[a:b] = (c[a:b] - self._perturbations(stream, d, c.dtype)) / c.dtype.type(self.scale)
+        scale = c.dtype.type(self.scale)
+
+        def work(a, b, stream):
+            plain[a:b] = (c[a:b] - self._perturbations(stream, d, c.dtype)) / scale
+
+        self._rows(sealed.nonces, d, work)
         if self.shuffled:
             plain = np.take(plain, np.argsort(self.order(d)), axis=1)
         return plain.view(words.dtype)

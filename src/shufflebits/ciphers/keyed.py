@@ -106,23 +106,27 @@ def _runs(nonces: np.ndarray, blocks: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(edges))
 
 
-def row_words(key: bytes, nonces: np.ndarray, words_per_row: int):
-    """Yield ``(start, stop, words)``: each row's ``words_per_row`` uint32 AES-256-CTR words under its nonce.
-
-    Consecutive rows share one AES-CTR stream, produced ``_ROWS_PER_CHUNK`` rows at a time.
-    """
+def row_chunks(nonces: np.ndarray, words_per_row: int) -> list[tuple[int, int]]:
+    """Row ranges of at most ``_ROWS_PER_CHUNK`` consecutive rows whose keystreams are contiguous."""
     if nonces.dtype != np.uint8 or nonces.ndim != 2 or nonces.shape[1] != NONCE_BYTES:
         raise InvalidInputError(f"nonces must be uint8 (n, {NONCE_BYTES}), got {nonces.dtype} {nonces.shape}")
-    blocks = row_blocks(words_per_row)
-    stride = blocks * AES_BLOCK
-    for start, stop in _runs(nonces, blocks):
-        stream = _OpenSSL(algorithms.AES(key), modes.CTR(bytes(nonces[start]))).encryptor()
-        for a in range(start, stop, _ROWS_PER_CHUNK):
-            b = min(stop, a + _ROWS_PER_CHUNK)
-            nbytes = (b - a) * stride
-            out = np.empty(nbytes + AES_BLOCK - 1, dtype=np.uint8)
-            stream.update_into(np.zeros(nbytes, dtype=np.uint8), out)
-            yield a, b, _words(out[:nbytes]).reshape(b - a, -1)[:, :words_per_row]
+    return [
+        (a, min(stop, a + _ROWS_PER_CHUNK))
+        for start, stop in _runs(nonces, row_blocks(words_per_row))
+        for a in range(start, stop, _ROWS_PER_CHUNK)
+    ]
+
+
+def row_words(key: bytes, nonces: np.ndarray, a: int, b: int, words_per_row: int) -> np.ndarray:
+    """Rows ``a:b``'s ``words_per_row`` uint32 AES-256-CTR words (one stream from row ``a``'s counter block).
+
+    ``a:b`` must be one of ``row_chunks``; chunks are independent, so they can run on several threads.
+    """
+    nbytes = (b - a) * row_blocks(words_per_row) * AES_BLOCK
+    out = np.empty(nbytes + AES_BLOCK - 1, dtype=np.uint8)
+    stream = _OpenSSL(algorithms.AES(key), modes.CTR(bytes(nonces[a]))).encryptor()
+    stream.update_into(np.zeros(nbytes, dtype=np.uint8), out)
+    return _words(out[:nbytes]).reshape(b - a, -1)[:, :words_per_row]
 
 
 def row_blocks(words_per_row: int) -> int:
