@@ -298,7 +298,12 @@ def leakage_matrix(
     sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
-    per-dimension, against the true key).
+    per-dimension, against the true key); template protection (``attacks.protection``):
+    ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``, ``known_pair_cosine``,
+    ``ciphertext_only_cosine`` for matchable ciphers, and ``unlinkability_dsys``,
+    ``renewability_rank1``, ``irreversibility_success`` for every cipher and plaintext.
+    Matchable ciphers also get the plaintext attacks on their known-pair inversions
+    (``known-pairs+attr-mlp``, ``known-pairs+recon-*``).
     With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
     attribute attack on downsampled pixels: what the image alone reveals, the
     ceiling for any feature vector.
