@@ -273,3 +273,20 @@ def test_cost_rows_cover_every_cipher_with_its_storage_and_comparison():
     assert by_name["plaintext"]["bytes_per_vector"] == DIM * 4
     lines = cost_lines(rows)
     assert len(lines) == len(rows) + 2 and "1:N over 64 512-d templates" in lines[-1]
+
+
+def test_known_answers_freeze_the_key_derivations():
+    """Frozen from this implementation (no reference implementation of these constructions is published
+    with vectors): a change to a derivation would silently stop old files from decrypting. Float values
+    carry a tolerance, since SIMD log/sin/cos and LAPACK may differ in the last bits between CPUs."""
+    dcpe = Dcpe(key("dcpe-shuffle"), nonce_source=experiment_nonces(5))
+    sealed = dcpe.encrypt(unit_rows(2, 8, seed=11))
+    assert dcpe.order(8).tolist() == [2, 4, 7, 0, 1, 5, 3, 6]
+    assert sealed.nonces[0].tolist() == [198, 167, 186, 16, 31, 149, 237, 226, 113, 115, 28, 39, 35, 97, 170, 172]
+    expected = [0.560532, -0.089371, -0.157172, 0.08846, 0.578321, -0.199786, -0.24839, 0.238401]
+    np.testing.assert_allclose(sealed.words().view(np.float32)[0], expected, atol=2e-6)
+    np.testing.assert_allclose(
+        Rotation(key("rotation")).matrix(4)[0], [-0.692498646, -0.217714906, 0.494693296, 0.477833013], atol=1e-8
+    )
+    hashed = BioHash(key("biohash")).encrypt(unit_rows(2, 32, seed=12)).payload()
+    assert hashed.tolist() == [[148, 91, 200, 98], [55, 237, 121, 29]]
