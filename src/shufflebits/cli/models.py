@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -153,6 +154,11 @@ def _reid_inputs(args) -> tuple[dict, str]:
         comparable(sealed["query"], sealed["gallery"])
         if args.metric is not None and args.metric != metric:
             raise ShuffleBitsError(f"{sealed['query'].cipher} ciphertexts are compared by {metric}, not {args.metric}")
+        print(
+            f"comparing {sealed['query'].cipher} ciphertexts by {metric} without the key "
+            "(so their file MACs are not checked)",
+            file=sys.stderr,
+        )
     return files, metric
 
 
