@@ -94,10 +94,8 @@ def cost_lines(rows: list[dict]) -> list[str]:
     """The cost table for the terminal."""
     from ..study.numbers import figure
 
-    head = (
-        f"{'cipher':<16}{'encrypt µs/vec':>16}{'1 vector µs':>13}{'1:1 µs':>10}{'1:N ms':>10}{'bytes':>9}  comparison"
-    )
-    lines = [head]
+    columns = ("encrypt µs/vector", "1 vector µs", "1:1 µs", "1:N ms", "bytes")
+    lines = [f"{'cipher':<16}" + "".join(f"{c:>19}" for c in columns) + "  comparison"]
     for row in rows:
         keys = ("encrypt_us_per_vector", "encrypt_us_one", "compare_1to1_us", "search_1toN_ms")
         cells = [figure(row[key]) for key in keys] + [f"{row['bytes_per_vector']:,.0f}"]
