@@ -18,6 +18,8 @@ from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (aut
 CIPHERS = cipher_names()
 SMOKE = PROFILES["smoke"].attacks
 METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1", "key_bits_recovered", "reid_rank1"}
+PROTECTION = {"reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine"}
+ISO = {"unlinkability_dsys", "renewability_rank1", "irreversibility_success"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,11 @@ def test_rows_follow_the_schema(matrix):
     rows = [row.as_dict() for row in result.rows]
     for row in rows:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
-        assert row["metric"] in METRICS and row["cipher"] in ("image", "plaintext", *CIPHERS)  # image: pixel probe
+        assert row["metric"] in METRICS | PROTECTION | ISO and row["cipher"] in (
+            "image",
+            "plaintext",
+            *CIPHERS,
+        )  # image: pixel probe
         assert isinstance(row["value"], float) and isinstance(row["n"], int) and row["n"] > 0
         assert ("attribute" in row) == (row["metric"] == "attr_bacc")
     for cipher in ("plaintext", *CIPHERS):
@@ -73,6 +79,34 @@ def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
     zeros_reid = _one(rows, "shufflebits-otp", "reid_rank1")
     assert zeros_reid["value"] > zeros_reid["chance"]  # the zero pattern survives one-time keys
     assert _one(rows, "shufflebits", "key_bits_recovered")["value"] >= 8
+
+
+def test_searchable_and_iso_rows(matrix):
+    rows, _ = matrix
+    rows = [r.as_dict() for r in rows.rows]
+    for cipher in ("plaintext", *CIPHERS):
+        for metric in ISO:
+            _one(rows, cipher, metric)
+    matched = {row["cipher"] for row in rows if row["metric"] == "reid_rank1_ciphertext"}
+    assert matched == {"plaintext", *cipher_names(matchable=True)}
+    plain = _one(rows, "plaintext", "reid_rank1_ciphertext")["value"]
+    assert _one(rows, "rotation", "reid_rank1_ciphertext")["value"] == plain  # distances kept exactly
+    for cipher in cipher_names(matchable=True):
+        known = _one(rows, cipher, "known_pair_cosine")
+        assert known["curve"][-1] == [known["pairs"], known["value"]]
+        assert [k for k, _ in known["curve"]] == sorted({k for k, _ in known["curve"]})
+    assert _one(rows, "rotation", "known_pair_cosine")["value"] > 0.99  # d = 24 pairs are enough
+    assert {row["cipher"] for row in rows if row["metric"] == "ciphertext_only_cosine"} == {
+        "dcpe",
+        "dcpe-shuffle",
+        "rotation",
+    }
+    for cipher in ("chacha20", "aes-gcm"):  # fresh pads: nothing links two keys' templates
+        assert _one(rows, cipher, "unlinkability_dsys")["value"] < 0.15
+        renew = _one(rows, cipher, "renewability_rank1")
+        assert renew["value"] <= renew["chance"] + 0.1
+    assert _one(rows, "plaintext", "unlinkability_dsys")["value"] > 0.5
+    assert _one(rows, "dcpe", "unlinkability_dsys")["value"] > 0.5  # s = 1, no shuffle: c is m plus a little noise
 
 
 def test_files_are_written(matrix):

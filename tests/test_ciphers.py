@@ -23,7 +23,7 @@ from shufflebits.ciphers.hazmat import experiment_nonces
 from shufflebits.errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from shufflebits.registry import available, create_cipher
 
-CIPHERS = cipher_names()
+CIPHERS = cipher_names(exact=True)  # bit-exact ones; the float-valued searchable ciphers: test_ciphers_searchable.py
 
 SPECIALS32 = np.array(
     [
@@ -409,8 +409,8 @@ def test_key_mismatched_with_cipher_class_or_registry():
 
 
 def test_registry_names():
-    assert available("cipher") == list(CIPHERS)
-    assert available("cipher", format_preserving=False) == ["aes-gcm"]
+    assert available("cipher") == list(cipher_names())
+    assert available("cipher", format_preserving=False) == ["aes-gcm", "biohash"]
     assert isinstance(create_cipher("shufflebits-dim"), ShuffleBits)
     key = generate_key("aes-gcm")
     assert create_cipher("aes-gcm", key=key).key is key
@@ -519,4 +519,7 @@ def test_experiment_nonces_make_runs_repeatable_and_stay_unique(name):
     assert first.data.tobytes() == again.data.tobytes()
     assert first.nonces.tobytes() != other.nonces.tobytes()
     assert len({row.tobytes() for row in first.nonces}) == len(first.nonces)
-    assert create_cipher(name, key=key).decrypt(first).tobytes() == features.tobytes()
+    if spec(name).exact:
+        assert create_cipher(name, key=key).decrypt(first).tobytes() == features.tobytes()
+    else:
+        np.testing.assert_allclose(create_cipher(name, key=key).decrypt(first), features, atol=1e-5)

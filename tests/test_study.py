@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import shared_file
-from shufflebits.ciphers.catalogue import cipher_names
+from shufflebits.ciphers.catalogue import cipher_names, spec
 from shufflebits.cli import build_parser, main, options
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study import ConfigError, StudyConfig, get_profile, prepare_victim, run_study
@@ -75,8 +75,11 @@ def test_smoke_study_completes_every_stage(smoke):
     assert 'id="victim-card"' in smoke.index_html.read_text()
     for row in results["leakage"]:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
-    assert set(results["reid"]["decrypted"]) == set(CIPHERS)
+    assert set(results["reid"]["decrypted"]) == set(cipher_names(invertible=True))  # BioHash has no decryption
     for name, figures in results["reid"]["decrypted"].items():
+        if not spec(name).exact:  # DCPE, rotation: float rounding (and DCPE's noise) survive decryption
+            assert not figures["bit_exact"], name
+            continue
         assert figures["bit_exact"] and figures["same_figures"], name
         assert figures["mAP"] == results["reid"]["plaintext"]["mAP"]
     assert results["throughput"]

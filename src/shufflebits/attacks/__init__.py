@@ -5,9 +5,12 @@ attacks for an attacker who knows the cipher but not the key (same-key
 learning on ciphertext views, permutation invariants, ShuffleBits key
 recovery), and the leakage matrix that runs them all against every cipher.
 Importing this package registers ``attr-mlp``, ``attr-paper``,
-``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
+``recon-autoencoder`` and ``recon-gan`` for ``create_attack``, and the attacks on
+the searchable ciphers (``searchable``): ``invert-procrustes``, ``invert-shuffle``,
+``invert-biohash``, ``align-moments``, ``align-procrustes``.
 """
 
+from . import searchable  # noqa: F401 (registers the searchable-cipher attacks)
 from .attribute import AttributeInference
 from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation

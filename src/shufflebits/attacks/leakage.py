@@ -22,6 +22,7 @@ from ..registry import create_attack
 from ..runtime import torch_threads
 from .attribute import AttributeInference
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
+from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
 from .reconstruction import VARIANTS, Reconstructor
 from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
 from .scoring import attribute_scores, permutation_null
@@ -199,6 +200,9 @@ class _Matrix:
             "plaintext", {name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()}
         )
         self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features)
+        q, g = self.query, self.gallery
+        self.rows += ciphertext_reid_rows("plaintext", q.features, g.features, "euclidean", q, g, self.seed)
+        self.rows += iso_rows("plaintext", q.features, g.features, q, g, {"identity": q.features}, self.seed)
         decoders = {}
         if self.can_reconstruct:
             for variant in self.profile.recon_variants:
@@ -211,8 +215,13 @@ class _Matrix:
         a = self.attacker
         cipher = experiment_cipher(name, self.seed)
         sets = (a, self.query, self.gallery)
-        A, Q, G = (cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)).words() for s in sets)
+        sealed = [cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)) for s in sets]
+        A, Q, G = (s.words() for s in sealed)
         U = np.concatenate([Q, G])
+        estimates, inversion = {}, None
+        if spec(name).matchable:
+            rows, inversion, (VA, VQ, VG), estimates = searchable_rows(name, *sealed, *sets, self.seed)
+            self.rows += rows
         candidates = {}
         for attack, view in (("same-key-bits", "bits"), ("same-key-float", "float"), ("invariants", "invariants")):
             model = self.fit_attribute("mlp", view, A)
@@ -237,14 +246,30 @@ class _Matrix:
                 )
             )
             decrypt = recovered.decrypt
+            estimates["key-recovery"] = decrypt(Q)
             val = plain_model.validation_index_
             own = plain_model.predict(decrypt(A)[val])
             validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
             candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
+        if inversion is not None:  # known pairs invert every template: the plaintext attack on the inversions
+            val = plain_model.validation_index_
+            own = plain_model.predict(inversion.predict(VA[val]).astype(np.float32))
+            validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
+            inverted = inversion.predict(np.concatenate([VQ, VG])).astype(np.float32)
+            candidates["known-pairs+attr-mlp"] = (validation, plain_model.predict(inverted))
+        second_key = experiment_cipher(name, self.seed + 1)
+        gallery_b = second_key.encrypt(np.ascontiguousarray(self.gallery.features, dtype=np.float32))
+        self.rows += iso_rows(name, sealed[1], gallery_b, self.query, self.gallery, estimates, self.seed)
         self.add_attribute_rows(name, candidates)
         if not self.can_reconstruct:
             return
-        if decrypt is not None:
+        if inversion is not None:
+            for variant, decoder in decoders.items():
+                attack = f"known-pairs+recon-{variant}"
+                self.add_reconstruction_rows(
+                    name, attack, decoder.predict(inversion.predict(VQ).astype(np.float32)), plain_model
+                )
+        elif decrypt is not None:
             for variant, decoder in decoders.items():
                 attack = f"key-recovery+recon-{variant}"
                 self.add_reconstruction_rows(name, attack, decoder.predict(decrypt(Q)), plain_model)
@@ -273,7 +298,12 @@ def leakage_matrix(
     sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
-    per-dimension, against the true key).
+    per-dimension, against the true key); template protection (``attacks.protection``):
+    ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``, ``known_pair_cosine``,
+    ``ciphertext_only_cosine`` for matchable ciphers, and ``unlinkability_dsys``,
+    ``renewability_rank1``, ``irreversibility_success`` for every cipher and plaintext.
+    Matchable ciphers also get the plaintext attacks on their known-pair inversions
+    (``known-pairs+attr-mlp``, ``known-pairs+recon-*``).
     With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
     attribute attack on downsampled pixels: what the image alone reveals, the
     ceiling for any feature vector.

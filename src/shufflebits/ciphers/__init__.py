@@ -1,4 +1,5 @@
-"""Feature ciphers: ShuffleBits (fixed / per-dimension / one-time), ChaChaPad, AesGcm.
+"""Feature ciphers: ShuffleBits (fixed / per-dimension / one-time), ChaChaPad, AesGcm, and the
+searchable ones (matched without decrypting): Dcpe, Rotation, BioHash.
 
 The recipe layer: ``create_cipher(name, key=None)`` builds a cipher from its
 catalogue entry (``key=None`` means a fresh random 256-bit key), ``cipher_for_key``
@@ -29,13 +30,19 @@ _LAZY = {
     "Cipher": "base",
     "Sealed": "base",
     "ShuffleBits": "shufflebits",
+    "Dcpe": "dcpe",
+    "Rotation": "rotation",
+    "BioHash": "biohash",
 }
 
 __all__ = [
     "AesGcm",
+    "BioHash",
     "ChaChaPad",
     "Cipher",
+    "Dcpe",
     "Key",
+    "Rotation",
     "Sealed",
     "ShuffleBits",
     "cipher_for_key",

@@ -39,6 +39,7 @@ class CipherSpec:
     exact: bool = True
     invertible: bool = True
     matchable: bool = False
+    match_metric: str | None = None
     nonce_bytes: int = 0
     tag_bytes: int = 0
     permutation: str | None = None
@@ -115,12 +116,70 @@ SPECS: tuple[CipherSpec, ...] = (
         tag_bytes=16,
         order=50,
     ),
+    CipherSpec(
+        name="dcpe",
+        family="dcpe",
+        mode="scale-perturb",
+        target="shufflebits.ciphers.dcpe:Dcpe",
+        description="DCPE scale-and-perturb (Fuchsbauer et al., SCN 2022): s*m plus noise in a ball, per-vector nonce",
+        format_preserving=True,
+        authenticated=False,
+        exact=False,
+        matchable=True,
+        match_metric="euclidean",
+        nonce_bytes=16,
+        order=60,
+    ),
+    CipherSpec(
+        name="dcpe-shuffle",
+        family="dcpe",
+        mode="scale-perturb-shuffle",
+        target="shufflebits.ciphers.dcpe:Dcpe",
+        description="DCPE scale-and-perturb plus a key-derived dimension shuffle (as IronCore Cloaked AI)",
+        format_preserving=True,
+        authenticated=False,
+        exact=False,
+        matchable=True,
+        match_metric="euclidean",
+        nonce_bytes=16,
+        order=61,
+    ),
+    CipherSpec(
+        name="rotation",
+        family="rotation",
+        mode="orthogonal",
+        target="shufflebits.ciphers.rotation:Rotation",
+        description="a key-derived random orthogonal matrix (distances kept exactly)",
+        format_preserving=True,
+        authenticated=False,
+        exact=False,
+        matchable=True,
+        match_metric="euclidean",
+        order=70,
+    ),
+    CipherSpec(
+        name="biohash",
+        family="biohash",
+        mode="sign-projection",
+        target="shufflebits.ciphers.biohash:BioHash",
+        description="BioHashing (Teoh et al., 2004): keyed orthonormal projection to b bits (default d), "
+        "Hamming matching",
+        format_preserving=False,
+        authenticated=False,
+        exact=False,
+        invertible=False,
+        matchable=True,
+        match_metric="hamming",
+        order=80,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in SPECS}
 if len(_BY_NAME) != len(SPECS):
     raise RuntimeError("a cipher name is declared twice in the catalogue")
 _FIELDS = {f.name for f in fields(CipherSpec)}
+if any(s.matchable != (s.match_metric is not None) for s in SPECS):
+    raise RuntimeError("a matchable cipher needs a match_metric, and only a matchable one has one")
 
 
 def spec(name: str) -> CipherSpec:

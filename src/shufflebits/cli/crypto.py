@@ -50,6 +50,12 @@ def register(subparsers) -> None:
     bench = subparsers.add_parser("bench", help="throughput of every cipher and kernel")
     bench.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     bench.add_argument("--size-mib", type=float, default=64.0)
+    bench.add_argument(
+        "--cost",
+        action="store_true",
+        help="instead: per cipher, µs per encryption, µs per 1:1 comparison, ms per 1:N search over 10,000 "
+        "templates and bytes per protected vector",
+    )
     bench.set_defaults(func=bench_command)
 
 
@@ -247,6 +253,12 @@ def bench_command(args: argparse.Namespace) -> int:
     from ..ciphers.bench import run_benchmark
     from ..study.report.terminal import throughput_lines
 
+    if args.cost:
+        from ..ciphers.cost import cost_lines, cost_rows
+
+        rows = cost_rows()
+        print(json.dumps(rows, indent=2) if args.json else "\n".join(cost_lines(rows)))
+        return 0
     if args.size_mib <= 0:
         raise ShuffleBitsError("--size-mib must be positive")
     if not args.json:

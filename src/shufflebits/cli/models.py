@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,11 +52,24 @@ def register(subparsers) -> None:
     options.add_no_progress(extract, "--quiet")
     extract.set_defaults(func=run_extract)
 
-    reid = subparsers.add_parser("reid", help="rank-1/5/10, mAP and mINP of query vs gallery feature files")
-    reid.add_argument("--query", required=True, help="query .npz, or a .parquet store, with pids/camids")
-    reid.add_argument("--gallery", required=True, help="gallery .npz, or a .parquet store, with pids/camids")
+    reid = subparsers.add_parser(
+        "reid",
+        help="rank-1/5/10, mAP and mINP of query vs gallery feature files (plaintext, or ciphertexts of a "
+        "matchable cipher, ranked by the scheme's own comparison without the key)",
+    )
+    reid.add_argument(
+        "--query", required=True, help="query .npz (plaintext or encrypted) or .parquet store, with pids/camids"
+    )
+    reid.add_argument(
+        "--gallery", required=True, help="gallery .npz (plaintext or encrypted) or .parquet store, with pids/camids"
+    )
     reid.add_argument("--key", type=Path, help="key file: decrypt encrypted .parquet stores as they are read")
-    reid.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
+    reid.add_argument(
+        "--metric",
+        choices=("euclidean", "cosine"),
+        default=None,
+        help="plaintext distance (default euclidean); ciphertexts use their scheme's",
+    )
     reid.add_argument("--max-rank", type=int, default=50)
     reid.add_argument(
         "--backend",
@@ -130,47 +144,73 @@ def run_extract(args) -> int:
 REID_FIGURES = (("rank-1", "rank1"), ("rank-5", "rank5"), ("rank-10", "rank10"), ("mAP", "mAP"), ("mINP", "mINP"))
 
 
-def run_reid(args) -> int:
+def _reid_inputs(args) -> tuple[dict, str]:
+    """Query and gallery ``(features, pids, camids)`` and the metric: plaintext files, or matchable ciphertexts."""
+    from ..ciphers.matching import comparable, is_encrypted_file, load_matchable, match_view
     from ..features import load_features
-    from ..reid import evaluate
     from ..stores import is_store, read_store
-    from ..study.numbers import figure
 
     cipher = None
     if args.key is not None:
         from ..ciphers import cipher_for_key, load_key
 
         cipher = cipher_for_key(load_key(args.key))
-    files = {}
+    encrypted = {
+        role: not is_store(path) and is_encrypted_file(path)
+        for role, path in (("query", args.query), ("gallery", args.gallery))
+    }
+    if len(set(encrypted.values())) != 1:
+        raise ShuffleBitsError("query and gallery must both be plaintext or both encrypted feature files")
+    files, sealed = {}, {}
     for role, path in (("query", args.query), ("gallery", args.gallery)):
-        if is_store(path):
-            loaded = read_store(path, cipher)
-        elif cipher is not None:
-            raise ShuffleBitsError(f"--key decrypts .parquet stores; decrypt {path} with `shufflebits decrypt` first")
+        if encrypted[role]:
+            if cipher is not None:
+                raise ShuffleBitsError(
+                    f"{path}: encrypted .npz files are compared without the key (--key decrypts .parquet stores)"
+                )
+            sealed[role], passthrough = load_matchable(path)
+            features, metric = match_view(sealed[role])
+            pids, camids = passthrough.get("pids"), passthrough.get("camids")
         else:
-            loaded = load_features(path)
-        if loaded.pids is None or loaded.camids is None:
+            if is_store(path):
+                loaded = read_store(path, cipher)
+            elif cipher is not None:
+                raise ShuffleBitsError(
+                    f"--key decrypts .parquet stores; decrypt {path} with `shufflebits decrypt` first"
+                )
+            else:
+                loaded = load_features(path)
+            features, pids, camids, metric = loaded.features, loaded.pids, loaded.camids, args.metric or "euclidean"
+        if pids is None or camids is None:
             raise ShuffleBitsError(f"{path} has no pids/camids; extract it from Market-style image names")
-        files[role] = loaded
-    query, gallery = files["query"], files["gallery"]
+        files[role] = (features, pids, camids)
+    if sealed:
+        comparable(sealed["query"], sealed["gallery"])
+        if args.metric is not None and args.metric != metric:
+            raise ShuffleBitsError(f"{sealed['query'].cipher} ciphertexts are compared by {metric}, not {args.metric}")
+        print(
+            f"comparing {sealed['query'].cipher} ciphertexts by {metric} without the key "
+            "(so their file MACs are not checked)",
+            file=sys.stderr,
+        )
+    return files, metric
+
+
+def run_reid(args) -> int:
+    from ..reid import evaluate
+    from ..study.numbers import figure
+
+    files, metric = _reid_inputs(args)
+    (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
     result = evaluate(
-        query.features,
-        gallery.features,
-        query.pids,
-        gallery.pids,
-        query.camids,
-        gallery.camids,
-        metric=args.metric,
-        max_rank=args.max_rank,
-        backend=args.backend,
-        ivf_lists=args.ivf_lists,
+        qf, gf, qp, gp, qc, gc, metric=metric, max_rank=args.max_rank, backend=args.backend, ivf_lists=args.ivf_lists
     )
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0
     shown = "  ".join(f"{name} {figure(result[key])}" for name, key in REID_FIGURES)
     print(
-        f"{shown}  (fractions; {args.metric}, ranked by {result['backend']}; {result['num_query']} queries, "
+        f"{shown}  (fractions; {metric}, ranked by {result['backend']}; {result['num_query']} queries, "
         f"{result['num_skipped']} skipped without a valid match)"
     )
     return 0

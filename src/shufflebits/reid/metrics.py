@@ -17,7 +17,7 @@ from ..errors import ShuffleBitsError
 from .search import FAISS_MIN_GALLERY, GalleryIndex
 
 JUNK_PID = -1
-METRICS = ("euclidean", "cosine")
+METRICS = ("euclidean", "cosine", "hamming")
 BACKENDS = ("auto", "numpy", "faiss")
 _BLOCK_ELEMENTS = 1 << 22  # distance entries per block: ~200 MiB of working arrays
 
@@ -41,7 +41,13 @@ def _as_labels(name: str, values, n: int) -> np.ndarray:
 
 
 def distance_matrix(query: np.ndarray, gallery: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Squared Euclidean (torchreid's ``euclidean``) or ``1 - cosine`` distances, float64."""
+    """Squared Euclidean (torchreid's ``euclidean``), ``1 - cosine`` or Hamming distances, float64.
+
+    ``hamming`` takes 0/1 vectors (unpacked hash bits) and counts the positions
+    that differ: ``|q| + |g| - 2 q.g``, exact in float64.
+    """
+    if metric == "hamming":
+        return query.sum(1)[:, None] + gallery.sum(1)[None, :] - 2.0 * query @ gallery.T
     if metric == "euclidean":
         distances = (query**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * query @ gallery.T
         return np.maximum(distances, 0.0)
@@ -78,6 +84,8 @@ def evaluate(
         raise ShuffleBitsError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if ivf_lists is not None and backend == "numpy":
         raise ShuffleBitsError("an IVF index (ivf_lists) needs the faiss backend")
+    if metric == "hamming" and (backend == "faiss" or ivf_lists is not None):
+        raise ShuffleBitsError("the faiss backend ranks euclidean or cosine distances; hamming ranks with numpy")
     if max_rank < 1:
         raise ShuffleBitsError(f"max_rank must be at least 1, got {max_rank}")
     query = _as_features("query features", query_features)
@@ -91,7 +99,9 @@ def evaluate(
     if len(query) == 0 or len(gallery) == 0:
         raise ShuffleBitsError(f"need at least one query and one gallery feature, got {len(query)} and {len(gallery)}")
 
-    use_faiss = backend == "faiss" or (backend == "auto" and (ivf_lists or len(gallery) >= FAISS_MIN_GALLERY))
+    use_faiss = backend == "faiss" or (
+        backend == "auto" and metric != "hamming" and (ivf_lists or len(gallery) >= FAISS_MIN_GALLERY)
+    )
     if use_faiss:
         rank = GalleryIndex(gallery, metric, ivf_lists=ivf_lists).ranking
     else:

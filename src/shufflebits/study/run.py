@@ -85,7 +85,10 @@ def _bit_exact(plain: np.ndarray, decrypted: np.ndarray) -> bool:
 
 
 def _reid(victim: VictimData) -> dict:
-    """Victim re-ID on plaintext, then on features encrypted and decrypted by every cipher."""
+    """Victim re-ID on plaintext, then on features encrypted and decrypted by every invertible cipher.
+
+    (Re-ID on the ciphertexts of the matchable ciphers is in the leakage rows, ``reid_*_ciphertext``.)
+    """
     from ..ciphers.catalogue import cipher_names
     from ..registry import create_cipher
     from ..reid import evaluate
@@ -93,7 +96,7 @@ def _reid(victim: VictimData) -> dict:
     query, gallery = victim.user_query, victim.user_gallery
     plaintext = _reid_figures(evaluate, query, gallery, query.features, gallery.features)
     decrypted = {}
-    for name in cipher_names():
+    for name in cipher_names(invertible=True):
         cipher = create_cipher(name)
         qd = cipher.decrypt(cipher.encrypt(query.features))
         gd = cipher.decrypt(cipher.encrypt(gallery.features))

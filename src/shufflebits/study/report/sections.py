@@ -10,9 +10,11 @@ import numpy as np
 from ..load import load_text, overloaded
 from ..numbers import figure
 from .select import (
+    ISO_ORDER,
     METRIC_ORDER,
     RULE_USERS,
     RULE_VALIDATION,
+    SEARCH_ORDER,
     THROUGHPUT_COLUMNS,
     beaten_by,
     best_rows,
@@ -29,6 +31,20 @@ METRIC_TITLES = {
     "reid_rank1": "linking users<br>(re-ID rank-1 on what leaks, fraction of queries)",
     "key_bits_recovered": "key recovery<br>(bit positions placed correctly, of 32)",
 }
+
+PROTECTION_TITLES = {
+    "reid_rank1_ciphertext": "re-ID on ciphertexts<br>(rank-1, the scheme's comparison)",
+    "reid_map_ciphertext": "re-ID on ciphertexts<br>(mAP)",
+    "known_pair_cosine": "inversion from known pairs<br>(cosine to the user's features)",
+    "ciphertext_only_cosine": "alignment, no pairs<br>(cosine to the user's features)",
+    "unlinkability_dsys": "linkability across keys<br>(D_sys, 0 = unlinkable)",
+    "renewability_rank1": "re-ID across keys<br>(rank-1; chance = renewable)",
+    "irreversibility_success": "inverted template accepted<br>(fraction at FMR 0.001)",
+}
+PROTECTION_TABLES = (
+    ("protection-search", "Matching and inverting searchable ciphertexts", SEARCH_ORDER),
+    ("protection-iso", "ISO/IEC 30136: unlinkability, renewability, irreversibility", ISO_ORDER),
+)
 
 METRIC_WORDS = {  # the same figures, in one line (the full table)
     "attr_bacc_mean": "attribute inference, mean balanced accuracy",
@@ -183,12 +199,36 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
     return lines
 
 
+def _protection_tables(best: dict, ciphers: list[str]) -> list[str]:
+    """The template-protection figures, one small table per group, rows only for ciphers that have them."""
+    parts = []
+    for table_id, title, order in PROTECTION_TABLES:
+        metrics = [m for m in order if any(key[1] == m for key in best)]
+        names = [c for c in ciphers if any((c, m) in best for m in metrics)]
+        if not metrics:
+            continue
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(
+            f'<table id="{table_id}"><thead><tr><th class="name">features</th>'
+            + "".join(f"<th>{PROTECTION_TITLES[m]}</th>" for m in metrics)
+            + "</tr></thead><tbody>"
+            + "".join(
+                f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
+                + "".join(_cell(best.get((c, m)), compact=True) for m in metrics)
+                + "</tr>"
+                for c in names
+            )
+            + "</tbody></table>"
+        )
+    return parts
+
+
 def leakage_html(rows: list[dict]) -> str:
     """The matrix (cipher x metric, best attack per cell), per-attribute table and every row."""
     best = best_rows(rows)
     ciphers = sorted({row["cipher"] for row in rows}, key=cipher_rank)
     metrics = [m for m in METRIC_ORDER if any(key[1] == m for key in best)]
-    metrics += sorted({key[1] for key in best} - set(metrics))
+    metrics += sorted({key[1] for key in best} - set(metrics) - set(SEARCH_ORDER) - set(ISO_ORDER))
     head = "".join(f"<th>{METRIC_TITLES.get(m, html.escape(m))}</th>" for m in metrics)
     body = "".join(
         f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
@@ -209,6 +249,7 @@ def leakage_html(rows: list[dict]) -> str:
         "(deployments draw nonces from the OS); the plaintext and ShuffleBits fixed / per-dimension rows are "
         "tested to repeat exactly with the same seed.</p>",
     ]
+    parts.extend(_protection_tables(best, ciphers))
     per_attribute = [row for row in rows if row.get("attribute") is not None and row["metric"] == "attr_bacc"]
     if per_attribute:
         attributes = list(dict.fromkeys(row["attribute"] for row in per_attribute))

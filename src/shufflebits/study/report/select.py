@@ -14,6 +14,9 @@ def feature_label(name: str) -> str:
 
 
 METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
+# Template-protection figures (attacks/protection.py), in tables of their own beside the matrix
+SEARCH_ORDER = ("reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine")
+ISO_ORDER = ("unlinkability_dsys", "renewability_rank1", "irreversibility_success")
 
 
 LOWER_IS_BETTER = {"recon_cosine_distance"}  # for the attacker; every other metric: higher is better
