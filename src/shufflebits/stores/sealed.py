@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..ciphers.base import Cipher, Sealed
-from ..ciphers.catalogue import spec
+from ..ciphers.catalogue import cipher_names, spec
 from ..ciphers.sealing import Seal
 from ..ciphers.words import WORD_DTYPES
 from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
@@ -89,6 +89,12 @@ def encrypt_store(
     source: str | os.PathLike, target: str | os.PathLike, cipher: Cipher, rows: int | None = None
 ) -> StoreSummary:
     """Encrypt a plaintext store into an encrypted one, one row group (``rows`` vectors) at a time."""
+    if not spec(cipher.name).exact:
+        exact = ", ".join(cipher_names(exact=True))
+        raise ShuffleBitsError(
+            f"feature stores hold bit-exact ciphertexts ({exact}); {cipher.name} is approximate, "
+            "encrypt it to .npz for matching"
+        )
     source = Path(source)
     plain, batches = plain_batches(source, rows)
     schema, header = _sealed_schema(plain, cipher)
