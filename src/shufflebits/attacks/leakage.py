@@ -22,6 +22,7 @@ from ..registry import create_attack
 from ..runtime import torch_threads
 from .attribute import AttributeInference
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
+from .knownpairs import known_pair_attack, pair_curve
 from .reconstruction import VARIANTS, Reconstructor
 from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
 from .scoring import attribute_scores, permutation_null
@@ -165,7 +166,7 @@ class _Matrix:
         )
         self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
-    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features) -> None:
+    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, pairs=None) -> None:
         self.rows.append(
             LeakageRow(
                 cipher=cipher,
@@ -174,6 +175,7 @@ class _Matrix:
                 value=rank1(query_features, gallery_features, self.query, self.gallery),
                 chance=shuffled_rank1(query_features, gallery_features, self.query, self.gallery, self.seed),
                 n=len(query_features),
+                pairs=pairs,
             )
         )
 
@@ -206,6 +208,58 @@ class _Matrix:
                 reconstructions = decoders[variant].predict(self.query.features)
                 self.add_reconstruction_rows("plaintext", f"recon-{variant}", reconstructions, models["attr-mlp"])
         return models["attr-mlp"], decoders
+
+    def known_pairs(self, name, cipher, A, Q, G, plain_model, candidates) -> list[LeakageRow]:
+        """Key recovery from k of the attacker's own pairs, for each k of the profile, then attacks through the key.
+
+        Returns the curve's rows (key bits and attribute inference per k); the
+        largest k joins ``candidates`` and its key gives the re-ID row.
+        """
+        a, users = self.attacker, self.users
+        U = np.concatenate([Q, G])
+        attack = known_pair_attack(spec(name), ciphertexts=np.concatenate([A, U]), reference=a.features)
+        if attack is None:
+            return []
+        curve = pair_curve(attack, cipher, a.features, A, users.features, U, self.profile.known_pairs, self.seed)
+        val, names, rows = plain_model.validation_index_, a.attribute_names, []
+        for k, key, validation, evaluation in zip(curve.pairs, curve.keys, curve.validation, curve.evaluation):
+            details = dict(evaluation)
+            value = details.pop("value")
+            rows.append(
+                LeakageRow(
+                    cipher=name,
+                    attack="known-pairs",
+                    metric=attack.metric,
+                    value=value,
+                    chance=1.0,
+                    n=key.n_words,
+                    pairs=k,
+                    details={"validation": validation, **details},
+                )
+            )
+            own = attribute_scores(a.labels[val], plain_model.predict(key.decrypt(A[val])), names)["mean"]
+            predictions = plain_model.predict(key.decrypt(U))
+            score = attribute_scores(users.labels, predictions, users.attribute_names)
+            null = permutation_null(
+                users.labels, predictions, users.attribute_names, self.profile.permutations, self.seed
+            )
+            rows.append(
+                LeakageRow(
+                    cipher=name,
+                    attack="known-pairs+attr-mlp",
+                    metric="attr_bacc_mean",
+                    value=score["mean"],
+                    chance=score["chance_mean"],
+                    n=score["n"],
+                    pairs=k,
+                    details={**null["mean"], "validation": own},
+                )
+            )
+        if curve.pairs:
+            key = curve.keys[-1]
+            candidates["known-pairs+attr-mlp"] = (rows[-1].details["validation"], plain_model.predict(key.decrypt(U)))
+            self.add_reid_row(name, "known-pairs", key.decrypt(Q), key.decrypt(G), pairs=curve.pairs[-1])
+        return rows
 
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
         a = self.attacker
@@ -241,7 +295,9 @@ class _Matrix:
             own = plain_model.predict(decrypt(A)[val])
             validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
             candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
+        curve_rows = self.known_pairs(name, cipher, A, Q, G, plain_model, candidates)
         self.add_attribute_rows(name, candidates)
+        self.rows.extend(curve_rows)
         if not self.can_reconstruct:
             return
         if decrypt is not None:
