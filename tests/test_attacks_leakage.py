@@ -75,6 +75,27 @@ def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
     assert _one(rows, "shufflebits", "key_bits_recovered")["value"] >= 8
 
 
+def test_known_pairs_rows_follow_the_profile(matrix):
+    result, _ = matrix
+    rows = [row.as_dict() for row in result.rows]
+    permuted = (*cipher_names(permutation="fixed"), *cipher_names(permutation="per-dimension"))
+    assert {r["cipher"] for r in rows if "pairs" in r} == set(permuted)  # no other cipher has a known-pair attack
+    for cipher in permuted:
+        key = [r for r in rows if r["cipher"] == cipher and r["metric"] == "key_bits_recovered" and "pairs" in r]
+        attr = [r for r in rows if r["cipher"] == cipher and r["attack"] == "known-pairs+attr-mlp" and "pairs" in r]
+        assert [r["pairs"] for r in key] == [r["pairs"] for r in attr] == list(SMOKE.known_pairs)
+        assert all(r["attack"] == "known-pairs" and r["of"] == 32 for r in key)
+        assert all(0 <= r["words_exact"] <= 1 and 0 <= r["validation"] <= 1 for r in key)
+        assert key[-1]["bits_determined"] >= key[0]["bits_determined"]
+        assert key[-1]["words_exact"] > 0.9  # a handful of the attacker's own pairs decrypt (nearly) every word
+        reid = [r for r in rows if r["cipher"] == cipher and r["metric"] == "reid_rank1" and "pairs" in r]
+        assert [r["pairs"] for r in reid] == [SMOKE.known_pairs[-1]]
+        plain_reid = _one(rows, "plaintext", "reid_rank1")["value"]
+        assert reid[0]["value"] == pytest.approx(plain_reid, abs=0.1)
+        best = _one(rows, cipher, "attr_bacc_mean")
+        assert "known-pairs+attr-mlp" in best["candidates"]
+
+
 def test_files_are_written(matrix):
     result, out = matrix
     json_path, md_path = write_leakage(result, out)
