@@ -31,6 +31,9 @@ from .views import invariant_view
 
 PER_DIMENSION_KEY = {"fixed": False, "per-dimension": True}  # catalogue permutation -> recover_permutation mode
 IMAGE = "image"  # the rows of the raw-pixel probe: no feature vector at all, the image itself
+SELECTED_BY_VALIDATION = "validation"  # details["selected_by"]: best of the candidates on the attacker's held-out split
+ONLY_ATTACK = "only attack"  # one candidate: nothing was chosen
+RANK1_SHUFFLES = 200  # query shuffles behind each rank-1 chance level and its interval
 PIXEL_PROBE_SIZE = (32, 16)  # (H, W): enough for colours, sleeves and accessories, small enough for an MLP
 
 
@@ -93,7 +96,9 @@ class _Matrix:
         names = users.attribute_names
         scores = {attack: attribute_scores(users.labels, pred, names) for attack, (_, pred) in candidates.items()}
         best = max(candidates, key=lambda attack: candidates[attack][0])
-        null = permutation_null(users.labels, candidates[best][1], names, self.profile.permutations, self.seed)
+        null = permutation_null(
+            users.labels, candidates[best][1], names, self.profile.permutations, self.seed, groups=users.pids
+        )
         score = scores[best]
         self.rows.append(
             LeakageRow(
@@ -106,6 +111,8 @@ class _Matrix:
                 details={
                     **null["mean"],
                     "validation": candidates[best][0],
+                    "selected_by": SELECTED_BY_VALIDATION if len(candidates) > 1 else ONLY_ATTACK,
+                    "single_class": score["single_class"],
                     "candidates": {
                         attack: {"value": scores[attack]["mean"], "validation": validation}
                         for attack, (validation, _) in candidates.items()
@@ -161,21 +168,26 @@ class _Matrix:
                 value=result["rank1"],
                 chance=result["rank1_chance"],
                 n=result["n"],
-                details={"gallery_identities": result["gallery_identities"]},
+                details={"gallery_identities": result["gallery_identities"], "chance_ci": result["rank1_chance_ci"]},
             )
         )
         self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
-    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, pairs=None) -> None:
+    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, own, pairs=None) -> None:
+        """``own``: the attacker's images in the same view; their rank-1 among themselves is the validation score."""
+        null = shuffled_rank1(
+            query_features, gallery_features, self.query, self.gallery, self.seed, n_shuffles=RANK1_SHUFFLES
+        )
         self.rows.append(
             LeakageRow(
                 cipher=cipher,
                 attack=attack,
                 metric="reid_rank1",
                 value=rank1(query_features, gallery_features, self.query, self.gallery),
-                chance=shuffled_rank1(query_features, gallery_features, self.query, self.gallery, self.seed),
+                chance=null.pop("chance"),
                 n=len(query_features),
                 pairs=pairs,
+                details={**null, "validation": rank1(own, own, self.attacker, self.attacker)},
             )
         )
 
@@ -200,7 +212,7 @@ class _Matrix:
         self.add_attribute_rows(
             "plaintext", {name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()}
         )
-        self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features)
+        self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features, a.features)
         decoders = {}
         if self.can_reconstruct:
             for variant in self.profile.recon_variants:
@@ -241,7 +253,7 @@ class _Matrix:
             predictions = plain_model.predict(key.decrypt(U))
             score = attribute_scores(users.labels, predictions, users.attribute_names)
             null = permutation_null(
-                users.labels, predictions, users.attribute_names, self.profile.permutations, self.seed
+                users.labels, predictions, users.attribute_names, self.profile.permutations, self.seed, users.pids
             )
             rows.append(
                 LeakageRow(
@@ -252,13 +264,13 @@ class _Matrix:
                     chance=score["chance_mean"],
                     n=score["n"],
                     pairs=k,
-                    details={**null["mean"], "validation": own},
+                    details={**null["mean"], "validation": own, "single_class": score["single_class"]},
                 )
             )
         if curve.pairs:
-            key = curve.keys[-1]
+            key, k = curve.keys[-1], curve.pairs[-1]
             candidates["known-pairs+attr-mlp"] = (rows[-1].details["validation"], plain_model.predict(key.decrypt(U)))
-            self.add_reid_row(name, "known-pairs", key.decrypt(Q), key.decrypt(G), pairs=curve.pairs[-1])
+            self.add_reid_row(name, "known-pairs", key.decrypt(Q), key.decrypt(G), key.decrypt(A), pairs=k)
         return rows
 
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
@@ -271,7 +283,7 @@ class _Matrix:
         for attack, view in (("same-key-bits", "bits"), ("same-key-float", "float"), ("invariants", "invariants")):
             model = self.fit_attribute("mlp", view, A)
             candidates[attack] = (model.validation_score_, model.predict(U))
-        self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G))
+        self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G), invariant_view(A))
         decrypt = None
         permutation = spec(name).permutation
         if permutation in PER_DIMENSION_KEY:
