@@ -133,3 +133,21 @@ def test_bad_config_and_labels_raise():
         AttributeInference().fit(X, np.array([0.5, 1.5, 0.2, 1.0]))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         AttributeInference().fit(X, np.zeros(3))
+
+
+def test_fit_clips_z_scores_as_predict_does():
+    """A float view of ciphertext can put 1e36 in validation rows where training rows stay within 1e-5."""
+    rng = np.random.default_rng(0)
+    n = 80
+    groups = np.arange(n) // 2
+    train, val = _validation_split(n, groups, 0.2, np.random.default_rng(0))  # the split fit will draw
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    X[train, 0] = rng.normal(0, 1e-6, len(train))
+    X[val, 0] = 1e36
+    y = (X[:, 1] > 0).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "overflow encountered in cast" before the clip
+        model = AttributeInference(epochs=2, hidden=8).fit(X, y, groups=groups)
+        predictions = model.predict(X)
+    assert predictions.shape == (n,)
+    assert np.isfinite(model.validation_score_)

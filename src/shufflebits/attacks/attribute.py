@@ -179,7 +179,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         self.mean_ = Z_all[train_idx].mean(axis=0)
         scale = Z_all[train_idx].std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
-        Z = torch.from_numpy(((Z_all - self.mean_) / self.scale_).astype(np.float32)).to(self.device)
+        Z = torch.from_numpy(standardized(Z_all, self.mean_, self.scale_)).to(self.device)  # clipped as in predict
         Y = torch.from_numpy(y).to(self.device)
         Z_train, Y_train, Z_val = Z[train_idx], Y[train_idx], Z[val_idx]
 
