@@ -189,7 +189,7 @@ def known_pairs_html(rows: list[dict]) -> str | None:
     )
     return (
         f'<figure><img src="{_figure_uri(fig)}" alt="known-pair key recovery"></figure>'
-        f'<table id="known-pairs"><thead><tr><th class="name">cipher</th>{head}</tr></thead>'
+        f'<table id="known-pairs-table"><thead><tr><th class="name">cipher</th>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table>{note}"
     )
 
