@@ -45,7 +45,9 @@ def test_rows_follow_the_schema(matrix):
         assert ("attribute" in row) == (row["metric"] == "attr_bacc")
     for cipher in ("plaintext", *CIPHERS):
         best = _one(rows, cipher, "attr_bacc_mean")
-        assert best["attack"] in best["candidates"]
+        assert best["attack"] in best["candidates"] and best["selected_by"] == "validation"
+        assert best["validation"] == max(c["validation"] for c in best["candidates"].values())
+        assert best["single_class"] == []  # every toy attribute has several classes among the users
         lo, hi = best["chance_ci"]
         assert lo <= hi
         shuffles_at_least = best["p_value"] * (SMOKE.permutations + 1)  # p = (1 + #null >= value) / (1 + shuffles)
@@ -57,6 +59,7 @@ def test_rows_follow_the_schema(matrix):
     assert key_ciphers == {*cipher_names(permutation="fixed"), *cipher_names(permutation="per-dimension")}
     for cipher in key_ciphers:
         key = _one(rows, cipher, "key_bits_recovered")
+        assert 0 <= key["validation"] <= 1  # the attacker's own words decrypted bit-exactly by the recovered key
         assert key["chance"] == 1.0 and key["value"] > 2 * key["chance"]  # measured 19 (fixed) and 9.3 (per dimension)
 
 

@@ -53,6 +53,11 @@ def exact_words(key, cipher_words: np.ndarray, plaintext: np.ndarray) -> np.ndar
     return key.decrypt_words(as_words(cipher_words)) == _plain_words(plaintext)
 
 
+def validate_key(key, plaintext: np.ndarray, cipher_words: np.ndarray) -> float:
+    """What the attacker can check on its own pairs: the fraction of their words ``key`` decrypts bit-exactly."""
+    return float(exact_words(key, cipher_words, plaintext).mean())
+
+
 class BitPermutationPairs:
     """Known-pair attack on a ShuffleBits key: one permutation for every word, or one per dimension.
 
@@ -88,7 +93,7 @@ class BitPermutationPairs:
 
     def validate(self, key: RecoveredKey, plaintext: np.ndarray, cipher_words: np.ndarray) -> float:
         """What the attacker can check: the fraction of its own held-out pairs' words decrypted bit-exactly."""
-        return float(exact_words(key, cipher_words, plaintext).mean())
+        return validate_key(key, plaintext, cipher_words)
 
     def evaluate(self, key: RecoveredKey, cipher, plaintext: np.ndarray, cipher_words: np.ndarray) -> dict:
         """Evaluation only (reads the true key through ``cipher``): the row's ``value`` and details.

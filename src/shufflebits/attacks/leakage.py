@@ -22,7 +22,7 @@ from ..registry import create_attack
 from ..runtime import torch_threads
 from .attribute import AttributeInference
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
-from .knownpairs import known_pair_attack, pair_curve
+from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .reconstruction import VARIANTS, Reconstructor
 from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
 from .scoring import attribute_scores, permutation_null
@@ -299,7 +299,11 @@ class _Matrix:
                     value=result["bits_exact"],
                     chance=1.0,
                     n=recovered.n_words,
-                    details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
+                    details={
+                        "of": 32,
+                        **{k: v for k, v in result.items() if k != "bits_exact"},
+                        "validation": validate_key(recovered, a.features, A),
+                    },
                 )
             )
             decrypt = recovered.decrypt
