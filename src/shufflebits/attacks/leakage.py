@@ -345,7 +345,20 @@ def leakage_matrix(
     sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
-    per-dimension, against the true key).
+    per-dimension, against the true key): attack ``key-recovery`` from
+    ciphertext statistics alone, and ``known-pairs`` from ``pairs`` of the
+    attacker's own plaintext–ciphertext pairs for each count in the profile's
+    ``known_pairs`` (with ``words_exact``, the users' words decrypted
+    bit-exactly), each followed by an ``attr_bacc_mean`` row through that key
+    and, for the largest count, a ``reid_rank1`` row.
+    Chance intervals: labels are shuffled by identity (users are several images
+    of one person); rank-1 chance is the mean of ``RANK1_SHUFFLES`` query
+    shuffles with its ``chance_ci``. Attributes with a single class among the
+    users are left out of the mean and named in ``single_class``. Every row that
+    can be chosen carries ``validation``, its figure on the attacker's own
+    held-out data (rank-1 among the attacker's images, words of its own pairs
+    decrypted bit-exactly); rows that chose among ``candidates`` say so in
+    ``selected_by``.
     With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
     attribute attack on downsampled pixels: what the image alone reveals, the
     ceiling for any feature vector.
