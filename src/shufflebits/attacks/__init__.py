@@ -3,7 +3,8 @@
 Attribute inference and image reconstruction (the paper's attacks), adaptive
 attacks for an attacker who knows the cipher but not the key (same-key
 learning on ciphertext views, permutation invariants, ShuffleBits key
-recovery from statistics alone and from known plaintext–ciphertext pairs), and the leakage matrix that runs them all against every cipher.
+recovery from statistics alone and from known plaintext–ciphertext pairs),
+and the leakage matrix that runs them all against every cipher.
 Importing this package registers ``attr-mlp``, ``attr-paper``,
 ``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
 """
