@@ -20,7 +20,7 @@ from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..registry import create_attack
 from ..runtime import torch_threads
-from .attribute import AttributeInference
+from .attribute import AttributeInference, validation_score
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .reconstruction import VARIANTS, Reconstructor
@@ -249,7 +249,7 @@ class _Matrix:
                     details={"validation": validation, **details},
                 )
             )
-            own = attribute_scores(a.labels[val], plain_model.predict(key.decrypt(A[val])), names)["mean"]
+            own = validation_score(a.labels[val], plain_model.predict(key.decrypt(A[val])), names)
             predictions = plain_model.predict(key.decrypt(U))
             score = attribute_scores(users.labels, predictions, users.attribute_names)
             null = permutation_null(
@@ -309,7 +309,7 @@ class _Matrix:
             decrypt = recovered.decrypt
             val = plain_model.validation_index_
             own = plain_model.predict(decrypt(A)[val])
-            validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
+            validation = validation_score(a.labels[val], own, a.attribute_names)
             candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
         curve_rows = self.known_pairs(name, cipher, A, Q, G, plain_model, candidates)
         self.add_attribute_rows(name, candidates)

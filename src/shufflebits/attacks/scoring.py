@@ -23,22 +23,24 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
 
 
-def attribute_scores(Y: np.ndarray, P: np.ndarray, names: list[str]) -> dict:
+def attribute_scores(Y: np.ndarray, P: np.ndarray, names: list[str], keep_single_class: bool = False) -> dict:
     """Balanced accuracy per attribute and their mean, each beside its chance level.
 
     Chance is 1 / (classes present among the labelled rows): what a constant
     guess scores, and 1/num_classes when every class occurs. An attribute with
     a single class among the labelled rows cannot be scored (any constant
     guess of that class is perfect): it is left out of ``attributes`` and the
-    mean and named in ``single_class``.
+    mean and named in ``single_class``. ``keep_single_class`` scores it all
+    the same (chance 1.0): an early-stopping score on a few held-out people
+    still learns from whether each one is predicted right.
     """
     per, single = {}, []
     for a, name in enumerate(names):
         labelled = Y[:, a] >= 0
         k = np.unique(Y[labelled, a]).size
-        if k == 1:
+        if k == 1 and not keep_single_class:
             single.append(name)
-        if k < 2:
+        if k == 0 or name in single:
             continue
         per[name] = {
             "bacc": balanced_accuracy(Y[:, a], P[:, a]),
