@@ -131,11 +131,11 @@ def known_pairs_html(rows: list[dict]) -> str | None:
     table = []
     for cipher in ciphers:
         key, attr = _curve(rows, cipher, "key_bits_recovered"), _curve(rows, cipher, "attr_bacc_mean")
-        bits.plot([r["pairs"] for r in key], [r["value"] for r in key], marker="o", label=f"{cipher}: exact")
-        bits.plot(
-            [r["pairs"] for r in key], [r.get("bits_equivalent") for r in key], ls="--", label=f"{cipher}: equivalent"
-        )
-        attrs.plot([r["pairs"] for r in attr], [r["value"] for r in attr], marker="o", label=cipher)
+        pairs = [r["pairs"] for r in key]
+        (line,) = bits.plot(pairs, [r["value"] for r in key], marker="o", label=f"{cipher}: exact")
+        color = line.get_color()
+        bits.plot(pairs, [r.get("bits_equivalent") for r in key], ls="--", color=color, label=f"{cipher}: equivalent")
+        attrs.plot([r["pairs"] for r in attr], [r["value"] for r in attr], marker="o", color=color, label=cipher)
         accuracy = {r["pairs"]: r["value"] for r in attr}
         table.extend((cipher, r, accuracy.get(r["pairs"])) for r in key)
     if plain is not None:
