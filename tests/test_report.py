@@ -315,7 +315,7 @@ def test_cells_are_chosen_on_the_attackers_validation_split_and_say_how():
     assert best[("plaintext", "attr_bacc_mean")]["selected_by"] == RULE_USERS  # no validation recorded: flagged
     text = summary_table(_results(leakage=[*ROWS, *PAIR_ROWS]))
     assert "30.0 of 32 (64p)" in text and RULE_VALIDATION in text
-    assert "left out of the mean (one class among the users): backpack" in text
+    assert "left out of the attribute means (one class among the users): backpack (shufflebits)" in text
 
 
 def test_known_pairs_curve_is_drawn_and_tabled():

@@ -103,17 +103,14 @@ def summary_table(results: dict) -> str:
         rules = sorted({headline_rule(row) for row in best.values()})
         lines.append(f"leakage (value / chance; each cell: {'; '.join(rules)})")
         lines.append(f"  {'features':<16}" + "".join(f"{TERMINAL_METRICS.get(m, m):>22}" for m in metrics))
-        notes = []
+        notes, single = [], {}
         for cipher in ciphers:
             cells = [_cell(best.get((cipher, metric))) for metric in metrics]
             lines.append(f"  {feature_label(cipher):<16}" + "".join(f"{c:>22}" for c in cells))
             for metric in metrics:
                 row = best.get((cipher, metric))
                 if row and row.get("single_class"):
-                    notes.append(
-                        f"  note: {cipher} {TERMINAL_METRICS.get(metric, metric)}: left out of the mean "
-                        f"(one class among the users): {', '.join(row['single_class'])}"
-                    )
+                    single.setdefault(", ".join(row["single_class"]), []).append(feature_label(cipher))
                 beaten = row and beaten_by(row)
                 if beaten:
                     notes.append(
@@ -121,6 +118,9 @@ def summary_table(results: dict) -> str:
                         f"({headline_rule(row)}) gives {figure(row['value'])}; {beaten[0]} reaches "
                         f"{figure(beaten[1])} on the users' data"
                     )
+        for names, where in single.items():
+            said = f"{names} ({', '.join(where)})"
+            lines.append(f"  note: left out of the attribute means (one class among the users): {said}")
         lines.extend(notes)
     reid = results.get("reid")
     if reid:
