@@ -63,7 +63,8 @@ class BitPermutationPairs:
 
     ``ciphertexts`` (any words under the key, paired or not) and ``reference``
     (the attacker's plaintext features from the same model) give the statistics
-    that break the ties the pairs leave; without them ties go in column order.
+    that break the ties the pairs leave; without them a tie is settled by the
+    assignment solver's fixed order.
     """
 
     metric = "key_bits_recovered"

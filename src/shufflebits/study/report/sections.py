@@ -68,10 +68,17 @@ def _advantage(row: dict) -> float:
 def _key_recovery(row: dict) -> tuple[str, str]:
     """``24.0 of 32`` and what it means: bit positions placed correctly, over how many ciphertext words."""
     value = f"{figure(row['value'], 1)} of {row.get('of', 32)}"
-    detail = (
-        f"bit positions placed correctly (mean over the key's permutations), from {figure(row.get('n'))} "
-        f"ciphertext words; a random guess places {figure(row.get('chance'), 0)}"
+    source = (
+        f"{figure(row.get('n'))} ciphertext words"
+        if row.get("pairs") is None
+        else f"{figure(row['pairs'])} known plaintext–ciphertext pairs, ties placed by ciphertext statistics"
     )
+    detail = (
+        f"bit positions placed correctly (mean over the key's permutations), from {source}; "
+        f"a random guess places {figure(row.get('chance'), 0)}"
+    )
+    if row.get("words_exact") is not None:
+        detail += f"; users' words decrypted bit-exactly: {figure(row['words_exact'], 4)}"
     return html.escape(value), html.escape(detail)
 
 
