@@ -60,6 +60,7 @@ def test_rows_follow_the_schema(matrix):
     for cipher in key_ciphers:
         key = _one(rows, cipher, "key_bits_recovered")
         assert 0 <= key["validation"] <= 1  # the attacker's own words decrypted bit-exactly by the recovered key
+        assert 0 <= key["words_exact"] <= 1
         assert key["chance"] == 1.0 and key["value"] > 2 * key["chance"]  # measured 19 (fixed) and 9.3 (per dimension)
 
 

@@ -303,6 +303,7 @@ class _Matrix:
                         "of": 32,
                         **{k: v for k, v in result.items() if k != "bits_exact"},
                         "validation": validate_key(recovered, a.features, A),
+                        "words_exact": validate_key(recovered, self.users.features, U),  # the users' words
                     },
                 )
             )
