@@ -24,7 +24,7 @@ from .attribute import AttributeInference, validation_score
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .reconstruction import VARIANTS, Reconstructor
-from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
+from .reconstruction_eval import evaluate_reconstruction, rank1, rank1_chance, reconstruction_grid
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import invariant_view
@@ -168,14 +168,14 @@ class _Matrix:
                 value=result["rank1"],
                 chance=result["rank1_chance"],
                 n=result["n"],
-                details={"gallery_identities": result["gallery_identities"], "chance_ci": result["rank1_chance_ci"]},
+                details={"gallery_identities": result["gallery_identities"]},
             )
         )
         self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
     def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, own, pairs=None) -> None:
         """``own``: the attacker's images in the same view; their rank-1 among themselves is the validation score."""
-        null = shuffled_rank1(
+        null = rank1_chance(
             query_features, gallery_features, self.query, self.gallery, self.seed, n_shuffles=RANK1_SHUFFLES
         )
         self.rows.append(
