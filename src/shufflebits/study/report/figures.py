@@ -134,6 +134,9 @@ def known_pairs_html(rows: list[dict]) -> str | None:
         pairs = [r["pairs"] for r in key]
         (line,) = bits.plot(pairs, [r["value"] for r in key], marker="o", label=f"{cipher}: exact")
         color = line.get_color()
+        alone = [r for r in rows if r["cipher"] == cipher and r["metric"] == "key_bits_recovered" and "pairs" not in r]
+        for r in alone:  # statistics only, no pairs: the level the pairs start from
+            bits.axhline(r["value"], color=color, ls=":", lw=1, label=f"{cipher}: statistics only")
         bits.plot(pairs, [r.get("bits_equivalent") for r in key], ls="--", color=color, label=f"{cipher}: equivalent")
         attrs.plot([r["pairs"] for r in attr], [r["value"] for r in attr], marker="o", color=color, label=cipher)
         accuracy = {r["pairs"]: r["value"] for r in attr}
