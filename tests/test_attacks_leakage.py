@@ -72,6 +72,11 @@ def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
         row = _one(rows, cipher, "attr_bacc_mean")
         lo, hi = row["chance_ci"]
         assert lo <= row["value"] <= hi and row["p_value"] > 0.05  # indistinguishable from shuffled labels
+        linking = _one(rows, cipher, "reid_rank1")
+        lo, hi = linking["chance_ci"]
+        assert lo <= linking["value"] <= hi and linking["p_value"] > 0.05  # rank-1 as of shuffled queries
+    linking = _one(rows, "plaintext", "reid_rank1")
+    assert linking["value"] > linking["chance_ci"][1] and linking["p_value"] < 0.05
     one_time = _one(rows, "shufflebits-otp", "attr_bacc_mean")  # the same test rejects a leak this size
     assert one_time["value"] > one_time["chance_ci"][1] and one_time["p_value"] < 0.05
     zeros_reid = _one(rows, "shufflebits-otp", "reid_rank1")
