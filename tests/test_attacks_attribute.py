@@ -133,3 +133,59 @@ def test_bad_config_and_labels_raise():
         AttributeInference().fit(X, np.array([0.5, 1.5, 0.2, 1.0]))
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         AttributeInference().fit(X, np.zeros(3))
+
+
+def test_fit_clips_z_scores_as_predict_does():
+    """A float view of ciphertext can put 1e36 in validation rows where training rows stay within 1e-5."""
+    rng = np.random.default_rng(0)
+    n = 80
+    groups = np.arange(n) // 2
+    train, val = _validation_split(n, groups, 0.2, np.random.default_rng(0))  # the split fit will draw
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    X[train, 0] = rng.normal(0, 1e-6, len(train))
+    X[val, 0] = 1e36
+    y = (X[:, 1] > 0).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "overflow encountered in cast" before the clip
+        model = AttributeInference(epochs=2, hidden=8).fit(X, y, groups=groups)
+        predictions = model.predict(X)
+    assert predictions.shape == (n,)
+    assert np.isfinite(model.validation_score_)
+
+
+def test_identity_grouped_null_is_wider_than_the_per_image_one():
+    """Users are several images of one person with identical labels; shuffling images hides that."""
+    rng = np.random.default_rng(0)
+    identities, per_id = 40, 10
+    groups = np.repeat(np.arange(identities), per_id)
+    labels = rng.integers(0, 2, (identities, 2))[groups]  # identical labels within an identity
+    predictions = rng.integers(0, 2, (identities, 2))[groups]  # one (uninformed) guess per person
+    names = ["a", "b"]
+    widths = {}
+    for key, by in (("image", None), ("identity", groups)):
+        null = permutation_null(labels, predictions, names, permutations=400, seed=1, groups=by)
+        lo, hi = null["mean"]["chance_ci"]
+        widths[key] = hi - lo
+    assert widths["identity"] > 1.8 * widths["image"]  # ~sqrt(10) x in expectation: 40 samples, not 400
+
+
+def test_grouped_null_moves_whole_people():
+    """Two people, ten images each: a shuffle by identity either keeps or swaps them (score 1 or 0), nothing between."""
+    groups = np.repeat([7, 3], 10)
+    labels = np.repeat([0, 1], 10)[:, None]
+    labels[2, 0] = -1  # a missing label stays missing
+    by_identity = permutation_null(labels, labels.copy(), ["a"], permutations=200, seed=0, groups=groups)
+    assert by_identity["mean"]["chance_ci"] == [0.0, 1.0]
+    by_image = permutation_null(labels, labels.copy(), ["a"], permutations=200, seed=0)
+    lo, hi = by_image["mean"]["chance_ci"]
+    assert 0.0 < lo and hi < 1.0
+
+
+def test_single_class_attributes_are_left_out_of_the_mean_and_named():
+    y = np.stack([np.array([0, 1, 0, 1]), np.array([1, 1, -1, 1]), np.array([-1, -1, -1, -1])], axis=1)
+    p = np.stack([np.array([0, 1, 1, 1]), np.array([0, 0, 0, 0]), np.array([0, 0, 0, 0])], axis=1)
+    scores = attribute_scores(y, p, ["two", "one", "none"])
+    assert list(scores["attributes"]) == ["two"] and scores["single_class"] == ["one"]
+    assert scores["mean"] == 0.75 and scores["chance_mean"] == 0.5  # "one" (chance 1.0) would have moved both
+    null = permutation_null(y, p, ["two", "one", "none"], permutations=20)
+    assert set(null) == {"mean", "two"}

@@ -32,7 +32,7 @@ def matrix(tmp_path_factory):
 
 def _one(rows, cipher, metric):
     rows = [r.as_dict() for r in rows.rows] if hasattr(rows, "rows") else rows
-    found = [r for r in rows if r["cipher"] == cipher and r["metric"] == metric]
+    found = [r for r in rows if r["cipher"] == cipher and r["metric"] == metric and "pairs" not in r]
     assert len(found) == 1, (cipher, metric, found)
     return found[0]
 
@@ -51,7 +51,9 @@ def test_rows_follow_the_schema(matrix):
         assert ("attribute" in row) == (row["metric"] == "attr_bacc")
     for cipher in ("plaintext", *CIPHERS):
         best = _one(rows, cipher, "attr_bacc_mean")
-        assert best["attack"] in best["candidates"]
+        assert best["attack"] in best["candidates"] and best["selected_by"] == "validation"
+        assert best["validation"] == max(c["validation"] for c in best["candidates"].values())
+        assert best["single_class"] == []  # every toy attribute has several classes among the users
         lo, hi = best["chance_ci"]
         assert lo <= hi
         shuffles_at_least = best["p_value"] * (SMOKE.permutations + 1)  # p = (1 + #null >= value) / (1 + shuffles)
@@ -63,6 +65,8 @@ def test_rows_follow_the_schema(matrix):
     assert key_ciphers == {*cipher_names(permutation="fixed"), *cipher_names(permutation="per-dimension")}
     for cipher in key_ciphers:
         key = _one(rows, cipher, "key_bits_recovered")
+        assert 0 <= key["validation"] <= 1  # the attacker's own words decrypted bit-exactly by the recovered key
+        assert 0 <= key["words_exact"] <= 1
         assert key["chance"] == 1.0 and key["value"] > 2 * key["chance"]  # measured 19 (fixed) and 9.3 (per dimension)
 
 
@@ -74,6 +78,11 @@ def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
         row = _one(rows, cipher, "attr_bacc_mean")
         lo, hi = row["chance_ci"]
         assert lo <= row["value"] <= hi and row["p_value"] > 0.05  # indistinguishable from shuffled labels
+        linking = _one(rows, cipher, "reid_rank1")
+        lo, hi = linking["chance_ci"]
+        assert lo <= linking["value"] <= hi and linking["p_value"] > 0.05  # rank-1 as of shuffled queries
+    linking = _one(rows, "plaintext", "reid_rank1")
+    assert linking["value"] > linking["chance_ci"][1] and linking["p_value"] < 0.05
     one_time = _one(rows, "shufflebits-otp", "attr_bacc_mean")  # the same test rejects a leak this size
     assert one_time["value"] > one_time["chance_ci"][1] and one_time["p_value"] < 0.05
     zeros_reid = _one(rows, "shufflebits-otp", "reid_rank1")
@@ -107,6 +116,28 @@ def test_searchable_and_iso_rows(matrix):
         assert renew["value"] <= renew["chance"] + 0.1
     assert _one(rows, "plaintext", "unlinkability_dsys")["value"] > 0.5
     assert _one(rows, "dcpe", "unlinkability_dsys")["value"] > 0.5  # s = 1, no shuffle: c is m plus a little noise
+
+
+def test_known_pairs_rows_follow_the_profile(matrix):
+    result, _ = matrix
+    rows = [row.as_dict() for row in result.rows]
+    permuted = (*cipher_names(permutation="fixed"), *cipher_names(permutation="per-dimension"))
+    key_rows = {r["cipher"] for r in rows if r["metric"] == "key_bits_recovered" and "pairs" in r}
+    assert key_rows == set(permuted)  # no other cipher has a known-pair key attack
+    for cipher in permuted:
+        key = [r for r in rows if r["cipher"] == cipher and r["metric"] == "key_bits_recovered" and "pairs" in r]
+        attr = [r for r in rows if r["cipher"] == cipher and r["attack"] == "known-pairs+attr-mlp" and "pairs" in r]
+        assert [r["pairs"] for r in key] == [r["pairs"] for r in attr] == list(SMOKE.known_pairs)
+        assert all(r["attack"] == "known-pairs" and r["of"] == 32 for r in key)
+        assert all(0 <= r["words_exact"] <= 1 and 0 <= r["validation"] <= 1 for r in key)
+        assert key[-1]["bits_determined"] >= key[0]["bits_determined"]
+        assert key[-1]["words_exact"] > 0.9  # a handful of the attacker's own pairs decrypt (nearly) every word
+        reid = [r for r in rows if r["cipher"] == cipher and r["metric"] == "reid_rank1" and "pairs" in r]
+        assert [r["pairs"] for r in reid] == [SMOKE.known_pairs[-1]]
+        plain_reid = _one(rows, "plaintext", "reid_rank1")["value"]
+        assert reid[0]["value"] == pytest.approx(plain_reid, abs=0.1)
+        best = _one(rows, cipher, "attr_bacc_mean")
+        assert "known-pairs+attr-mlp" in best["candidates"]
 
 
 def test_files_are_written(matrix):

@@ -15,6 +15,7 @@ import pytest
 
 from shufflebits.study.numbers import figure
 from shufflebits.study.report import best_rows, build_figures, jsonable, render_html, summary_table, write_report
+from shufflebits.study.report.select import RULE_ONLY, RULE_USERS, RULE_VALIDATION
 from shufflebits.study.verdict import MIN_PLAINTEXT_ADVANTAGE, verdict
 
 ROWS = [
@@ -286,3 +287,43 @@ def test_throughput_headers_are_words_and_each_row_prints_once():
     assert "load 2.6 on 2 CPUs (load above the CPU count" in table
     text = summary_table(_results(throughput=rows))
     assert text.count("ShuffleBits fixed [numba]") == 1 and "mfloat" not in text
+
+
+def _key_row(attack, value, validation, pairs=None):
+    row = {"cipher": "shufflebits", "attack": attack, "metric": "key_bits_recovered", "value": value, "chance": 1.0}
+    row.update(n=100, of=32, validation=validation, words_exact=validation, bits_equivalent=value + 1)
+    return row if pairs is None else {**row, "pairs": pairs}
+
+
+PAIR_ROWS = [
+    _key_row("key-recovery", 26.0, 0.4),
+    _key_row("known-pairs", 31.0, 0.98, pairs=1),
+    _key_row("known-pairs", 30.0, 1.0, pairs=64),  # lower on the users' key, better on the attacker's own pairs
+    {"cipher": "shufflebits", "attack": "known-pairs+attr-mlp", "metric": "attr_bacc_mean", "pairs": 1}
+    | {"value": 0.6, "chance": 0.4, "n": 50, "validation": 0.55},
+    {"cipher": "shufflebits", "attack": "known-pairs+attr-mlp", "metric": "attr_bacc_mean", "pairs": 64}
+    | {"value": 0.7, "chance": 0.4, "n": 50, "validation": 0.65, "single_class": ["backpack"]},
+]
+
+
+def test_cells_are_chosen_on_the_attackers_validation_split_and_say_how():
+    best = best_rows([*ROWS, *PAIR_ROWS])
+    key = best[("shufflebits", "key_bits_recovered")]
+    assert key["pairs"] == 64 and key["value"] == 30.0 and key["selected_by"] == RULE_VALIDATION
+    assert best[("shufflebits", "attr_bacc_mean")]["pairs"] == 64
+    assert best[("aes-gcm", "attr_bacc_mean")]["selected_by"] == RULE_ONLY
+    assert best[("plaintext", "attr_bacc_mean")]["selected_by"] == RULE_USERS  # no validation recorded: flagged
+    text = summary_table(_results(leakage=[*ROWS, *PAIR_ROWS]))
+    assert "30.0 of 32 (64p)" in text and RULE_VALIDATION in text
+    assert "left out of the attribute means (one class among the users): backpack (shufflebits)" in text
+
+
+def test_known_pairs_curve_is_drawn_and_tabled():
+    figures = build_figures(_results(leakage=[*ROWS, *PAIR_ROWS]), {})
+    pairs = figures["known_pairs"]
+    assert pairs.count("data:image/png;base64,") == 1 and 'id="known-pairs-table"' in pairs
+    table = pairs.split('<table id="known-pairs-table">')[1].split("</table>")[0]
+    assert table.count("<tr>") == 3 and "31.0" in table and "0.700" in table  # header + one line per pair count
+    page = render_html(_results(leakage=[*ROWS, *PAIR_ROWS]), figures)
+    assert 'id="known-pairs"' in page and "64 known pairs" in page
+    assert "known_pairs" not in build_figures(_results(), {})

@@ -3,7 +3,8 @@
 Attribute inference and image reconstruction (the paper's attacks), adaptive
 attacks for an attacker who knows the cipher but not the key (same-key
 learning on ciphertext views, permutation invariants, ShuffleBits key
-recovery), and the leakage matrix that runs them all against every cipher.
+recovery from statistics alone and from known plaintext–ciphertext pairs),
+and the leakage matrix that runs them all against every cipher.
 Importing this package registers ``attr-mlp``, ``attr-paper``,
 ``recon-autoencoder`` and ``recon-gan`` for ``create_attack``, and the attacks on
 the searchable ciphers (``searchable``): ``invert-procrustes``, ``invert-shuffle``,
@@ -14,6 +15,7 @@ from . import searchable  # noqa: F401 (registers the searchable-cipher attacks)
 from .attribute import AttributeInference
 from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
+from .knownpairs import KNOWN_PAIR_ATTACKS, BitPermutationPairs, known_pair_attack
 from .leakage import leakage_matrix
 from .leakage_files import leakage_markdown, read_leakage, write_leakage
 from .reconstruction import Reconstructor
@@ -23,8 +25,10 @@ from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
 
 __all__ = [
+    "KNOWN_PAIR_ATTACKS",
     "AttackProfile",
     "AttributeInference",
+    "BitPermutationPairs",
     "LabelledFeatures",
     "LeakageResult",
     "LeakageRow",
@@ -39,6 +43,7 @@ __all__ = [
     "float_view",
     "grid_png",
     "invariant_view",
+    "known_pair_attack",
     "leakage_markdown",
     "leakage_matrix",
     "partial_decrypt",

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import ShuffleBitsError
-from .views import WORD_BITS, as_words, bits_to_words, partial_decrypt, word_bits
+from .views import WORD_BITS, as_words, bits_to_words, partial_decrypt, permute_bits, word_bits
 
 
 @dataclass
@@ -42,6 +42,10 @@ class RecoveredKey:
     def decrypt(self, words: np.ndarray) -> np.ndarray:
         return partial_decrypt(words, self.perm)
 
+    def decrypt_words(self, words: np.ndarray) -> np.ndarray:
+        """The plaintext words under this permutation, integers only (bit-exact where the key is right)."""
+        return permute_bits(words, np.argsort(self.perm, axis=-1))
+
 
 def _statistics(bits: np.ndarray) -> tuple[np.ndarray, int]:
     """Co-occurrence ``(..., 32, 32)`` of bit columns (diagonal: frequencies) over axis 0, and the count."""
@@ -56,13 +60,15 @@ def _variance(joint: np.ndarray, n_cipher: int, n_ref: int) -> np.ndarray:
 
 
 @numba.njit(cache=False)
-def _refine(C, M, V, perm, max_passes):
-    """Pair swaps of ``perm`` that lower sum (C[j,l] - M[p_j,p_l])^2 / V[p_j,p_l]."""
+def _refine(C, M, V, perm, allowed, max_passes):
+    """Pair swaps of ``perm`` that lower sum (C[j,l] - M[p_j,p_l])^2 / V[p_j,p_l], keeping ``allowed[j, p_j]``."""
     n = len(perm)
     for _ in range(max_passes):
         improved = False
         for a in range(n):
             for b in range(a + 1, n):
+                if not (allowed[a, perm[b]] and allowed[b, perm[a]]):
+                    continue
                 delta = 0.0
                 for sign in (1.0, -1.0):
                     if sign < 0:
@@ -87,13 +93,18 @@ def _refine(C, M, V, perm, max_passes):
     return perm
 
 
-def _solve(C: np.ndarray, M: np.ndarray, V: np.ndarray, refine: bool) -> np.ndarray:
-    """One permutation from ciphertext co-occurrence ``C`` and reference ``M`` (both 32x32)."""
+def solve(C: np.ndarray, M: np.ndarray, V: np.ndarray, refine: bool = True, allowed=None) -> np.ndarray:
+    """One permutation from ciphertext co-occurrence ``C`` and reference ``M`` (both 32x32).
+
+    ``allowed[j, k]`` (default: everything) says ciphertext position ``j`` may
+    hold plaintext position ``k`` (known pairs rule the others out).
+    """
+    allowed = np.ones((WORD_BITS, WORD_BITS), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     cost = (np.diag(C)[:, None] - np.diag(M)[None, :]) ** 2 / np.diag(V)[None, :]
-    _, perm = linear_sum_assignment(cost)
+    _, perm = linear_sum_assignment(np.where(allowed, cost, np.inf))
     perm = perm.astype(np.int64)
     if refine:
-        perm = _refine(C, M, V, perm, 20)
+        perm = _refine(C, M, V, perm, allowed, 20)
     return perm
 
 
@@ -122,25 +133,32 @@ def recover_permutation(
     statistics (``shufflebits-dim``); otherwise one for all words (fixed mode).
     """
     words = as_words(words)
+    C, M, V = bit_statistics(words, reference, per_dimension)
+    if per_dimension:
+        perm = np.stack([solve(C[e], M[e], V[e], refine) for e in range(len(C))])
+        confident = np.stack([_confident(M[e], V[e], z) for e in range(len(M))])
+    else:
+        perm = solve(C, M, V, refine)
+        confident = _confident(M, V, z)
+    return RecoveredKey(perm=perm, confident=confident, n_words=int(words.size))
+
+
+def bit_statistics(words: np.ndarray, reference: np.ndarray, per_dimension: bool):
+    """``(C, M, V)``: co-occurrence of ciphertext and reference bit columns and its variance.
+
+    ``(32, 32)`` each for a fixed key, ``(d, 32, 32)`` per dimension.
+    """
+    words = as_words(words)
     reference = np.ascontiguousarray(reference, dtype=np.float32)
     if reference.ndim != 2 or reference.shape[1] != words.shape[1]:
         raise ShuffleBitsError(f"reference features {reference.shape} do not match ciphertext words {words.shape}")
     cipher_bits = word_bits(words)
     plain_bits = word_bits(reference.view(np.uint32))
-    if per_dimension:
-        C, n_c = _statistics(cipher_bits)
-        M, n_r = _statistics(plain_bits)
-    else:
-        C, n_c = _statistics(cipher_bits.reshape(-1, WORD_BITS))
-        M, n_r = _statistics(plain_bits.reshape(-1, WORD_BITS))
-    V = _variance(M, n_c, n_r)
-    if per_dimension:
-        perm = np.stack([_solve(C[e], M[e], V[e], refine) for e in range(len(C))])
-        confident = np.stack([_confident(M[e], V[e], z) for e in range(len(M))])
-    else:
-        perm = _solve(C, M, V, refine)
-        confident = _confident(M, V, z)
-    return RecoveredKey(perm=perm, confident=confident, n_words=int(words.size))
+    if not per_dimension:
+        cipher_bits, plain_bits = cipher_bits.reshape(-1, WORD_BITS), plain_bits.reshape(-1, WORD_BITS)
+    C, n_c = _statistics(cipher_bits)
+    M, n_r = _statistics(plain_bits)
+    return C, M, _variance(M, n_c, n_r)
 
 
 def true_permutation(cipher, d: int) -> np.ndarray:

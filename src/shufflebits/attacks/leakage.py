@@ -20,17 +20,21 @@ from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..registry import create_attack
 from ..runtime import torch_threads
-from .attribute import AttributeInference
+from .attribute import AttributeInference, validation_score
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
+from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
 from .reconstruction import VARIANTS, Reconstructor
-from .reconstruction_eval import evaluate_reconstruction, rank1, reconstruction_grid, shuffled_rank1
+from .reconstruction_eval import evaluate_reconstruction, rank1, rank1_chance, reconstruction_grid
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import invariant_view
 
 PER_DIMENSION_KEY = {"fixed": False, "per-dimension": True}  # catalogue permutation -> recover_permutation mode
 IMAGE = "image"  # the rows of the raw-pixel probe: no feature vector at all, the image itself
+SELECTED_BY_VALIDATION = "validation"  # details["selected_by"]: best of the candidates on the attacker's held-out split
+ONLY_ATTACK = "only attack"  # one candidate: nothing was chosen
+RANK1_SHUFFLES = 200  # query shuffles behind each rank-1 chance level and its interval
 PIXEL_PROBE_SIZE = (32, 16)  # (H, W): enough for colours, sleeves and accessories, small enough for an MLP
 
 
@@ -93,7 +97,9 @@ class _Matrix:
         names = users.attribute_names
         scores = {attack: attribute_scores(users.labels, pred, names) for attack, (_, pred) in candidates.items()}
         best = max(candidates, key=lambda attack: candidates[attack][0])
-        null = permutation_null(users.labels, candidates[best][1], names, self.profile.permutations, self.seed)
+        null = permutation_null(
+            users.labels, candidates[best][1], names, self.profile.permutations, self.seed, groups=users.pids
+        )
         score = scores[best]
         self.rows.append(
             LeakageRow(
@@ -106,6 +112,8 @@ class _Matrix:
                 details={
                     **null["mean"],
                     "validation": candidates[best][0],
+                    "selected_by": SELECTED_BY_VALIDATION if len(candidates) > 1 else ONLY_ATTACK,
+                    "single_class": score["single_class"],
                     "candidates": {
                         attack: {"value": scores[attack]["mean"], "validation": validation}
                         for attack, (validation, _) in candidates.items()
@@ -166,15 +174,21 @@ class _Matrix:
         )
         self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
 
-    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features) -> None:
+    def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, own, pairs=None) -> None:
+        """``own``: the attacker's images in the same view; their rank-1 among themselves is the validation score."""
+        null = rank1_chance(
+            query_features, gallery_features, self.query, self.gallery, self.seed, n_shuffles=RANK1_SHUFFLES
+        )
         self.rows.append(
             LeakageRow(
                 cipher=cipher,
                 attack=attack,
                 metric="reid_rank1",
                 value=rank1(query_features, gallery_features, self.query, self.gallery),
-                chance=shuffled_rank1(query_features, gallery_features, self.query, self.gallery, self.seed),
+                chance=null.pop("chance"),
                 n=len(query_features),
+                pairs=pairs,
+                details={**null, "validation": rank1(own, own, self.attacker, self.attacker)},
             )
         )
 
@@ -199,7 +213,7 @@ class _Matrix:
         self.add_attribute_rows(
             "plaintext", {name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()}
         )
-        self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features)
+        self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features, a.features)
         q, g = self.query, self.gallery
         self.rows += ciphertext_reid_rows("plaintext", q.features, g.features, "euclidean", q, g, self.seed)
         self.rows += iso_rows("plaintext", q.features, g.features, q, g, {"identity": q.features}, self.seed)
@@ -210,6 +224,58 @@ class _Matrix:
                 reconstructions = decoders[variant].predict(self.query.features)
                 self.add_reconstruction_rows("plaintext", f"recon-{variant}", reconstructions, models["attr-mlp"])
         return models["attr-mlp"], decoders
+
+    def known_pairs(self, name, cipher, A, Q, G, plain_model, candidates) -> list[LeakageRow]:
+        """Key recovery from k of the attacker's own pairs, for each k of the profile, then attacks through the key.
+
+        Returns the curve's rows (key bits and attribute inference per k); the
+        largest k joins ``candidates`` and its key gives the re-ID row.
+        """
+        a, users = self.attacker, self.users
+        U = np.concatenate([Q, G])
+        attack = known_pair_attack(spec(name), ciphertexts=np.concatenate([A, U]), reference=a.features)
+        if attack is None:
+            return []
+        curve = pair_curve(attack, cipher, a.features, A, users.features, U, self.profile.known_pairs, self.seed)
+        val, names, rows = plain_model.validation_index_, a.attribute_names, []
+        for k, key, validation, evaluation in zip(curve.pairs, curve.keys, curve.validation, curve.evaluation):
+            details = dict(evaluation)
+            value = details.pop("value")
+            rows.append(
+                LeakageRow(
+                    cipher=name,
+                    attack="known-pairs",
+                    metric=attack.metric,
+                    value=value,
+                    chance=1.0,
+                    n=key.n_words,
+                    pairs=k,
+                    details={"validation": validation, **details},
+                )
+            )
+            own = validation_score(a.labels[val], plain_model.predict(key.decrypt(A[val])), names)
+            predictions = plain_model.predict(key.decrypt(U))
+            score = attribute_scores(users.labels, predictions, users.attribute_names)
+            null = permutation_null(
+                users.labels, predictions, users.attribute_names, self.profile.permutations, self.seed, users.pids
+            )
+            rows.append(
+                LeakageRow(
+                    cipher=name,
+                    attack="known-pairs+attr-mlp",
+                    metric="attr_bacc_mean",
+                    value=score["mean"],
+                    chance=score["chance_mean"],
+                    n=score["n"],
+                    pairs=k,
+                    details={**null["mean"], "validation": own, "single_class": score["single_class"]},
+                )
+            )
+        if curve.pairs:
+            key, k = curve.keys[-1], curve.pairs[-1]
+            candidates["known-pairs+attr-mlp"] = (rows[-1].details["validation"], plain_model.predict(key.decrypt(U)))
+            self.add_reid_row(name, "known-pairs", key.decrypt(Q), key.decrypt(G), key.decrypt(A), pairs=k)
+        return rows
 
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
         a = self.attacker
@@ -226,7 +292,7 @@ class _Matrix:
         for attack, view in (("same-key-bits", "bits"), ("same-key-float", "float"), ("invariants", "invariants")):
             model = self.fit_attribute("mlp", view, A)
             candidates[attack] = (model.validation_score_, model.predict(U))
-        self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G))
+        self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G), invariant_view(A))
         decrypt = None
         permutation = spec(name).permutation
         if permutation in PER_DIMENSION_KEY:
@@ -242,25 +308,32 @@ class _Matrix:
                     value=result["bits_exact"],
                     chance=1.0,
                     n=recovered.n_words,
-                    details={"of": 32, **{k: v for k, v in result.items() if k != "bits_exact"}},
+                    details={
+                        "of": 32,
+                        **{k: v for k, v in result.items() if k != "bits_exact"},
+                        "validation": validate_key(recovered, a.features, A),
+                        "words_exact": validate_key(recovered, self.users.features, U),  # the users' words
+                    },
                 )
             )
             decrypt = recovered.decrypt
             estimates["key-recovery"] = decrypt(Q)
             val = plain_model.validation_index_
             own = plain_model.predict(decrypt(A)[val])
-            validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
+            validation = validation_score(a.labels[val], own, a.attribute_names)
             candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
         if inversion is not None:  # known pairs invert every template: the plaintext attack on the inversions
             val = plain_model.validation_index_
             own = plain_model.predict(inversion.predict(VA[val]).astype(np.float32))
-            validation = attribute_scores(a.labels[val], own, a.attribute_names)["mean"]
+            validation = validation_score(a.labels[val], own, a.attribute_names)
             inverted = inversion.predict(np.concatenate([VQ, VG])).astype(np.float32)
             candidates["known-pairs+attr-mlp"] = (validation, plain_model.predict(inverted))
         second_key = experiment_cipher(name, self.seed + 1)
         gallery_b = second_key.encrypt(np.ascontiguousarray(self.gallery.features, dtype=np.float32))
         self.rows += iso_rows(name, sealed[1], gallery_b, self.query, self.gallery, estimates, self.seed)
+        curve_rows = self.known_pairs(name, cipher, A, Q, G, plain_model, candidates)
         self.add_attribute_rows(name, candidates)
+        self.rows.extend(curve_rows)
         if not self.can_reconstruct:
             return
         if inversion is not None:
@@ -298,11 +371,25 @@ def leakage_matrix(
     sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
-    per-dimension, against the true key); template protection (``attacks.protection``):
-    ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``, ``known_pair_cosine``,
-    ``ciphertext_only_cosine`` for matchable ciphers, and ``unlinkability_dsys``,
-    ``renewability_rank1``, ``irreversibility_success`` for every cipher and plaintext.
-    Matchable ciphers also get the plaintext attacks on their known-pair inversions
+    per-dimension, against the true key): attack ``key-recovery`` from
+    ciphertext statistics alone, and ``known-pairs`` from ``pairs`` of the
+    attacker's own plaintext–ciphertext pairs for each count in the profile's
+    ``known_pairs`` (with ``words_exact``, the users' words decrypted
+    bit-exactly), each followed by an ``attr_bacc_mean`` row through that key
+    and, for the largest count, a ``reid_rank1`` row.
+    Chance intervals: labels are shuffled by identity (users are several images
+    of one person); rank-1 chance is the mean of ``RANK1_SHUFFLES`` query
+    shuffles with its ``chance_ci``. Attributes with a single class among the
+    users are left out of the mean and named in ``single_class``. Every row that
+    can be chosen carries ``validation``, its figure on the attacker's own
+    held-out data (rank-1 among the attacker's images, words of its own pairs
+    decrypted bit-exactly); rows that chose among ``candidates`` say so in
+    ``selected_by``.
+    Template protection (``attacks.protection``): ``reid_rank1_ciphertext`` /
+    ``reid_map_ciphertext``, ``known_pair_cosine``, ``ciphertext_only_cosine`` for
+    matchable ciphers, and ``unlinkability_dsys``, ``renewability_rank1``,
+    ``irreversibility_success`` for every cipher and plaintext. Matchable ciphers
+    also get the plaintext attacks on their known-pair inversions
     (``known-pairs+attr-mlp``, ``known-pairs+recon-*``).
     With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
     attribute attack on downsampled pixels: what the image alone reveals, the

@@ -27,8 +27,8 @@ def leakage_markdown(rows, per_attribute: bool = True) -> str:
     rows = [row.as_dict() if isinstance(row, LeakageRow) else row for row in rows]
     if not per_attribute:
         rows = [row for row in rows if row["metric"] != "attr_bacc"]
-    header = ["cipher", "attack", "metric", "attribute", "value", "chance", "chance 95% CI", "p", "n"]
-    keys = ["cipher", "attack", "metric", "attribute", "value", "chance", "chance_ci", "p_value", "n"]
+    header = ["cipher", "attack", "metric", "attribute", "pairs", "value", "chance", "chance 95% CI", "p", "n"]
+    keys = ["cipher", "attack", "metric", "attribute", "pairs", "value", "chance", "chance_ci", "p_value", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(key)) for key in keys) + " |")

@@ -35,10 +35,55 @@ def rank1(query_features, gallery_features, query, gallery, metric: str = "cosin
     return float(result["cmc"][0])
 
 
-def shuffled_rank1(query_features, gallery_features, query, gallery, seed: int = 0, metric: str = "cosine") -> float:
-    """Chance for rank-1: the same query vectors handed to the wrong people."""
-    order = np.random.default_rng(seed).permutation(len(query_features))
-    return rank1(np.asarray(query_features)[order], gallery_features, query, gallery, metric)
+def _rank1_of(distances: np.ndarray, query, gallery) -> float:
+    """Rank-1 from a query x gallery distance matrix, by ``reid.evaluate``'s rules.
+
+    Gallery entries of the query's identity and camera (and junk) are skipped,
+    queries without a valid match are left out, ties go to gallery order.
+    """
+    from ..reid.metrics import JUNK_PID
+
+    q_pids, g_pids = np.asarray(query.pids)[:, None], np.asarray(gallery.pids)[None, :]
+    same = g_pids == q_pids
+    invalid = (g_pids == JUNK_PID) | (same & (np.asarray(gallery.camids)[None, :] == np.asarray(query.camids)[:, None]))
+    has_match = (same & ~invalid).any(axis=1)
+    top = np.argmin(np.where(invalid, np.inf, distances), axis=1)
+    return float(same[np.arange(len(top)), top][has_match].mean())
+
+
+def shuffled_rank1(
+    query_features, gallery_features, query, gallery, seed: int = 0, metric: str = "cosine", n_shuffles: int = 200
+) -> float:
+    """Chance for rank-1: the same query vectors handed to the wrong people, mean over ``n_shuffles`` shuffles.
+
+    ``rank1_chance`` gives the same with its interval and p-value.
+    """
+    return rank1_chance(query_features, gallery_features, query, gallery, seed, metric, n_shuffles)["chance"]
+
+
+def rank1_chance(
+    query_features, gallery_features, query, gallery, seed: int = 0, metric: str = "cosine", n_shuffles: int = 200
+) -> dict:
+    """Rank-1 of the query vectors handed to the wrong people, ``n_shuffles`` times.
+
+    ``chance``: the mean over the shuffles, ``chance_ci`` their 95% interval,
+    ``p_value`` the one-sided p-value of the unshuffled rank-1 (one distance
+    matrix; each shuffle reorders its rows).
+    """
+    from ..reid.metrics import distance_matrix
+
+    query_features = np.asarray(query_features, dtype=np.float64)
+    distances = distance_matrix(query_features, np.asarray(gallery_features, dtype=np.float64), metric)
+    rng = np.random.default_rng(seed)
+    null = np.array([_rank1_of(distances[rng.permutation(len(distances))], query, gallery) for _ in range(n_shuffles)])
+    lo, hi = np.percentile(null, [2.5, 97.5])
+    observed = _rank1_of(distances, query, gallery)
+    return {
+        "chance": float(null.mean()),
+        "chance_ci": [float(lo), float(hi)],
+        "p_value": float((1 + np.sum(null >= observed)) / (1 + n_shuffles)),
+        "shuffles": int(n_shuffles),
+    }
 
 
 def evaluate_reconstruction(

@@ -52,18 +52,20 @@ class AttackProfile:
     recon_variants: tuple[str, ...]
     surrogate_epochs: int
     permutations: int  # label shuffles behind each chance interval
+    known_pairs: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # pairs the known-pair key recovery is given, each
 
 
-_ROW_FIELDS = ("cipher", "attack", "metric", "value", "chance", "n", "attribute")
+_ROW_FIELDS = ("cipher", "attack", "metric", "value", "chance", "n", "attribute", "pairs")
 
 
 @dataclass(frozen=True)
 class LeakageRow:
     """One figure of the leakage matrix: what ``attack`` reached on ``cipher``, beside its chance level.
 
-    ``details`` holds the metric's extra figures (``chance_ci``, ``p_value``,
-    ``validation``, ``candidates``, ...); ``as_dict`` flattens them, which is the
-    layout of ``leakage.json``.
+    ``pairs``: how many known plaintext–ciphertext pairs the attack was given
+    (known-pair rows only). ``details`` holds the metric's extra figures
+    (``chance_ci``, ``p_value``, ``validation``, ``candidates``, ...); ``as_dict``
+    flattens them, which is the layout of ``leakage.json``.
     """
 
     cipher: str
@@ -74,11 +76,14 @@ class LeakageRow:
     n: int
     attribute: str | None = None
     details: dict = field(default_factory=dict)
+    pairs: int | None = None
 
     def as_dict(self) -> dict:
         row = {"cipher": self.cipher, "attack": self.attack, "metric": self.metric}
         if self.attribute is not None:
             row["attribute"] = self.attribute
+        if self.pairs is not None:
+            row["pairs"] = self.pairs
         row.update(value=self.value, chance=self.chance, n=self.n)
         row.update(self.details)
         return row
@@ -95,6 +100,7 @@ class LeakageRow:
             n=row["n"],
             attribute=row.get("attribute"),
             details=details,
+            pairs=row.get("pairs"),
         )
 
     def get(self, name: str, default=None):

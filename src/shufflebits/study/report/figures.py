@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 
+from ..numbers import figure
 from .sections import throughput_table
 from .select import THROUGHPUT, cipher_rank, measured, row_label
 
@@ -108,6 +109,94 @@ def bar_figure(labels: list[str], values: list[float], xlabel: str, ylabel: str,
     return _figure_uri(fig)
 
 
+def _curve(rows: list[dict], cipher: str, metric: str) -> list[dict]:
+    return sorted(
+        (r for r in rows if r["cipher"] == cipher and r["metric"] == metric and r.get("pairs") is not None),
+        key=lambda r: r["pairs"],
+    )
+
+
+def known_pairs_html(rows: list[dict]) -> str | None:
+    """Key bits recovered and attribute accuracy through the recovered key, against the number of known pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ciphers = sorted({r["cipher"] for r in rows if r.get("pairs") is not None}, key=cipher_rank)
+    if not ciphers:
+        return None
+    plain = next((r for r in rows if r["cipher"] == "plaintext" and r["metric"] == "attr_bacc_mean"), None)
+    fig, (bits, attrs) = plt.subplots(1, 2, figsize=(10.5, 3.4))
+    table = []
+    for cipher in ciphers:
+        key, attr = _curve(rows, cipher, "key_bits_recovered"), _curve(rows, cipher, "attr_bacc_mean")
+        pairs = [r["pairs"] for r in key]
+        (line,) = bits.plot(pairs, [r["value"] for r in key], marker="o", label=f"{cipher}: exact")
+        color = line.get_color()
+        alone = [r for r in rows if r["cipher"] == cipher and r["metric"] == "key_bits_recovered" and "pairs" not in r]
+        for r in alone:  # statistics only, no pairs: the level the pairs start from
+            bits.axhline(r["value"], color=color, ls=":", lw=1, label=f"{cipher}: statistics only")
+        bits.plot(pairs, [r.get("bits_equivalent") for r in key], ls="--", color=color, label=f"{cipher}: equivalent")
+        attrs.plot([r["pairs"] for r in attr], [r["value"] for r in attr], marker="o", color=color, label=cipher)
+        accuracy = {r["pairs"]: r["value"] for r in attr}
+        table.extend((cipher, r, accuracy.get(r["pairs"])) for r in key)
+    if plain is not None:
+        attrs.axhline(plain["value"], color="black", lw=1, label="plaintext")
+        attrs.axhline(plain["chance"], color="grey", lw=1, ls=":", label="chance (constant guess)")
+    for axis, ylabel in ((bits, "bit positions of 32"), (attrs, "mean balanced accuracy")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("known plaintext–ciphertext pairs")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    bits.set_title("key recovered", fontsize=10)
+    attrs.set_title("attribute inference through the recovered key", fontsize=10)
+    fig.tight_layout()
+    head = "".join(
+        f"<th>{words}</th>"
+        for words in (
+            "pairs",
+            "bit positions exact (of 32)",
+            "equivalent on the users' data",
+            "fixed by the pairs alone",
+            "users' words decrypted bit-exactly",
+            "attacker's held-out words decrypted bit-exactly",
+            "attribute accuracy",
+        )
+    )
+    body = "".join(
+        f'<tr><td class="name">{html.escape(cipher)}</td>'
+        + "".join(
+            f"<td>{html.escape(figure(value, digits))}</td>"
+            for value, digits in (
+                (r["pairs"], 0),
+                (r["value"], 1),
+                (r.get("bits_equivalent"), 1),
+                (r.get("bits_determined"), 1),
+                (r.get("words_exact"), 4),
+                (r.get("validation"), 4),
+                (accuracy, 3),
+            )
+        )
+        + "</tr>"
+        for cipher, r, accuracy in table
+    )
+    note = (
+        '<p class="note">The attacker encrypts its own images through the black box, so it holds plaintext–'
+        "ciphertext pairs under the users' key. Each pair pins a ciphertext bit position to the plaintext "
+        "positions whose bits match on every pair; positions the pairs leave tied are placed by ciphertext "
+        'statistics. "Equivalent": the recovered position holds the same bit as the true one on every user '
+        "value, so it decrypts alike (bit columns that never differ on this model's features cannot be told "
+        "apart by any attack).</p>"
+    )
+    return (
+        f'<figure><img src="{_figure_uri(fig)}" alt="known-pair key recovery"></figure>'
+        f'<table id="known-pairs-table"><thead><tr><th class="name">cipher</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{note}"
+    )
+
+
 def throughput_html(rows: list[dict]) -> str:
     """The benchmark's rows as a table, under a bar chart of the measured ones."""
     table = throughput_table(rows)
@@ -132,6 +221,9 @@ def build_figures(results: dict, grids: dict) -> dict[str, str]:
     figures = {}
     if results.get("leakage"):
         figures["reconstruction"] = reconstruction_html(grids)
+        pairs = known_pairs_html(results["leakage"])
+        if pairs:
+            figures["known_pairs"] = pairs
     history = results.get("training_history")
     if history:
         uri = training_figure(history)

@@ -179,6 +179,11 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             leakage,
             failures.get("leakage"),
         ),
+        *(
+            [section("Key recovery from known pairs", "known-pairs", figures["known_pairs"], failures.get("leakage"))]
+            if figures.get("known_pairs")
+            else []
+        ),
         section(
             "Image reconstruction from features",
             "reconstruction",

@@ -12,7 +12,6 @@ from ..numbers import figure
 from .select import (
     ISO_ORDER,
     METRIC_ORDER,
-    RULE_USERS,
     RULE_VALIDATION,
     SEARCH_ORDER,
     THROUGHPUT_COLUMNS,
@@ -22,6 +21,7 @@ from .select import (
     feature_label,
     headline_rule,
     is_throughput,
+    same_row,
 )
 
 METRIC_TITLES = {
@@ -84,10 +84,17 @@ def _advantage(row: dict) -> float:
 def _key_recovery(row: dict) -> tuple[str, str]:
     """``24.0 of 32`` and what it means: bit positions placed correctly, over how many ciphertext words."""
     value = f"{figure(row['value'], 1)} of {row.get('of', 32)}"
-    detail = (
-        f"bit positions placed correctly (mean over the key's permutations), from {figure(row.get('n'))} "
-        f"ciphertext words; a random guess places {figure(row.get('chance'), 0)}"
+    source = (
+        f"{figure(row.get('n'))} ciphertext words"
+        if row.get("pairs") is None
+        else f"{figure(row['pairs'])} known plaintext–ciphertext pairs, ties placed by ciphertext statistics"
     )
+    detail = (
+        f"bit positions placed correctly (mean over the key's permutations), from {source}; "
+        f"a random guess places {figure(row.get('chance'), 0)}"
+    )
+    if row.get("words_exact") is not None:
+        detail += f"; users' words decrypted bit-exactly: {figure(row['words_exact'], 4)}"
     return html.escape(value), html.escape(detail)
 
 
@@ -109,6 +116,11 @@ def _cell(row: dict | None, compact: bool = False) -> str:
             detail += f" · {fmt(row.get('n'))} user samples"
     if not compact and row.get("attack"):
         detail += f" · {html.escape(str(row['attack']))}"
+    if not compact and row.get("pairs") is not None:
+        detail += f" · {fmt(row['pairs'])} known pairs"
+    if not compact and row.get("single_class"):
+        left_out = ", ".join(html.escape(str(name)) for name in row["single_class"])
+        detail += f" · left out of the mean (one class among the users): {left_out}"
     beaten = beaten_by(row) if not compact else None
     if beaten:
         detail += (
@@ -145,13 +157,14 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
             metric += f": {row['attribute']}"
         ci = row.get("chance_ci")
         interval = f"{figure(ci[0])}–{figure(ci[1])}" if isinstance(ci, list) and len(ci) == 2 else None
-        headline = best.get((row["cipher"], row["metric"])) is row
+        cell = best.get((row["cipher"], row["metric"]))
+        headline = same_row(cell, row)
         candidates = row.get("candidates")
         if candidates:
             for attack, candidate in candidates.items():
                 chosen = attack == row["attack"]
                 place = (
-                    f"yes: {RULE_VALIDATION}"
+                    (f"yes: {RULE_VALIDATION}" if headline else f"no: {cell['attack']} scored higher on validation")
                     if chosen
                     else f"no: {row['attack']} scored higher on validation"
                     + (" (but this attack is higher on the users' data)" if candidate["value"] > row["value"] else "")
@@ -176,16 +189,17 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
         elif headline:
             place = f"yes: {headline_rule(row)}"
         else:
-            place = f"no: {RULE_USERS} is {best[(row['cipher'], row['metric'])]['attack']}"
+            place = f"no: the cell shows {cell['attack']} ({headline_rule(cell)})"
         value = (
             f"{figure(row['value'], 1)} of {row.get('of', 32)}"
             if row["metric"] == "key_bits_recovered"
             else row["value"]
         )
+        attack = row["attack"] if row.get("pairs") is None else f"{row['attack']} ({row['pairs']} pairs)"
         lines.append(
             (
                 row["cipher"],
-                row["attack"],
+                attack,
                 metric,
                 value,
                 row.get("chance"),
@@ -241,8 +255,9 @@ def leakage_html(rows: list[dict]) -> str:
         f"<tbody>{body}</tbody></table>",
         '<p class="note">Each cell: the figure of the attack shown for the attacker, its chance level (random '
         "guessing; with a 95% interval and p-value from a label-permutation test where measured), the number of "
-        "user samples and the attack. Which attack a cell shows: for attribute inference the one "
-        f"{RULE_VALIDATION} (the attacker cannot see the users' labels); for every other figure the {RULE_USERS}. "
+        "user samples and the attack. Which attack a cell shows: of the attacks tried for that figure, the one "
+        f"{RULE_VALIDATION} (the same figure on the attacker's own held-out identities: the users' data never "
+        "chooses; key recovery: the attacker's held-out words it decrypts bit-exactly). "
         "A cell whose validation-chosen attack is beaten on the users' data by another attack says so; the full "
         "table below lists every attack tried, chosen or not. Shading (rates only): how far the attack beats "
         "chance (none = at chance). Keys and, for this experiment only, per-vector nonces derive from the seed "

@@ -28,17 +28,42 @@ def cipher_rank(name: str) -> tuple[int, str]:
 
 
 def best_rows(rows: list[dict]) -> dict[tuple[str, str], dict]:
-    """For each (cipher, metric) the row of the attack that did best (per-attribute rows excluded)."""
-    best: dict[tuple[str, str], dict] = {}
+    """For each (cipher, metric) the attacker's pick, chosen on its own validation split (per-attribute rows excluded).
+
+    Among the rows of a cell that carry a ``validation`` score (the same
+    figure on the attacker's held-out data, in the metric's direction) the
+    best one wins, the first on ties. A cell whose rows carry none keeps its
+    only row, or, for older results, the best on the users' data. The
+    returned rows are copies with ``selected_by`` saying which rule chose them.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         if row.get("attribute") is not None or row.get("value") is None:
             continue
-        key = (row["cipher"], row["metric"])
-        current = best.get(key)
-        sign = -1.0 if row["metric"] in LOWER_IS_BETTER else 1.0
-        if current is None or sign * row["value"] > sign * current["value"]:
-            best[key] = row
+        groups.setdefault((row["cipher"], row["metric"]), []).append(row)
+    best = {}
+    for (cipher, metric), group in groups.items():
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        scored = [row for row in group if row.get("validation") is not None]
+        if scored:
+            chosen, rule = max(scored, key=lambda row: sign * row["validation"]), RULE_VALIDATION
+        elif len(group) == 1:
+            chosen, rule = group[0], RULE_ONLY
+        else:
+            chosen, rule = max(group, key=lambda row: sign * row["value"]), RULE_USERS
+        best[(cipher, metric)] = {**chosen, "selected_by": _cell_rule(chosen, rule)}
     return best
+
+
+def same_row(a: dict | None, b: dict | None) -> bool:
+    """Whether two row dicts are the same row of the matrix (``best_rows`` returns copies)."""
+    keys = ("cipher", "metric", "attack", "attribute", "pairs")
+    return a is not None and b is not None and all(a.get(k) == b.get(k) for k in keys)
+
+
+def _cell_rule(row: dict, rule: str) -> str:
+    """The cell's rule; a single row that chose among candidates itself keeps the validation rule."""
+    return RULE_VALIDATION if rule == RULE_ONLY and row.get("candidates") else rule
 
 
 THROUGHPUT = "mfloat_per_s"  # the benchmark rows' throughput column (million floats per second)
@@ -52,11 +77,14 @@ THROUGHPUT_COLUMNS = (
 )
 
 RULE_VALIDATION = "chosen on the attacker's validation split"
-RULE_USERS = "best on the users' data (an upper bound)"
+RULE_ONLY = "the only attack"
+RULE_USERS = "best on the users' data (an upper bound; no validation score recorded)"
 
 
 def headline_rule(row: dict) -> str:
-    """How a matrix cell's attack was chosen: on validation where the row has candidates, else best on users' data."""
+    """How a matrix cell's attack was chosen (``best_rows`` records it as ``selected_by``)."""
+    if row.get("selected_by"):
+        return row["selected_by"]
     return RULE_VALIDATION if row.get("candidates") else RULE_USERS
 
 

@@ -34,7 +34,8 @@ def _cell(row: dict | None) -> str:
     if row is None:
         return "-"
     if row["metric"] == "key_bits_recovered":
-        return f"{figure(row['value'], 1)} of {row.get('of', 32)}"
+        pairs = "" if row.get("pairs") is None else f" ({row['pairs']}p)"
+        return f"{figure(row['value'], 1)} of {row.get('of', 32)}{pairs}"
     return f"{figure(row['value'])} / {figure(row.get('chance'))}"
 
 
@@ -99,14 +100,17 @@ def summary_table(results: dict) -> str:
         best = best_rows(rows)
         ciphers = sorted({c for c, _ in best}, key=cipher_rank)
         metrics = [m for m in METRIC_ORDER if any(key[1] == m for key in best)]
-        lines.append("leakage (value / chance; attributes: the attack chosen on validation, others: best on users)")
+        rules = sorted({headline_rule(row) for row in best.values()})
+        lines.append(f"leakage (value / chance; each cell: {'; '.join(rules)})")
         lines.append(f"  {'features':<16}" + "".join(f"{TERMINAL_METRICS.get(m, m):>22}" for m in metrics))
-        notes = []
+        notes, single = [], {}
         for cipher in ciphers:
             cells = [_cell(best.get((cipher, metric))) for metric in metrics]
             lines.append(f"  {feature_label(cipher):<16}" + "".join(f"{c:>22}" for c in cells))
             for metric in metrics:
                 row = best.get((cipher, metric))
+                if row and row.get("single_class"):
+                    single.setdefault(", ".join(row["single_class"]), []).append(feature_label(cipher))
                 beaten = row and beaten_by(row)
                 if beaten:
                     notes.append(
@@ -114,6 +118,9 @@ def summary_table(results: dict) -> str:
                         f"({headline_rule(row)}) gives {figure(row['value'])}; {beaten[0]} reaches "
                         f"{figure(beaten[1])} on the users' data"
                     )
+        for names, where in single.items():
+            said = f"{names} ({', '.join(where)})"
+            lines.append(f"  note: left out of the attribute means (one class among the users): {said}")
         lines.extend(notes)
     reid = results.get("reid")
     if reid:
