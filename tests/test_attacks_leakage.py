@@ -102,7 +102,7 @@ def test_searchable_and_iso_rows(matrix):
     assert _one(rows, "rotation", "reid_rank1_ciphertext")["value"] == plain  # distances kept exactly
     for cipher in cipher_names(matchable=True):
         known = _one(rows, cipher, "known_pair_cosine")
-        assert known["curve"][-1] == [known["pairs"], known["value"]]
+        assert known["curve"][-1] == [known["pairs_used"], known["value"]]
         assert [k for k, _ in known["curve"]] == sorted({k for k, _ in known["curve"]})
     assert _one(rows, "rotation", "known_pair_cosine")["value"] > 0.99  # d = 24 pairs are enough
     assert {row["cipher"] for row in rows if row["metric"] == "ciphertext_only_cosine"} == {

@@ -9,7 +9,8 @@ Which attack applies is the catalogue's call: a ``matchable`` cipher's
   = the same with the query templates handed to the wrong people.
 - ``known_pair_cosine``: mean cosine of the users' inverted query templates to
   the truth after fitting on the attacker's largest number of pairs;
-  ``details["curve"]`` has ``[pairs, cosine]`` for every count tried.
+  ``details["pairs_used"]`` is that number and ``details["curve"]`` has
+  ``[pairs, cosine]`` for every count tried.
 - ``ciphertext_only_cosine``: the same with no pairs, from the users'
   ciphertexts and the attacker's own plaintext; ``curve`` over ciphertexts.
   Chance for both: the attacker's mean plaintext feature as everyone's guess.
@@ -92,7 +93,7 @@ def searchable_rows(name: str, sealed_attacker, sealed_query, sealed_gallery, at
                 value=curve[-1][1],
                 chance=baseline,
                 n=len(truth),
-                details={"pairs": curve[-1][0], "curve": curve},
+                details={"pairs_used": curve[-1][0], "curve": curve},
             )
         )
     if record.family in CIPHERTEXT_ONLY:
