@@ -5,7 +5,8 @@ attacks for an attacker who knows the cipher but not the key (same-key
 learning on ciphertext views, permutation invariants, ShuffleBits key
 recovery), and the leakage matrix that runs them all against every cipher.
 Importing this package registers ``attr-mlp``, ``attr-paper``,
-``recon-autoencoder`` and ``recon-gan`` for ``create_attack``.
+``recon-autoencoder``, ``recon-gan`` and the ``nn-lookup`` baseline for
+``create_attack``.
 """
 
 from .attribute import AttributeInference
@@ -13,8 +14,17 @@ from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation
 from .leakage import leakage_matrix
 from .leakage_files import leakage_markdown, read_leakage, write_leakage
+from .lookup import NearestLookup
 from .reconstruction import Reconstructor
-from .reconstruction_eval import evaluate_reconstruction, grid_png, reconstruction_grid, save_grid
+from .reconstruction_eval import (
+    TransferModel,
+    evaluate_reconstruction,
+    grid_png,
+    match_threshold,
+    reconstruction_grid,
+    save_grid,
+    success_rate,
+)
 from .scoring import attribute_scores, balanced_accuracy, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
@@ -25,9 +35,11 @@ __all__ = [
     "LabelledFeatures",
     "LeakageResult",
     "LeakageRow",
+    "NearestLookup",
     "Reconstructor",
     "RecoveredKey",
     "SurrogatePerceptual",
+    "TransferModel",
     "apply_view",
     "attribute_scores",
     "balanced_accuracy",
@@ -38,6 +50,7 @@ __all__ = [
     "invariant_view",
     "leakage_markdown",
     "leakage_matrix",
+    "match_threshold",
     "partial_decrypt",
     "permutation_null",
     "popcount_view",
@@ -46,6 +59,7 @@ __all__ = [
     "recover_permutation",
     "save_grid",
     "score_recovery",
+    "success_rate",
     "true_permutation",
     "write_leakage",
     "zero_view",
