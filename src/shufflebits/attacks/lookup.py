@@ -72,7 +72,8 @@ class NearestLookup(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The nearest attacker images, (n, 3, h, w) float32 in [0, 1]."""
-        return self.images_[self.kneighbors(X)[1]]
+        _, index = self.kneighbors(X)
+        return self.images_[index]
 
     def score(self, X, y) -> float:
         """Negative mean squared pixel error against images ``y`` at ``image_size_`` (higher is better)."""
