@@ -106,7 +106,7 @@ def test_threshold_admits_the_false_match_rate_of_impostor_pairs():
 
 
 def test_success_rate_and_transfer_figures_of_perfect_and_shuffled_reconstructions(world):
-    attacker, query, gallery, embed = world
+    _, query, gallery, embed = world
     other = ToyEmbed(32, (16, 8), seed=5)  # a second "re-ID model" with its own features
     transfer = TransferModel("toy-5", other, other(query.images), other(gallery.images))
     perfect = evaluate_reconstruction(query.images, query, embed, gallery=gallery, transfer=transfer)

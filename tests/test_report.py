@@ -286,3 +286,18 @@ def test_throughput_headers_are_words_and_each_row_prints_once():
     assert "load 2.6 on 2 CPUs (load above the CPU count" in table
     text = summary_table(_results(throughput=rows))
     assert text.count("ShuffleBits fixed [numba]") == 1 and "mfloat" not in text
+
+
+def test_a_distance_cell_is_beaten_only_by_a_lower_distance():
+    from shufflebits.study.report.select import beaten_by
+
+    row = {
+        "cipher": "plaintext",
+        "attack": "nn-lookup",
+        "metric": "recon_cosine_distance",
+        "value": 0.2,
+        "candidates": {"nn-lookup": {"value": 0.2}, "recon-gan": {"value": 0.3}, "recon-autoencoder": {"value": 0.1}},
+    }
+    assert beaten_by(row) == ("recon-autoencoder", 0.1)
+    row["candidates"].pop("recon-autoencoder")
+    assert beaten_by(row) is None

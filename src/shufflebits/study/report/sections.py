@@ -10,6 +10,7 @@ import numpy as np
 from ..load import load_text, overloaded
 from ..numbers import figure
 from .select import (
+    LOWER_IS_BETTER,
     METRIC_ORDER,
     RULE_USERS,
     RULE_VALIDATION,
@@ -26,6 +27,10 @@ METRIC_TITLES = {
     "attr_bacc_mean": "attribute inference<br>(mean balanced accuracy, 0–1)",
     "recon_cosine_distance": "reconstruction<br>(cosine distance of its features to the user's, 0–2; lower = leak)",
     "recon_rank1": "reconstruction used as a query<br>(rank-1, fraction of queries)",
+    "recon_success_rate": "reconstruction accepted as its user<br>(success-attack rate at the victim's FMR 1e-3)",
+    "recon_rank1_transfer": "reconstruction as a query, second re-ID model<br>(rank-1; transfer)",
+    "recon_success_rate_transfer": "reconstruction accepted, second re-ID model<br>(success rate at FMR 1e-3)",
+    "recon_attr_bacc_mean": "attributes read off the reconstruction<br>(pixel probe's balanced accuracy, 0–1)",
     "reid_rank1": "linking users<br>(re-ID rank-1 on what leaks, fraction of queries)",
     "key_bits_recovered": "key recovery<br>(bit positions placed correctly, of 32)",
 }
@@ -35,12 +40,25 @@ METRIC_WORDS = {  # the same figures, in one line (the full table)
     "attr_bacc": "attribute inference, balanced accuracy",
     "recon_cosine_distance": "reconstruction, cosine distance (lower = leak)",
     "recon_rank1": "reconstruction as query, rank-1",
+    "recon_success_rate": "reconstruction accepted as its user at FMR 1e-3 (success-attack rate)",
+    "recon_rank1_transfer": "reconstruction as query through a second re-ID model, rank-1",
+    "recon_success_rate_transfer": "reconstruction accepted by a second re-ID model at FMR 1e-3",
+    "recon_attr_bacc_mean": "attributes of the reconstructed image (pixel probe), mean balanced accuracy",
     "reid_rank1": "linking users, re-ID rank-1",
     "key_bits_recovered": "key recovery, bit positions correct of 32",
 }
 
 
-SHADED = {"attr_bacc_mean", "attr_bacc", "recon_rank1", "reid_rank1"}  # rates in [0, 1], higher = more leak
+SHADED = {
+    "attr_bacc_mean",
+    "attr_bacc",
+    "recon_rank1",
+    "recon_success_rate",
+    "recon_rank1_transfer",
+    "recon_success_rate_transfer",
+    "recon_attr_bacc_mean",
+    "reid_rank1",
+}  # rates in [0, 1], higher = more leak
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -132,13 +150,18 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
         headline = best.get((row["cipher"], row["metric"])) is row
         candidates = row.get("candidates")
         if candidates:
+            sign, word = (-1.0, "lower") if row["metric"] in LOWER_IS_BETTER else (1.0, "higher")
+
+            def better(value, sign=sign, reference=row["value"]) -> bool:
+                return sign * value > sign * reference
+
             for attack, candidate in candidates.items():
                 chosen = attack == row["attack"]
                 place = (
                     f"yes: {RULE_VALIDATION}"
                     if chosen
-                    else f"no: {row['attack']} scored higher on validation"
-                    + (" (but this attack is higher on the users' data)" if candidate["value"] > row["value"] else "")
+                    else f"no: {row['attack']} scored {word} on validation"
+                    + (f" (but this attack is {word} on the users' data)" if better(candidate["value"]) else "")
                 )
                 lines.append(
                     (

@@ -13,7 +13,17 @@ def feature_label(name: str) -> str:
     return FEATURE_LABELS.get(name, name)
 
 
-METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
+METRIC_ORDER = (
+    "attr_bacc_mean",
+    "recon_cosine_distance",
+    "recon_rank1",
+    "recon_success_rate",
+    "recon_rank1_transfer",
+    "recon_success_rate_transfer",
+    "recon_attr_bacc_mean",
+    "reid_rank1",
+    "key_bits_recovered",
+)
 
 
 LOWER_IS_BETTER = {"recon_cosine_distance"}  # for the attacker; every other metric: higher is better
@@ -60,14 +70,15 @@ def headline_rule(row: dict) -> str:
 def beaten_by(row: dict) -> tuple[str, float] | None:
     """The candidate that beat the validation-chosen attack on the users' data (attack, value), if any."""
     candidates = row.get("candidates") or {}
+    sign = -1.0 if row["metric"] in LOWER_IS_BETTER else 1.0
     better = {
         attack: c["value"]
         for attack, c in candidates.items()
-        if c.get("value") is not None and c["value"] > row["value"]
+        if c.get("value") is not None and sign * c["value"] > sign * row["value"]
     }
     if not better:
         return None
-    attack = max(better, key=better.get)
+    attack = max(better, key=lambda a: sign * better[a])
     return attack, better[attack]
 
 

@@ -25,6 +25,10 @@ TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for
     "attr_bacc_mean": "attributes (bacc)",
     "recon_cosine_distance": "recon (cos dist)",
     "recon_rank1": "recon as query (r1)",
+    "recon_success_rate": "recon accepted (SAR)",
+    "recon_rank1_transfer": "recon r1, 2nd model",
+    "recon_success_rate_transfer": "recon SAR, 2nd model",
+    "recon_attr_bacc_mean": "recon attributes",
     "reid_rank1": "linking users (r1)",
     "key_bits_recovered": "key bits (of 32)",
 }
