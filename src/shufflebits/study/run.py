@@ -20,6 +20,8 @@ from ..attacks.types import LeakageResult
 from .config import StudyConfig, checked
 from .load import busiest, load_sample, overloaded
 from .stages import RUNNER_FILES, Stage, StageContext, StageRunner
+from .transfer import STAGE as TRANSFER
+from .transfer import transfer_stages
 from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
 CMC_RANKS = (1, 5, 10)
@@ -49,6 +51,7 @@ def _leakage_matrix(context: StageContext) -> LeakageResult:
         seed=config.seeds["attacks"],
         device=config.device,
         progress=config.progress,
+        transfer=context.values.get(TRANSFER),
     )
     write_leakage(result, context.folder)
     return result
@@ -172,12 +175,14 @@ def _benchmark(context: StageContext) -> list[dict]:
 
 def study_stages(config: StudyConfig) -> list[Stage]:
     """The whole study's graph: the victim's stages, then the leakage matrix, re-ID and throughput."""
+    transfer = transfer_stages(config)
     return [
         *victim_stages(config),
+        *transfer,
         Stage(
             "leakage",
             run=_leakage_matrix,
-            needs=(FEATURES,),
+            needs=(FEATURES, *(stage.name for stage in transfer)),
             params=("profile.attacks", "seeds.attacks", "device"),
             code=("attacks", "ciphers"),
             load=_published_leakage,
@@ -246,6 +251,7 @@ def _victim_summary(victim: VictimData, cached: list[str], config: StudyConfig, 
     return {
         "pretrained": config.victim.pretrained,
         "untrained_zoo": config.victim.untrained_zoo,
+        "transfer_model": config.transfer,  # the second re-ID model judging reconstructions
         "card": victim_card(victim, reid),
         "model": victim.victim,
         "dataset": victim.dataset,
