@@ -28,6 +28,7 @@ from shufflebits.errors import ShuffleBitsError
 from shufflebits.study import ConfigError, StudyConfig, get_profile, prepare_victim, run_study
 from shufflebits.study.profiles import PROFILES
 from shufflebits.study.stages import Stage, StageRunner
+from shufflebits.study.transfer import prepare_transfer
 
 CIPHERS = cipher_names()
 SEED = 3
@@ -223,6 +224,7 @@ def test_same_seed_repeats_features_and_the_whole_leakage_matrix_on_other_thread
                 profile=PROFILES["smoke"].attacks,
                 seed=SEED,
                 progress=False,
+                transfer=prepare_transfer(CONFIG, tmp_path),
             )
     finally:
         torch.set_num_threads(before)

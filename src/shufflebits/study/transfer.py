@@ -13,7 +13,7 @@ import numpy as np
 
 from ..attacks.reconstruction_eval import TransferModel
 from ..runtime import torch_threads
-from .stages import Stage, StageContext
+from .stages import Stage, StageContext, StageRunner
 from .victim import EXTRACT_BATCH, TORCH_THREADS
 from .worlds import users_stage
 
@@ -79,3 +79,13 @@ def transfer_stages(config) -> list[Stage]:
             description=f"the users' images through the second re-ID model {config.transfer}",
         )
     ]
+
+
+def prepare_transfer(config, out_dir) -> TransferModel | None:
+    """The transfer model with the users' features through it (cached in ``out_dir``); ``None`` without one."""
+    from .config import checked
+
+    stages = transfer_stages(checked(config))
+    if not stages:
+        return None
+    return StageRunner([users_stage(config), *stages], config, out_dir).run()[STAGE]

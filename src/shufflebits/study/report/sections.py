@@ -12,6 +12,7 @@ from ..numbers import figure
 from .select import (
     LOWER_IS_BETTER,
     METRIC_ORDER,
+    RECONSTRUCTION_ORDER,
     RULE_USERS,
     RULE_VALIDATION,
     THROUGHPUT_COLUMNS,
@@ -27,12 +28,17 @@ METRIC_TITLES = {
     "attr_bacc_mean": "attribute inference<br>(mean balanced accuracy, 0–1)",
     "recon_cosine_distance": "reconstruction<br>(cosine distance of its features to the user's, 0–2; lower = leak)",
     "recon_rank1": "reconstruction used as a query<br>(rank-1, fraction of queries)",
-    "recon_success_rate": "reconstruction accepted as its user<br>(success-attack rate at the victim's FMR 1e-3)",
-    "recon_rank1_transfer": "reconstruction as a query, second re-ID model<br>(rank-1; transfer)",
-    "recon_success_rate_transfer": "reconstruction accepted, second re-ID model<br>(success rate at FMR 1e-3)",
-    "recon_attr_bacc_mean": "attributes read off the reconstruction<br>(pixel probe's balanced accuracy, 0–1)",
     "reid_rank1": "linking users<br>(re-ID rank-1 on what leaks, fraction of queries)",
     "key_bits_recovered": "key recovery<br>(bit positions placed correctly, of 32)",
+}
+
+RECONSTRUCTION_TITLES = {  # the reconstruction table's columns
+    "recon_cosine_distance": "cosine distance<br>(lower = leak)",
+    "recon_rank1": "as a query<br>(rank-1)",
+    "recon_success_rate": "accepted as its user<br>(success rate, FMR 1e-3)",
+    "recon_rank1_transfer": "as a query, 2nd model<br>(rank-1)",
+    "recon_success_rate_transfer": "accepted, 2nd model<br>(success rate)",
+    "recon_attr_bacc_mean": "attributes of the image<br>(pixel probe, bacc)",
 }
 
 METRIC_WORDS = {  # the same figures, in one line (the full table)
@@ -206,12 +212,43 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
     return lines
 
 
+def _reconstruction_table(best: dict, ciphers: list[str]) -> str:
+    """Every figure of each cipher's one reconstruction (chosen on validation), when more than the matrix shows."""
+    metrics = [m for m in RECONSTRUCTION_ORDER if any(key[1] == m for key in best)]
+    if not set(metrics) - set(METRIC_ORDER):
+        return ""
+    shown = [c for c in ciphers if any((c, m) in best for m in metrics)]
+    transfer = next((best[k].get("transfer_model") for k in best if k[1] == "recon_rank1_transfer"), None)
+    body = "".join(
+        f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
+        + "".join(_cell(best.get((c, m))) for m in metrics)
+        + "</tr>"
+        for c in shown
+    )
+    return (
+        "<h3>Reconstruction: does it identify the user? (the attack chosen on the attacker's validation split, "
+        "the nn-lookup baseline among the candidates)</h3>"
+        '<table id="leakage-reconstruction"><thead><tr><th class="name">features</th>'
+        + "".join(f"<th>{RECONSTRUCTION_TITLES[m]}</th>" for m in metrics)
+        + f"</tr></thead><tbody>{body}</tbody></table>"
+        '<p class="note">Success rate: the fraction of reconstructions whose re-embedded feature matches the '
+        "user's own leaked feature above the victim's threshold for a false-match rate of 1e-3 (set on the "
+        "users' impostor pairs); chance: the same reconstructions handed to the wrong people. "
+        + (
+            f"2nd model: the re-ID model {html.escape(str(transfer))}, which the attack never used (transfer). "
+            if transfer
+            else ""
+        )
+        + "Attributes of the image: the raw-pixel probe (the image row above) applied to the reconstructions.</p>"
+    )
+
+
 def leakage_html(rows: list[dict]) -> str:
     """The matrix (cipher x metric, best attack per cell), per-attribute table and every row."""
     best = best_rows(rows)
     ciphers = sorted({row["cipher"] for row in rows}, key=cipher_rank)
     metrics = [m for m in METRIC_ORDER if any(key[1] == m for key in best)]
-    metrics += sorted({key[1] for key in best} - set(metrics))
+    metrics += sorted({key[1] for key in best} - set(metrics) - set(RECONSTRUCTION_ORDER))
     head = "".join(f"<th>{METRIC_TITLES.get(m, html.escape(m))}</th>" for m in metrics)
     body = "".join(
         f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
@@ -232,6 +269,7 @@ def leakage_html(rows: list[dict]) -> str:
         "(deployments draw nonces from the OS); the plaintext and ShuffleBits fixed / per-dimension rows are "
         "tested to repeat exactly with the same seed.</p>",
     ]
+    parts.append(_reconstruction_table(best, ciphers))
     per_attribute = [row for row in rows if row.get("attribute") is not None and row["metric"] == "attr_bacc"]
     if per_attribute:
         attributes = list(dict.fromkeys(row["attribute"] for row in per_attribute))
