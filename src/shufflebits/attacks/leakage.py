@@ -57,7 +57,9 @@ def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
 class _Matrix:
     """Collects rows for one run; one instance per ``leakage_matrix`` call."""
 
-    def __init__(self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None):
+    def __init__(
+        self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None, copy=None
+    ):
         self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, embed
         self.transfer = transfer
         self.users = _concat(query, gallery)
@@ -70,6 +72,8 @@ class _Matrix:
         self.image_ceiling: float | None = None
         common = dict(device=device, random_state=seed, progress=progress)
         recon = dict(epochs=profile.recon_epochs, width=profile.recon_width, surrogate_epochs=profile.surrogate_epochs)
+        if copy is not None:
+            recon["feature_model"] = copy
         self.templates = {
             "attr-mlp": create_attack("attr-mlp", epochs=profile.mlp_epochs, **common),
             "attr-paper": create_attack("attr-paper", epochs=profile.paper_epochs, **common),
@@ -271,6 +275,7 @@ def leakage_matrix(
     progress: bool = True,
     ciphers: tuple[str, ...] | None = None,
     transfer: TransferModel | None = None,
+    feature_model=None,
 ) -> LeakageResult:
     """``LeakageResult``: rows (``LeakageRow``) for plaintext and each cipher, and reconstruction grids.
 
@@ -285,7 +290,10 @@ def leakage_matrix(
     ``recon_success_rate`` (matches its user at the victim's FMR 1e-3
     threshold), ``recon_attr_bacc_mean`` (the pixel probe applied to the
     reconstructed images), and with a ``transfer`` model
-    ``recon_rank1_transfer`` / ``recon_success_rate_transfer``; ``reid_rank1`` (plaintext
+    ``recon_rank1_transfer`` / ``recon_success_rate_transfer``. ``feature_model``:
+    the attacker's own differentiable copy of the plaintext extractor (images
+    -> features), which the ``consistency`` decoder trains through (without
+    one it distils a surrogate from its queries); ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
     per-dimension, against the true key).
@@ -310,7 +318,9 @@ def leakage_matrix(
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if len({attacker.features.shape[1], user_query.features.shape[1], user_gallery.features.shape[1]}) != 1:
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
-    matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, progress, transfer)
+    matrix = _Matrix(
+        attacker, user_query, user_gallery, embed, profile, seed, device, progress, transfer, copy=feature_model
+    )
     steps = ["plaintext", *ciphers]
     with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
