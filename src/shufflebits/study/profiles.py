@@ -147,7 +147,7 @@ PROFILES: dict[str, Profile] = {
             bits_hidden=512,
             recon_epochs=100,
             recon_width=64,
-            recon_variants=("autoencoder", "gan"),
+            recon_variants=("autoencoder", "gan", "consistency"),  # consistency: through the attacker's victim copy
             surrogate_epochs=20,
             permutations=1000,
         ),
