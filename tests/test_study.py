@@ -416,7 +416,7 @@ def test_runner_skips_exactly_the_dependents_of_a_failed_stage(tmp_path):
 
 def test_profiles_fit_their_purpose():
     quick, default, paper = (get_profile(name) for name in ("quick", "default", "paper"))
-    assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan")
+    assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan", "consistency")
     assert quick.victim_identities < default.victim_identities < paper.victim_identities
     assert quick.epochs <= default.epochs <= paper.epochs
     assert quick.user_identities // 2 >= 500 and default.user_identities // 2 >= 1000  # attacker identities
