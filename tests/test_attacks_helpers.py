@@ -51,6 +51,22 @@ class ToyEmbed:
         z = (images.reshape(len(images), -1) @ self.W - self.mu) / self.sd
         return np.maximum(0.5 * z + self.shift, 0).astype(np.float32)
 
+    def module(self) -> torch.nn.Module:
+        """The same black box as a differentiable torch module (the attacker's own copy of the extractor)."""
+        return _TorchToyEmbed(self)
+
+
+class _TorchToyEmbed(torch.nn.Module):
+    def __init__(self, embed: ToyEmbed):
+        super().__init__()
+        for name in ("W", "mu", "sd", "shift"):
+            self.register_buffer(name, torch.from_numpy(np.asarray(getattr(embed, name), dtype=np.float32)))
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))  # a parameter, so freezing the copy is observable
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        z = (images.reshape(len(images), -1) @ self.W - self.mu) / self.sd
+        return torch.relu(self.scale * z + self.shift)
+
 
 def make_world(identities=60, per_id=6, d=64, size=(32, 16), seed=0, missing=0.1):
     """Attacker set, user query, user gallery (disjoint identities) and the black box."""

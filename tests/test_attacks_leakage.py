@@ -17,7 +17,8 @@ from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (aut
 
 CIPHERS = cipher_names()
 SMOKE = PROFILES["smoke"].attacks
-METRICS = {"attr_bacc_mean", "attr_bacc", "recon_cosine_distance", "recon_rank1", "key_bits_recovered", "reid_rank1"}
+RECON = {"recon_cosine_distance", "recon_rank1", "recon_success_rate", "recon_attr_bacc_mean"}
+METRICS = {"attr_bacc_mean", "attr_bacc", "key_bits_recovered", "reid_rank1", *RECON}
 PROTECTION = {"reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine"}
 ISO = {"unlinkability_dsys", "renewability_rank1", "irreversibility_success"}
 
@@ -59,7 +60,7 @@ def test_rows_follow_the_schema(matrix):
         shuffles_at_least = best["p_value"] * (SMOKE.permutations + 1)  # p = (1 + #null >= value) / (1 + shuffles)
         assert shuffles_at_least == pytest.approx(round(shuffles_at_least)) and shuffles_at_least >= 1
         assert len([r for r in rows if r["cipher"] == cipher and r["metric"] == "attr_bacc"]) == 5
-        for metric in ("recon_cosine_distance", "recon_rank1", "reid_rank1"):
+        for metric in ("reid_rank1", *RECON):
             _one(rows, cipher, metric)
     key_ciphers = {row["cipher"] for row in rows if row["metric"] == "key_bits_recovered"}
     assert key_ciphers == {*cipher_names(permutation="fixed"), *cipher_names(permutation="per-dimension")}
@@ -68,6 +69,27 @@ def test_rows_follow_the_schema(matrix):
         assert 0 <= key["validation"] <= 1  # the attacker's own words decrypted bit-exactly by the recovered key
         assert 0 <= key["words_exact"] <= 1
         assert key["chance"] == 1.0 and key["value"] > 2 * key["chance"]  # measured 19 (fixed) and 9.3 (per dimension)
+
+
+def test_every_reconstruction_cell_holds_the_lookup_and_is_chosen_on_validation(matrix):
+    result, _ = matrix
+    rows = [row.as_dict() for row in result.rows]
+    for cipher in ("plaintext", *CIPHERS):
+        cells = [_one(rows, cipher, metric) for metric in sorted(RECON)]
+        assert len({cell["attack"] for cell in cells}) == 1  # one reconstruction behind every figure of a cipher
+        candidates = cells[0]["candidates"]
+        assert sum(attack.endswith("nn-lookup") for attack in candidates) == 1
+        chosen = cells[0]["attack"]
+        assert cells[0]["validation"] == min(c["validation"] for c in candidates.values())
+        assert candidates[chosen]["validation"] == cells[0]["validation"]
+        for cell in cells:
+            assert cell["candidates"][chosen]["value"] == cell["value"] and "attacker's validation" in cell["rule"]
+            assert {(cipher, attack) for attack in cell["candidates"]} <= set(result.grids)
+    success = _one(rows, "plaintext", "recon_success_rate")
+    assert success["fmr"] == 1e-3 and success["impostor_pairs"] > 0 and -1 <= success["threshold"] <= 1
+    image = _one(rows, "image", "attr_bacc_mean")  # the raw-pixel probe, the baseline of attribute inference
+    assert image["attack"] == "pixel-probe"
+    assert _one(rows, "plaintext", "recon_attr_bacc_mean")["original_images"] == pytest.approx(image["value"])
 
 
 def test_plaintext_leaks_and_the_stream_ciphers_do_not(matrix):
@@ -152,7 +174,7 @@ def test_files_are_written(matrix):
     assert table.startswith("| cipher | attack | metric |") and table.count("\n") == len(rows) + 2
     assert leakage_markdown(rows, per_attribute=False).count("attr_bacc |") == 0
     written = sorted(p.name for p in out.glob("reconstruction_plaintext_*.png"))
-    assert written == ["reconstruction_plaintext_recon-autoencoder.png"]
+    assert written == ["reconstruction_plaintext_nn-lookup.png", "reconstruction_plaintext_recon-autoencoder.png"]
     assert ("plaintext", "recon-autoencoder") in result.grids
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from shufflebits.attacks.attribute import AttributeInference
@@ -41,6 +42,34 @@ def test_gan_with_the_surrogate_perceptual_network_runs(world):
     assert not any(p.requires_grad for p in model.perceptual_.parameters())
     assert model.predict(query.features[:3]).shape == (3, 3, 16, 8)
     assert len(model.loss_history_) == 2
+
+
+def test_feature_consistency_through_the_attackers_copy_brings_reconstructions_closer(world):
+    attacker, query, _, embed = world
+    copy = embed.module()
+    assert np.allclose(copy(torch.from_numpy(query.images)).detach().numpy(), embed(query.images), atol=1e-5)
+    settings = dict(epochs=20, width=16, batch_size=32)
+    plain = Reconstructor(**settings).fit(attacker.features, attacker.images)
+    consistent = Reconstructor(variant="consistency", feature_model=copy, **settings).fit(
+        attacker.features, attacker.images
+    )
+    distance = {
+        name: evaluate_reconstruction(model.predict(query.features), query, embed)["cosine_distance"]
+        for name, model in (("pixels", plain), ("consistency", consistent))
+    }
+    assert distance["consistency"] < 0.9 * distance["pixels"]  # measured 0.091 against 0.115
+    assert copy.scale.requires_grad  # the caller's model is left as it was: training used a frozen copy
+    with pytest.raises(ShuffleBitsError, match="plaintext"):
+        Reconstructor(variant="consistency", view="invariants", feature_model=copy, epochs=1).fit(
+            attacker.features.view(np.uint32), attacker.images
+        )
+
+
+def test_feature_consistency_without_weights_distils_a_surrogate(world):
+    attacker, query, _, _ = world
+    model = Reconstructor(variant="consistency", epochs=2, width=8, batch_size=32, surrogate_epochs=1)
+    out = model.fit(attacker.features, attacker.images).predict(query.features[:4])
+    assert out.shape == (4, 3, 16, 8) and np.isfinite(model.loss_history_).all()
 
 
 def test_evaluation_goes_back_through_the_black_box(world, tmp_path):

@@ -327,3 +327,40 @@ def test_known_pairs_curve_is_drawn_and_tabled():
     page = render_html(_results(leakage=[*ROWS, *PAIR_ROWS]), figures)
     assert 'id="known-pairs"' in page and "64 known pairs" in page
     assert "known_pairs" not in build_figures(_results(), {})
+
+
+def test_a_distance_cell_is_beaten_only_by_a_lower_distance():
+    from shufflebits.study.report.select import beaten_by
+
+    row = {
+        "cipher": "plaintext",
+        "attack": "nn-lookup",
+        "metric": "recon_cosine_distance",
+        "value": 0.2,
+        "candidates": {"nn-lookup": {"value": 0.2}, "recon-gan": {"value": 0.3}, "recon-autoencoder": {"value": 0.1}},
+    }
+    assert beaten_by(row) == ("recon-autoencoder", 0.1)
+    row["candidates"].pop("recon-autoencoder")
+    assert beaten_by(row) is None
+
+
+def test_the_reconstruction_figures_get_their_own_table_and_summary_lines():
+    def recon(metric, value, chance, **extra):
+        return {"cipher": "plaintext", "attack": "nn-lookup", "metric": metric, "value": value, "chance": chance,
+                "n": 50, **extra}  # fmt: skip
+
+    rows = [
+        *ROWS,
+        recon("recon_success_rate", 0.35, 0.01, threshold=0.8, fmr=1e-3),
+        recon("recon_rank1_transfer", 0.125, 0.02, transfer_model="zoo-b"),
+        recon("recon_attr_bacc_mean", 0.61, 0.42),
+    ]
+    page = render_html(_results(leakage=rows), {})
+    matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
+    table = page.split('<table id="leakage-reconstruction">')[1].split("</table>")[0]
+    assert "0.350" not in matrix and "0.350" in table and "0.125" in table and "0.610" in table
+    assert "the re-ID model zoo-b" in page
+    text = summary_table(_results(leakage=rows))
+    line = next(line for line in text.splitlines() if "recon accepted (SAR)" in line)
+    assert "nn-lookup" in line and "0.350 / 0.010" in line and "recon r1, 2nd model 0.125 / 0.020" in line
+    assert "recon attributes 0.610 / 0.420" in line

@@ -28,11 +28,20 @@ from shufflebits.errors import ShuffleBitsError
 from shufflebits.study import ConfigError, StudyConfig, get_profile, prepare_victim, run_study
 from shufflebits.study.profiles import PROFILES
 from shufflebits.study.stages import Stage, StageRunner
+from shufflebits.study.transfer import prepare_transfer
 
 CIPHERS = cipher_names()
 SEED = 3
 CONFIG = StudyConfig.from_profile("smoke", seed=SEED, progress=False)
-CACHED_STAGES = {"user_world", "victim_world", "train_victim", "own_world_figures", "extract_features", "leakage"}
+CACHED_STAGES = {
+    "user_world",
+    "victim_world",
+    "train_victim",
+    "own_world_figures",
+    "extract_features",
+    "transfer_features",  # the smoke victim is trained here, so the zoo victim judges reconstructions (transfer)
+    "leakage",
+}
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -85,7 +94,11 @@ def test_smoke_study_completes_every_stage(smoke):
     assert results["throughput"]
     stages = {"user_world", "victim_world", "train_victim", "load_victim", "own_world_figures", "black_box"}
     stages.add("extract_features")
-    assert set(results["timings"]) == stages | {"leakage", "reid", "throughput", "report", "total"}
+    assert set(results["timings"]) == stages | {"transfer_features", "leakage", "reid", "throughput", "report", "total"}
+    assert victim["transfer_model"] == CONFIG.transfer == "osnet_x0_25-synth-128x64"
+    transfer = [row for row in results["leakage"] if row["metric"].endswith("_transfer")]
+    assert {row["cipher"] for row in transfer} == {"plaintext", *CIPHERS}
+    assert all(row["transfer_model"] == CONFIG.transfer for row in transfer)
     assert results["config"] == json.loads(json.dumps(CONFIG.as_dict()))
     assert results["environment"]["seeds"]["seed"] == SEED
     assert results["environment"]["profile"]["name"] == "smoke"
@@ -170,7 +183,7 @@ def test_cli_rerun_resumes_from_the_cache(smoke, capsys):
         assert again["stages"][name]["cached"] and again["stages"][name]["computed"]["seconds"] > 0
         assert again["stages"][name]["computed"]["seconds"] <= first[name]["seconds"]
     assert "reused from the cache" in printed
-    assert set(again["victim"]["cached_stages"]) == CACHED_STAGES - {"leakage"}
+    assert set(again["victim"]["cached_stages"]) == CACHED_STAGES - {"leakage", "transfer_features"}
     assert _cache_files(out) == cache_before  # no stage folder was rebuilt or added
     assert (out / "leakage.json").read_bytes() == leakage_before
     assert again["leakage"] == json.loads(leakage_before)
@@ -214,6 +227,7 @@ def test_same_seed_repeats_features_and_the_whole_leakage_matrix_on_other_thread
                 profile=PROFILES["smoke"].attacks,
                 seed=SEED,
                 progress=False,
+                transfer=prepare_transfer(CONFIG, tmp_path),
             )
     finally:
         torch.set_num_threads(before)
@@ -405,7 +419,7 @@ def test_runner_skips_exactly_the_dependents_of_a_failed_stage(tmp_path):
 
 def test_profiles_fit_their_purpose():
     quick, default, paper = (get_profile(name) for name in ("quick", "default", "paper"))
-    assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan")
+    assert paper.image_size == (256, 128) and paper.attacks.recon_variants == ("autoencoder", "gan", "consistency")
     assert quick.victim_identities < default.victim_identities < paper.victim_identities
     assert quick.epochs <= default.epochs <= paper.epochs
     assert quick.user_identities // 2 >= 500 and default.user_identities // 2 >= 1000  # attacker identities

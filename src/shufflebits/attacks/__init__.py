@@ -6,9 +6,10 @@ learning on ciphertext views, permutation invariants, ShuffleBits key
 recovery from statistics alone and from known plaintext–ciphertext pairs),
 and the leakage matrix that runs them all against every cipher.
 Importing this package registers ``attr-mlp``, ``attr-paper``,
-``recon-autoencoder`` and ``recon-gan`` for ``create_attack``, and the attacks on
-the searchable ciphers (``searchable``): ``invert-procrustes``, ``invert-shuffle``,
-``invert-biohash``, ``align-moments``, ``align-procrustes``.
+``recon-autoencoder``, ``recon-gan`` and the ``nn-lookup`` baseline for
+``create_attack``, and the attacks on the searchable ciphers (``searchable``):
+``invert-procrustes``, ``invert-shuffle``, ``invert-biohash``, ``align-moments``,
+``align-procrustes``.
 """
 
 from . import searchable  # noqa: F401 (registers the searchable-cipher attacks)
@@ -18,8 +19,17 @@ from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true
 from .knownpairs import KNOWN_PAIR_ATTACKS, BitPermutationPairs, known_pair_attack
 from .leakage import leakage_matrix
 from .leakage_files import leakage_markdown, read_leakage, write_leakage
+from .lookup import NearestLookup
 from .reconstruction import Reconstructor
-from .reconstruction_eval import evaluate_reconstruction, grid_png, reconstruction_grid, save_grid
+from .reconstruction_eval import (
+    TransferModel,
+    evaluate_reconstruction,
+    grid_png,
+    match_threshold,
+    reconstruction_grid,
+    save_grid,
+    success_rate,
+)
 from .scoring import attribute_scores, balanced_accuracy, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import apply_view, bit_view, float_view, invariant_view, partial_decrypt, popcount_view, zero_view
@@ -32,9 +42,11 @@ __all__ = [
     "LabelledFeatures",
     "LeakageResult",
     "LeakageRow",
+    "NearestLookup",
     "Reconstructor",
     "RecoveredKey",
     "SurrogatePerceptual",
+    "TransferModel",
     "apply_view",
     "attribute_scores",
     "balanced_accuracy",
@@ -46,6 +58,7 @@ __all__ = [
     "known_pair_attack",
     "leakage_markdown",
     "leakage_matrix",
+    "match_threshold",
     "partial_decrypt",
     "permutation_null",
     "popcount_view",
@@ -54,6 +67,7 @@ __all__ = [
     "recover_permutation",
     "save_grid",
     "score_recovery",
+    "success_rate",
     "true_permutation",
     "write_leakage",
     "zero_view",

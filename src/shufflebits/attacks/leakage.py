@@ -25,7 +25,8 @@ from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
 from .reconstruction import VARIANTS, Reconstructor
-from .reconstruction_eval import evaluate_reconstruction, rank1, rank1_chance, reconstruction_grid
+from .reconstruction_cells import Candidate, attacker_split, reconstruction_rows
+from .reconstruction_eval import TransferModel, rank1, rank1_chance
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
 from .views import invariant_view
@@ -61,19 +62,28 @@ def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
 class _Matrix:
     """Collects rows for one run; one instance per ``leakage_matrix`` call."""
 
-    def __init__(self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress):
+    def __init__(
+        self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None, copy=None
+    ):
         self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, embed
+        self.transfer = transfer
         self.users = _concat(query, gallery)
         self.profile, self.seed, self.device, self.progress = profile, seed, device, progress
         self.rows: list[LeakageRow] = []
         self.grids: dict[tuple[str, str], np.ndarray] = {}
         self.can_reconstruct = attacker.images is not None and query.images is not None
+        self.recon_train, self.recon_validation = attacker_split(attacker, seed)
+        self.pixel_model: AttributeInference | None = None
+        self.image_ceiling: float | None = None
         common = dict(device=device, random_state=seed, progress=progress)
         recon = dict(epochs=profile.recon_epochs, width=profile.recon_width, surrogate_epochs=profile.surrogate_epochs)
+        if copy is not None:
+            recon["feature_model"] = copy
         self.templates = {
             "attr-mlp": create_attack("attr-mlp", epochs=profile.mlp_epochs, **common),
             "attr-paper": create_attack("attr-paper", epochs=profile.paper_epochs, **common),
             **{f"recon-{v}": create_attack(f"recon-{v}", **recon, **common) for v in VARIANTS},
+            "nn-lookup": create_attack("nn-lookup"),
         }
 
     def attribute_model(self, config: str, view: str | None) -> AttributeInference:
@@ -82,6 +92,12 @@ class _Matrix:
 
     def reconstructor(self, variant: str, view: str | None = None) -> Reconstructor:
         return clone(self.templates[f"recon-{variant}"]).set_params(view=view)
+
+    def fit_reconstruction(self, name: str, view: str | None, X_attacker):
+        """A reconstruction attack (``nn-lookup`` or a decoder variant) fitted on the attacker's training identities."""
+        model = clone(self.templates["nn-lookup"]) if name == "nn-lookup" else self.reconstructor(name)
+        train = self.recon_train
+        return model.set_params(view=view).fit(X_attacker[train], self.attacker.images[train])
 
     def fit_attribute(self, config: str, view: str | None, X_attacker) -> AttributeInference:
         a = self.attacker
@@ -135,44 +151,28 @@ class _Matrix:
                 )
             )
 
-    def add_reconstruction_rows(self, cipher: str, attack: str, reconstructions: np.ndarray, attribute_model) -> None:
-        result = evaluate_reconstruction(
-            reconstructions,
-            self.query,
-            self.embed,
+    def image_attributes(self, images: np.ndarray) -> np.ndarray:
+        """The pixel probe's attribute predictions for images (reconstructions, judged as the paper does)."""
+        return self.pixel_model.predict(pixels(images))
+
+    def add_reconstruction_rows(self, cipher: str, candidates: dict[str, Candidate], attribute_model) -> None:
+        """The validation-chosen reconstruction's rows (``reconstruction_cells``) and every candidate's grid."""
+        rows, grids = reconstruction_rows(
+            cipher,
+            candidates,
+            attacker=self.attacker,
+            validation_rows=self.recon_validation,
+            query=self.query,
             gallery=self.gallery,
+            embed=self.embed,
             attribute_model=attribute_model,
-            baseline_images=self.attacker.images,
+            image_attributes=None if self.pixel_model is None else self.image_attributes,
+            image_ceiling=self.image_ceiling,
+            transfer=self.transfer,
             seed=self.seed,
         )
-        self.rows.append(
-            LeakageRow(
-                cipher=cipher,
-                attack=attack,
-                metric="recon_cosine_distance",
-                value=result["cosine_distance"],
-                chance=result["chance"],
-                n=result["n"],
-                details={
-                    "mean_image_distance": result["mean_image_distance"],
-                    "noise_distance": result["noise_distance"],
-                    "attr_bacc_mean": result["attributes"]["mean"],
-                    "attr_chance_mean": result["attributes"]["chance_mean"],
-                },
-            )
-        )
-        self.rows.append(
-            LeakageRow(
-                cipher=cipher,
-                attack=attack,
-                metric="recon_rank1",
-                value=result["rank1"],
-                chance=result["rank1_chance"],
-                n=result["n"],
-                details={"gallery_identities": result["gallery_identities"]},
-            )
-        )
-        self.grids[(cipher, attack)] = reconstruction_grid(self.query.images, reconstructions)
+        self.rows.extend(rows)
+        self.grids.update(grids)
 
     def add_reid_row(self, cipher: str, attack: str, query_features, gallery_features, own, pairs=None) -> None:
         """``own``: the attacker's images in the same view; their rank-1 among themselves is the validation score."""
@@ -205,6 +205,8 @@ class _Matrix:
             X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
         )
         self.add_attribute_rows(IMAGE, {"pixel-probe": (model.validation_score_, model.predict(X_users))}, self.query)
+        self.pixel_model = model  # also the attribute classifier applied to reconstructed images
+        self.image_ceiling = model.score(X_users, self.query.labels)  # on the users' own images
 
     def plaintext(self) -> tuple[AttributeInference, dict[str, Reconstructor]]:
         """Plaintext attacks; returns the models that key recovery reuses on decrypted features."""
@@ -219,10 +221,11 @@ class _Matrix:
         self.rows += iso_rows("plaintext", q.features, g.features, q, g, {"identity": q.features}, self.seed)
         decoders = {}
         if self.can_reconstruct:
-            for variant in self.profile.recon_variants:
-                decoders[variant] = self.reconstructor(variant).fit(a.features, a.images)
-                reconstructions = decoders[variant].predict(self.query.features)
-                self.add_reconstruction_rows("plaintext", f"recon-{variant}", reconstructions, models["attr-mlp"])
+            for name in ("nn-lookup", *self.profile.recon_variants):
+                decoders[name] = self.fit_reconstruction(name, None, a.features)
+            val, Q = a.features[self.recon_validation], self.query.features
+            candidates = {_attack_name(name): Candidate(model, val, Q) for name, model in decoders.items()}
+            self.add_reconstruction_rows("plaintext", candidates, models["attr-mlp"])
         return models["attr-mlp"], decoders
 
     def known_pairs(self, name, cipher, A, Q, G, plain_model, candidates) -> list[LeakageRow]:
@@ -336,19 +339,24 @@ class _Matrix:
         self.rows.extend(curve_rows)
         if not self.can_reconstruct:
             return
-        if inversion is not None:
-            for variant, decoder in decoders.items():
-                attack = f"known-pairs+recon-{variant}"
-                self.add_reconstruction_rows(
-                    name, attack, decoder.predict(inversion.predict(VQ).astype(np.float32)), plain_model
-                )
-        elif decrypt is not None:
-            for variant, decoder in decoders.items():
-                attack = f"key-recovery+recon-{variant}"
-                self.add_reconstruction_rows(name, attack, decoder.predict(decrypt(Q)), plain_model)
-        else:
-            decoder = self.reconstructor("autoencoder", view="invariants").fit(A, a.images)
-            self.add_reconstruction_rows(name, "invariants+recon-autoencoder", decoder.predict(Q), plain_model)
+        val = self.recon_validation
+        if inversion is not None:  # matchable: the plaintext attacks on the known-pair inversions
+            inputs, users = (inversion.predict(v).astype(np.float32) for v in (VA[val], VQ))
+            candidates = {f"known-pairs+{_attack_name(n)}": Candidate(m, inputs, users) for n, m in decoders.items()}
+        elif decrypt is not None:  # the plaintext attacks on the decrypted features
+            inputs, users = decrypt(A[val]), decrypt(Q)
+            candidates = {f"key-recovery+{_attack_name(n)}": Candidate(m, inputs, users) for n, m in decoders.items()}
+        else:  # the key-independent view of the ciphertext
+            candidates = {
+                f"invariants+{_attack_name(n)}": Candidate(self.fit_reconstruction(n, "invariants", A), A[val], Q)
+                for n in ("nn-lookup", "autoencoder")
+            }
+        self.add_reconstruction_rows(name, candidates, plain_model)
+
+
+def _attack_name(reconstruction: str) -> str:
+    """``nn-lookup`` stays itself; a decoder variant is ``recon-<variant>``."""
+    return reconstruction if reconstruction == "nn-lookup" else f"recon-{reconstruction}"
 
 
 def leakage_matrix(
@@ -361,14 +369,26 @@ def leakage_matrix(
     device: str = "cpu",
     progress: bool = True,
     ciphers: tuple[str, ...] | None = None,
+    transfer: TransferModel | None = None,
+    feature_model=None,
 ) -> LeakageResult:
     """``LeakageResult``: rows (``LeakageRow``) for plaintext and each cipher, and reconstruction grids.
 
     ``ciphers`` are catalogue names (default: every cipher, ``cipher_names()``).
     Metrics: ``attr_bacc_mean`` (best attack, with ``chance_ci``/``p_value``
     from a label-permutation test and every ``candidates`` score), ``attr_bacc``
-    per ``attribute``, ``recon_cosine_distance`` and ``recon_rank1`` (when the
-    sets carry images; their grids come in ``grids``), ``reid_rank1`` (plaintext
+    per ``attribute``, and, when the sets carry images, the reconstruction
+    rows of ``reconstruction_cells`` (one attack per cipher, chosen on the
+    attacker's validation split among the decoders and the ``nn-lookup``
+    baseline, every candidate in ``candidates``; grids for each in ``grids``):
+    ``recon_cosine_distance``, ``recon_rank1`` (against the users' gallery),
+    ``recon_success_rate`` (matches its user at the victim's FMR 1e-3
+    threshold), ``recon_attr_bacc_mean`` (the pixel probe applied to the
+    reconstructed images), and with a ``transfer`` model
+    ``recon_rank1_transfer`` / ``recon_success_rate_transfer``. ``feature_model``:
+    the attacker's own differentiable copy of the plaintext extractor (images
+    -> features), which the ``consistency`` decoder trains through (without
+    one it distils a surrogate from its queries); ``reid_rank1`` (plaintext
     features, and key-independent invariants of each ciphertext),
     ``key_bits_recovered`` (ciphers whose catalogue ``permutation`` is fixed or
     per-dimension, against the true key): attack ``key-recovery`` from
@@ -412,7 +432,9 @@ def leakage_matrix(
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if len({attacker.features.shape[1], user_query.features.shape[1], user_gallery.features.shape[1]}) != 1:
         raise ShuffleBitsError("attacker, query and gallery features must have the same dimension")
-    matrix = _Matrix(attacker, user_query, user_gallery, embed, profile, seed, device, progress)
+    matrix = _Matrix(
+        attacker, user_query, user_gallery, embed, profile, seed, device, progress, transfer, copy=feature_model
+    )
     steps = ["plaintext", *ciphers]
     with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:

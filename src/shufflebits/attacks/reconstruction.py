@@ -4,11 +4,18 @@
 loss plus a least-squares GAN whose discriminator also sees the feature
 vector (adversarial weight 0.06). The perceptual network defaults to the
 surrogate of ``decoders.SurrogatePerceptual``; any module returning a list of
-activations can be passed as ``perceptual``. The networks live in
-``decoders``, the black-box evaluation and grids in ``reconstruction_eval``.
+activations can be passed as ``perceptual``. ``consistency`` adds to the pixel
+loss a feature-consistency loss: the reconstruction, run through the
+attacker's own differentiable copy of the plaintext extractor
+(``feature_model``), should have the leaked feature (cosine); without a copy,
+through a surrogate distilled from the attacker's black-box queries (its own
+images and their features). The networks live in ``decoders``, the
+black-box evaluation and grids in ``reconstruction_eval``.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -24,8 +31,12 @@ from ..registry import register
 from .decoders import Decoder, Discriminator, SurrogatePerceptual, image_tensor
 from .views import apply_view, standardized
 
-VARIANTS = ("autoencoder", "gan")
+VARIANTS = ("autoencoder", "gan", "consistency")
 ADVERSARIAL_WEIGHT = 0.06
+
+
+def _cosine_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (1 - F.cosine_similarity(a, b, dim=1, eps=1e-8)).mean()
 
 
 class Reconstructor(RegressorMixin, BaseEstimator):
@@ -49,6 +60,8 @@ class Reconstructor(RegressorMixin, BaseEstimator):
         lr: float = 1e-3,
         perceptual: nn.Module | None = None,
         surrogate_epochs: int = 10,
+        feature_model: nn.Module | None = None,
+        feature_weight: float = 1.0,
         device: str = "cpu",
         random_state: int = 0,
         progress: bool = False,
@@ -62,6 +75,8 @@ class Reconstructor(RegressorMixin, BaseEstimator):
         self.lr = lr
         self.perceptual = perceptual
         self.surrogate_epochs = surrogate_epochs
+        self.feature_model = feature_model
+        self.feature_weight = feature_weight
         self.device = device
         self.random_state = random_state
         self.progress = progress
@@ -76,8 +91,13 @@ class Reconstructor(RegressorMixin, BaseEstimator):
     def _inputs(self, X) -> torch.Tensor:
         return torch.from_numpy(standardized(apply_view(self.view, X), self.mean_, self.scale_)).to(self.device)
 
-    def fit(self, X, y) -> Reconstructor:
-        """``X``: features (or words, with ``view``); ``y``: the attacker's images, (n, 3, h, w) float in [0, 1]."""
+    def fit(self, X, y, features=None) -> Reconstructor:
+        """``X``: features (or words, with ``view``); ``y``: the attacker's images, (n, 3, h, w) float in [0, 1].
+
+        ``features``: the plaintext features of ``y`` that ``feature_model``
+        should give back (``consistency``; default ``X``, which must then be
+        plaintext features, ``view=None``).
+        """
         if self.variant not in VARIANTS:
             choices = ", ".join(VARIANTS)
             raise ShuffleBitsError(f"unknown reconstruction variant {self.variant!r}; choose one of {choices}")
@@ -89,16 +109,38 @@ class Reconstructor(RegressorMixin, BaseEstimator):
         self.mean_ = Z.mean(axis=0)
         scale = Z.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        targets = None
+        if self.variant == "consistency" and self.feature_model is not None:
+            if features is None and self.view is not None:
+                raise ShuffleBitsError("feature consistency through a view needs the images' plaintext `features`")
+            targets = np.asarray(X if features is None else features, dtype=np.float32)
+            if len(targets) != len(X):
+                raise ShuffleBitsError("`features` needs one plaintext feature vector per image")
+            targets = torch.from_numpy(targets).to(self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
-            self._train(self._inputs(X), image_tensor(y, self.image_size_, self.device))
+            self._train(self._inputs(X), image_tensor(y, self.image_size_, self.device), targets)
         return self
 
-    def _train(self, Z: torch.Tensor, T: torch.Tensor) -> None:
+    def _feature_consistency(self, Z: torch.Tensor, T: torch.Tensor, targets: torch.Tensor | None, generator):
+        """(images -> features, targets): the attacker's copy of the extractor, else a distilled surrogate."""
+        if targets is not None:
+            model = self.feature_model
+            if isinstance(model, nn.Module):  # a frozen copy: the caller's model keeps its state
+                model = copy.deepcopy(model).eval().requires_grad_(False)
+            return model, targets
+        surrogate = SurrogatePerceptual(Z.shape[1]).to(self.device)
+        surrogate.fit(T, Z, self.surrogate_epochs, self.batch_size, generator)
+        return (lambda images: surrogate.head(surrogate(images)[-1].mean(dim=(2, 3)))), Z
+
+    def _train(self, Z: torch.Tensor, T: torch.Tensor, targets: torch.Tensor | None = None) -> None:
         generator = torch.Generator().manual_seed(self.random_state)
         self.decoder_ = Decoder(Z.shape[1], self.image_size_, self.width).to(self.device)
         opt_g = torch.optim.Adam(self.decoder_.parameters(), lr=self.lr, betas=(0.5, 0.999))
         gan = self.variant == "gan"
+        consistency = self.variant == "consistency"
+        if consistency:
+            extractor, wanted = self._feature_consistency(Z, T, targets, generator)
         if gan:
             perceptual = self.perceptual
             if perceptual is None:
@@ -112,6 +154,8 @@ class Reconstructor(RegressorMixin, BaseEstimator):
             f, real = Z[batch], T[batch]
             fake = self.decoder_(f)
             loss = F.mse_loss(fake, real)
+            if consistency:
+                loss = loss + self.feature_weight * _cosine_loss(extractor(fake), wanted[batch])
             if gan:
                 opt_d.zero_grad()
                 d_loss = ((critic(real, f) - 1) ** 2).mean() + (critic(fake.detach(), f) ** 2).mean()
@@ -153,3 +197,8 @@ def _recon_autoencoder(**kwargs) -> Reconstructor:
 @register("attack", "recon-gan")
 def _recon_gan(**kwargs) -> Reconstructor:
     return Reconstructor(variant="gan", **kwargs)
+
+
+@register("attack", "recon-consistency")
+def _recon_consistency(**kwargs) -> Reconstructor:
+    return Reconstructor(variant="consistency", **kwargs)

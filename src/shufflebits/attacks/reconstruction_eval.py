@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -10,6 +12,7 @@ from PIL import Image
 from ..atomic import atomic_write
 from ..errors import ShuffleBitsError
 from .decoders import image_tensor
+from .scoring import attribute_scores
 
 
 def _embed(embed, images: np.ndarray, batch: int = 128) -> np.ndarray:
@@ -86,6 +89,62 @@ def rank1_chance(
     }
 
 
+FMR = 1e-3  # the false-match rate that fixes the victim's decision threshold (success-attack rate)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def match_threshold(query, gallery, query_features=None, gallery_features=None, fmr: float = FMR) -> dict:
+    """The victim's cosine-similarity threshold at false-match rate ``fmr``, from the users' impostor pairs.
+
+    Impostor scores: every (query, gallery) pair of genuine user features of
+    two different people; a pair is declared a match when its similarity
+    exceeds ``threshold`` (a fraction ``fmr`` of impostor pairs does).
+    """
+    qf = query.features if query_features is None else query_features
+    gf = gallery.features if gallery_features is None else gallery_features
+    impostor = (_unit(qf) @ _unit(gf).T)[np.asarray(query.pids)[:, None] != np.asarray(gallery.pids)[None, :]]
+    if impostor.size == 0:
+        raise ShuffleBitsError("a match threshold needs query and gallery features of different people")
+    return {"threshold": float(np.quantile(impostor, 1.0 - fmr)), "fmr": fmr, "impostor_pairs": int(impostor.size)}
+
+
+def success_rate(recon_features: np.ndarray, user_features: np.ndarray, threshold: float) -> float:
+    """Fraction of reconstructions whose feature matches their own user's leaked feature above ``threshold``."""
+    similarity = np.sum(_unit(recon_features) * _unit(user_features), axis=1)
+    return float(np.mean(similarity > threshold))
+
+
+@dataclass(frozen=True)
+class TransferModel:
+    """A second re-ID model the decoder never used: reconstructions are judged through it too.
+
+    ``embed`` maps images ``(n, 3, h, w)`` in [0, 1] to its features;
+    ``query_features`` / ``gallery_features`` are the users' original images
+    through it (rows as the victim's query and gallery).
+    """
+
+    name: str
+    embed: Callable[[np.ndarray], np.ndarray]
+    query_features: np.ndarray
+    gallery_features: np.ndarray
+
+
+def _identification(recon_features, query_features, gallery_features, query, gallery, order, threshold, seed) -> dict:
+    """Rank-1 against the gallery and the success-attack rate, each beside the same with reconstructions shuffled."""
+    shuffled = recon_features[order]
+    return {
+        "rank1": rank1(recon_features, gallery_features, query, gallery),
+        "rank1_chance": shuffled_rank1(recon_features, gallery_features, query, gallery, seed),
+        "success_rate": success_rate(recon_features, query_features, threshold["threshold"]),
+        "success_chance": success_rate(shuffled, query_features, threshold["threshold"]),
+        **threshold,
+    }
+
+
 def evaluate_reconstruction(
     reconstructions: np.ndarray,
     query,
@@ -94,6 +153,8 @@ def evaluate_reconstruction(
     attribute_model=None,
     baseline_images: np.ndarray | None = None,
     seed: int = 0,
+    image_attributes: Callable[[np.ndarray], np.ndarray] | None = None,
+    transfer: TransferModel | None = None,
 ) -> dict:
     """The paper's evaluation: reconstructions back through the black box.
 
@@ -102,11 +163,17 @@ def evaluate_reconstruction(
     reconstructions handed to the wrong people (a typical pedestrian scores
     well without telling anyone apart), beside ``mean_image_distance`` (the
     mean attacker image, ``baseline_images``, else the mean reconstruction)
-    and ``noise_distance`` (uniform noise images). With a
-    ``gallery``: ``rank1`` of the re-embedded reconstructions as queries and
-    ``rank1_chance`` (the same queries shuffled across people). With an
+    and ``noise_distance`` (uniform noise images). With a ``gallery``:
+    ``rank1`` of the re-embedded reconstructions as queries, the
+    ``success_rate`` (reconstructions matching their own user's leaked feature
+    at the victim's threshold for false-match rate ``FMR``, ``match_threshold``)
+    and their chances (``rank1_chance``, ``success_chance``: the same
+    reconstructions shuffled across people); with a ``transfer`` model too,
+    the same figures through it under ``transfer``. With an
     ``attribute_model`` (trained on plaintext features): ``attributes``, its
-    scores on the re-embedded reconstructions.
+    scores on the re-embedded reconstructions. ``image_attributes`` (images ->
+    predicted classes ``(n, a)``): ``image_attributes`` scores of an attribute
+    classifier applied to the reconstructed images themselves.
     """
     rng = np.random.default_rng(seed)
     recon_features = _embed(embed, reconstructions)
@@ -114,20 +181,32 @@ def evaluate_reconstruction(
     mean_image = (baseline_images if baseline_images is not None else reconstructions).mean(axis=0, keepdims=True)
     mean_features = np.repeat(_embed(embed, mean_image.astype(np.float32)), len(originals), axis=0)
     noise = rng.uniform(0, 1, reconstructions.shape).astype(np.float32)
-    shuffled = recon_features[rng.permutation(len(recon_features))]
+    order = rng.permutation(len(recon_features))
     result = {
         "cosine_distance": float(_cosine_distance(recon_features, originals).mean()),
-        "chance": float(_cosine_distance(shuffled, originals).mean()),
+        "chance": float(_cosine_distance(recon_features[order], originals).mean()),
         "mean_image_distance": float(_cosine_distance(mean_features, originals).mean()),
         "noise_distance": float(_cosine_distance(_embed(embed, noise), originals).mean()),
         "n": len(originals),
     }
     if gallery is not None:
-        result["rank1"] = rank1(recon_features, gallery.features, query, gallery)
-        result["rank1_chance"] = shuffled_rank1(recon_features, gallery.features, query, gallery, seed)
+        threshold = match_threshold(query, gallery)
+        figures = _identification(recon_features, originals, gallery.features, query, gallery, order, threshold, seed)
+        result.update(figures)
         result["gallery_identities"] = int(np.unique(gallery.pids).size)
+        if transfer is not None:
+            qt, gt = transfer.query_features, transfer.gallery_features
+            threshold = match_threshold(query, gallery, qt, gt)
+            recon_transfer = _embed(transfer.embed, reconstructions)
+            result["transfer"] = {
+                "model": transfer.name,
+                **_identification(recon_transfer, qt, gt, query, gallery, order, threshold, seed),
+            }
     if attribute_model is not None:
         result["attributes"] = attribute_model.attribute_scores(recon_features, query.labels)
+    if image_attributes is not None:
+        predicted = np.asarray(image_attributes(reconstructions))
+        result["image_attributes"] = attribute_scores(query.labels, predicted, list(query.attribute_names))
     return result
 
 

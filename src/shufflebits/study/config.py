@@ -34,6 +34,7 @@ PARAMETERS = (
     "via_http",
     "seed",
     "progress",
+    "transfer",
 )
 
 
@@ -180,6 +181,16 @@ class StudyConfig:
     via_http: bool = False  # query the victim through the real HTTP service on loopback
     seed: int = 0
     progress: bool = True  # progress bars and stage messages on stderr (never in a cache key)
+    transfer: str | None = None  # the zoo entry that judges reconstructions besides the victim (``study.transfer``)
+
+    @property
+    def transfer_weights(self) -> str | None:
+        """The transfer model's weights file (its bytes enter the cache key), else ``None``."""
+        if self.transfer is None:
+            return None
+        from ..models.zoo import zoo_entry
+
+        return str(zoo_entry(self.transfer).weights_path)
 
     @classmethod
     def from_profile(
@@ -197,6 +208,7 @@ class StudyConfig:
         via_http: bool = False,
         seed: int = 0,
         progress: bool = True,
+        transfer: str | None = None,
     ) -> StudyConfig:
         """A config from a profile name (``"quick"``...) and flat options.
 
@@ -205,9 +217,12 @@ class StudyConfig:
         ``train_victim`` (or a profile without a zoo victim), one trained here.
         A profile's zoo victim that this installation does not hold yet is
         replaced by one trained here, recorded as ``victim.untrained_zoo``
-        (and said in the log and the report).
+        (and said in the log and the report). ``transfer``: the second re-ID
+        model that judges reconstructions, a zoo entry (default: the first
+        trained one that is not the victim; none when there is no other).
         """
         from ..models.zoo import is_trained
+        from .transfer import default_transfer
 
         profile = get_profile(profile)
         model = victim or profile.victim_model
@@ -231,6 +246,7 @@ class StudyConfig:
             via_http=bool(via_http),
             seed=seed,
             progress=bool(progress),
+            transfer=transfer if transfer is not None else default_transfer(pretrained),
         )
 
     @property
@@ -248,6 +264,12 @@ class StudyConfig:
         check_device(self.device)
         self.victim.validate()
         self.data.validate()
+        if self.transfer is not None:
+            from ..models.zoo import read_card
+
+            if self.transfer == self.victim.pretrained:
+                raise ConfigError("the {transfer} model must differ from the victim, {name}", name=self.transfer)
+            read_card(self.transfer)
         return self
 
     def as_dict(self) -> dict:

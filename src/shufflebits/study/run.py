@@ -21,9 +21,12 @@ from .config import StudyConfig, checked
 from .load import busiest, load_sample, overloaded
 from .realism import realism_stages
 from .stages import RUNNER_FILES, Stage, StageContext, StageRunner
+from .transfer import STAGE as TRANSFER
+from .transfer import transfer_stages
 from .victim import FEATURES, VictimData, close_black_box, victim_stages
 
 CMC_RANKS = (1, 5, 10)
+CONSISTENCY = "consistency"  # the decoder variant that trains through the attacker's copy of the victim
 
 
 @dataclass
@@ -50,9 +53,41 @@ def _leakage_matrix(context: StageContext) -> LeakageResult:
         seed=config.seeds["attacks"],
         device=config.device,
         progress=config.progress,
+        transfer=context.values.get(TRANSFER),
+        feature_model=_attacker_copy(context),
     )
     write_leakage(result, context.folder)
     return result
+
+
+def _attacker_copy(context: StageContext):
+    """The attacker's own differentiable copy of the victim (its weights are public: the zoo ships them).
+
+    Only the ``consistency`` decoder uses it; an ONNX victim gives none (not
+    differentiable), and the decoder then distils a surrogate from queries.
+    """
+    import copy
+
+    from torch import nn
+
+    from ..models.extractor import TorchExtractor
+
+    if CONSISTENCY not in context.config.profile.attacks.recon_variants:
+        return None
+    extractor = context.values["load_victim"].extractor
+    if not isinstance(extractor, TorchExtractor):
+        return None
+
+    class AttackerCopy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.extractor = copy.deepcopy(extractor)
+            self.model = self.extractor.model  # registered, so eval() and requires_grad_() reach it
+
+        def forward(self, images):
+            return self.extractor.embed_tensor(images)
+
+    return AttackerCopy()
 
 
 def _published_leakage(context: StageContext) -> LeakageResult:
@@ -176,12 +211,15 @@ def _benchmark(context: StageContext) -> list[dict]:
 
 def study_stages(config: StudyConfig) -> list[Stage]:
     """The whole study's graph: the victim's stages, then the leakage matrix, re-ID and throughput."""
+    transfer = transfer_stages(config)
+    copy = ("load_victim",) if CONSISTENCY in config.profile.attacks.recon_variants else ()  # _attacker_copy
     return [
         *victim_stages(config),
+        *transfer,
         Stage(
             "leakage",
             run=_leakage_matrix,
-            needs=(FEATURES,),
+            needs=(FEATURES, *copy, *(stage.name for stage in transfer)),
             params=("profile.attacks", "seeds.attacks", "device"),
             code=("attacks", "ciphers"),
             load=_published_leakage,
@@ -251,6 +289,7 @@ def _victim_summary(victim: VictimData, cached: list[str], config: StudyConfig, 
     return {
         "pretrained": config.victim.pretrained,
         "untrained_zoo": config.victim.untrained_zoo,
+        "transfer_model": config.transfer,  # the second re-ID model judging reconstructions
         "card": victim_card(victim, reid),
         "model": victim.victim,
         "dataset": victim.dataset,

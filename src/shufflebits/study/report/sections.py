@@ -11,7 +11,9 @@ from ..load import load_text, overloaded
 from ..numbers import figure
 from .select import (
     ISO_ORDER,
+    LOWER_IS_BETTER,
     METRIC_ORDER,
+    RECONSTRUCTION_ORDER,
     RULE_VALIDATION,
     SEARCH_ORDER,
     THROUGHPUT_COLUMNS,
@@ -45,18 +47,39 @@ PROTECTION_TABLES = (
     ("protection-search", "Matching and inverting searchable ciphertexts", SEARCH_ORDER),
     ("protection-iso", "ISO/IEC 30136: unlinkability, renewability, irreversibility", ISO_ORDER),
 )
+RECONSTRUCTION_TITLES = {  # the reconstruction table's columns
+    "recon_cosine_distance": "cosine distance<br>(lower = leak)",
+    "recon_rank1": "as a query<br>(rank-1)",
+    "recon_success_rate": "accepted as its user<br>(success rate, FMR 1e-3)",
+    "recon_rank1_transfer": "as a query, 2nd model<br>(rank-1)",
+    "recon_success_rate_transfer": "accepted, 2nd model<br>(success rate)",
+    "recon_attr_bacc_mean": "attributes of the image<br>(pixel probe, bacc)",
+}
 
 METRIC_WORDS = {  # the same figures, in one line (the full table)
     "attr_bacc_mean": "attribute inference, mean balanced accuracy",
     "attr_bacc": "attribute inference, balanced accuracy",
     "recon_cosine_distance": "reconstruction, cosine distance (lower = leak)",
     "recon_rank1": "reconstruction as query, rank-1",
+    "recon_success_rate": "reconstruction accepted as its user at FMR 1e-3 (success-attack rate)",
+    "recon_rank1_transfer": "reconstruction as query through a second re-ID model, rank-1",
+    "recon_success_rate_transfer": "reconstruction accepted by a second re-ID model at FMR 1e-3",
+    "recon_attr_bacc_mean": "attributes of the reconstructed image (pixel probe), mean balanced accuracy",
     "reid_rank1": "linking users, re-ID rank-1",
     "key_bits_recovered": "key recovery, bit positions correct of 32",
 }
 
 
-SHADED = {"attr_bacc_mean", "attr_bacc", "recon_rank1", "reid_rank1"}  # rates in [0, 1], higher = more leak
+SHADED = {
+    "attr_bacc_mean",
+    "attr_bacc",
+    "recon_rank1",
+    "recon_success_rate",
+    "recon_rank1_transfer",
+    "recon_success_rate_transfer",
+    "recon_attr_bacc_mean",
+    "reid_rank1",
+}  # rates in [0, 1], higher = more leak
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -161,13 +184,18 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
         headline = same_row(cell, row)
         candidates = row.get("candidates")
         if candidates:
+            sign, word = (-1.0, "lower") if row["metric"] in LOWER_IS_BETTER else (1.0, "higher")
+
+            def better(value, sign=sign, reference=row["value"]) -> bool:
+                return sign * value > sign * reference
+
             for attack, candidate in candidates.items():
                 chosen = attack == row["attack"]
                 place = (
-                    (f"yes: {RULE_VALIDATION}" if headline else f"no: {cell['attack']} scored higher on validation")
+                    (f"yes: {RULE_VALIDATION}" if headline else f"no: {cell['attack']} scored {word} on validation")
                     if chosen
-                    else f"no: {row['attack']} scored higher on validation"
-                    + (" (but this attack is higher on the users' data)" if candidate["value"] > row["value"] else "")
+                    else f"no: {row['attack']} scored {word} on validation"
+                    + (f" (but this attack is {word} on the users' data)" if better(candidate["value"]) else "")
                 )
                 lines.append(
                     (
@@ -237,12 +265,45 @@ def _protection_tables(best: dict, ciphers: list[str]) -> list[str]:
     return parts
 
 
+def _reconstruction_table(best: dict, ciphers: list[str]) -> str:
+    """Every figure of each cipher's one reconstruction (chosen on validation), when more than the matrix shows."""
+    metrics = [m for m in RECONSTRUCTION_ORDER if any(key[1] == m for key in best)]
+    if not set(metrics) - set(METRIC_ORDER):
+        return ""
+    shown = [c for c in ciphers if any((c, m) in best for m in metrics)]
+    transfer = next((best[k].get("transfer_model") for k in best if k[1] == "recon_rank1_transfer"), None)
+    body = "".join(
+        f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
+        + "".join(_cell(best.get((c, m))) for m in metrics)
+        + "</tr>"
+        for c in shown
+    )
+    return (
+        "<h3>Reconstruction: does it identify the user? (the attack chosen on the attacker's validation split, "
+        "the nn-lookup baseline among the candidates)</h3>"
+        '<table id="leakage-reconstruction"><thead><tr><th class="name">features</th>'
+        + "".join(f"<th>{RECONSTRUCTION_TITLES[m]}</th>" for m in metrics)
+        + f"</tr></thead><tbody>{body}</tbody></table>"
+        '<p class="note">Success rate: the fraction of reconstructions whose re-embedded feature matches the '
+        "user's own leaked feature above the victim's threshold for a false-match rate of 1e-3 (set on the "
+        "users' impostor pairs); chance: the same reconstructions handed to the wrong people. "
+        + (
+            f"2nd model: the re-ID model {html.escape(str(transfer))}, which the attack never used (transfer). "
+            if transfer
+            else ""
+        )
+        + "Attributes of the image: the raw-pixel probe (the image row above) applied to the reconstructions.</p>"
+    )
+
+
 def leakage_html(rows: list[dict]) -> str:
     """The matrix (cipher x metric, best attack per cell), per-attribute table and every row."""
     best = best_rows(rows)
     ciphers = sorted({row["cipher"] for row in rows}, key=cipher_rank)
     metrics = [m for m in METRIC_ORDER if any(key[1] == m for key in best)]
-    metrics += sorted({key[1] for key in best} - set(metrics) - set(SEARCH_ORDER) - set(ISO_ORDER))
+    metrics += sorted(
+        {key[1] for key in best} - set(metrics) - set(SEARCH_ORDER) - set(ISO_ORDER) - set(RECONSTRUCTION_ORDER)
+    )
     head = "".join(f"<th>{METRIC_TITLES.get(m, html.escape(m))}</th>" for m in metrics)
     body = "".join(
         f'<tr><td class="name">{html.escape(feature_label(c))}</td>'
@@ -264,6 +325,7 @@ def leakage_html(rows: list[dict]) -> str:
         "(deployments draw nonces from the OS); the plaintext and ShuffleBits fixed / per-dimension rows are "
         "tested to repeat exactly with the same seed.</p>",
     ]
+    parts.append(_reconstruction_table(best, ciphers))
     parts.extend(_protection_tables(best, ciphers))
     per_attribute = [row for row in rows if row.get("attribute") is not None and row["metric"] == "attr_bacc"]
     if per_attribute:

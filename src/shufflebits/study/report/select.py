@@ -17,6 +17,15 @@ METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_
 # Template-protection figures (attacks/protection.py), in tables of their own beside the matrix
 SEARCH_ORDER = ("reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine")
 ISO_ORDER = ("unlinkability_dsys", "renewability_rank1", "irreversibility_success")
+# The reconstruction's own table: every figure of the one reconstruction chosen per cipher.
+RECONSTRUCTION_ORDER = (
+    "recon_cosine_distance",
+    "recon_rank1",
+    "recon_success_rate",
+    "recon_rank1_transfer",
+    "recon_success_rate_transfer",
+    "recon_attr_bacc_mean",
+)
 
 
 LOWER_IS_BETTER = {"recon_cosine_distance"}  # for the attacker; every other metric: higher is better
@@ -91,14 +100,15 @@ def headline_rule(row: dict) -> str:
 def beaten_by(row: dict) -> tuple[str, float] | None:
     """The candidate that beat the validation-chosen attack on the users' data (attack, value), if any."""
     candidates = row.get("candidates") or {}
+    sign = -1.0 if row["metric"] in LOWER_IS_BETTER else 1.0
     better = {
         attack: c["value"]
         for attack, c in candidates.items()
-        if c.get("value") is not None and c["value"] > row["value"]
+        if c.get("value") is not None and sign * c["value"] > sign * row["value"]
     }
     if not better:
         return None
-    attack = max(better, key=better.get)
+    attack = max(better, key=lambda a: sign * better[a])
     return attack, better[attack]
 
 

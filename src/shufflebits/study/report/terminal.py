@@ -12,6 +12,7 @@ from ..numbers import figure
 from .sections import REID_WORDS
 from .select import (
     METRIC_ORDER,
+    RECONSTRUCTION_ORDER,
     THROUGHPUT_COLUMNS,
     beaten_by,
     best_rows,
@@ -25,9 +26,27 @@ TERMINAL_METRICS = {  # column headings of the leakage summary, short enough for
     "attr_bacc_mean": "attributes (bacc)",
     "recon_cosine_distance": "recon (cos dist)",
     "recon_rank1": "recon as query (r1)",
+    "recon_success_rate": "recon accepted (SAR)",
+    "recon_rank1_transfer": "recon r1, 2nd model",
+    "recon_success_rate_transfer": "recon SAR, 2nd model",
+    "recon_attr_bacc_mean": "recon attributes",
     "reid_rank1": "linking users (r1)",
     "key_bits_recovered": "key bits (of 32)",
 }
+
+
+def _reconstruction_lines(best: dict, ciphers: list[str]) -> list[str]:
+    """The figures of each cipher's chosen reconstruction that the matrix above leaves out."""
+    extra = [m for m in RECONSTRUCTION_ORDER if m not in METRIC_ORDER and any(key[1] == m for key in best)]
+    lines = []
+    for cipher in ciphers:
+        cells = [(m, best[(cipher, m)]) for m in extra if (cipher, m) in best]
+        if cells:
+            said = ", ".join(f"{TERMINAL_METRICS[m]} {_cell(row)}" for m, row in cells)
+            lines.append(f"  {feature_label(cipher):<16}{cells[0][1]['attack']}: {said}")
+    if lines:
+        lines.insert(0, "reconstruction (chosen on validation; SAR: accepted as its user at FMR 1e-3)")
+    return lines
 
 
 def _cell(row: dict | None) -> str:
@@ -122,6 +141,7 @@ def summary_table(results: dict) -> str:
             said = f"{names} ({', '.join(where)})"
             lines.append(f"  note: left out of the attribute means (one class among the users): {said}")
         lines.extend(notes)
+        lines.extend(_reconstruction_lines(best, ciphers))
     reid = results.get("reid")
     if reid:
         plain = reid["plaintext"]
