@@ -117,6 +117,38 @@ def test_our_checkpoint_format_records_size_and_normalisation(tmp_path):
         build_extractor("osnet_x0_5", weights=path)
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("std", [0.2, 0.0, 0.2], "std must be positive"),
+        ("std", [0.2, -1.0, 0.2], "std must be positive"),
+        ("mean", [float("nan"), 0.4, 0.4], "mean must be 3 finite numbers"),
+        ("mean", [0.4, 0.4], "mean must be 3 finite numbers"),
+        ("std", "abc", "std must be 3 numbers"),
+        ("input_size", [128, 0], "input_size must be two positive integers"),
+        ("input_size", [128.5, 64], "input_size must be two positive integers"),
+        ("input_size", [float("inf"), 64], "input_size must be 2 finite numbers"),
+        ("num_classes", 0, "num_classes must be positive"),
+        ("num_classes", "3", "num_classes must be an integer"),
+        ("distance", "manhattan", "distance must be euclidean or cosine"),
+    ],
+)
+def test_checkpoint_metadata_is_checked_before_it_is_used(tmp_path, field, value, message):
+    """Preprocessing numbers from a file are validated: a zero std would turn every feature into inf/NaN."""
+    record = {
+        "format": CHECKPOINT_FORMAT,
+        "model": "osnet_x0_25",
+        "num_classes": 3,
+        "input_size": [128, 64],
+        "state_dict": create_model("osnet_x0_25", num_classes=3).state_dict(),
+        field: value,
+    }
+    torch.save(record, tmp_path / "bad.pth")
+    with pytest.raises(ShuffleBitsError, match=message) as error:
+        build_extractor("osnet_x0_25", weights=tmp_path / "bad.pth")
+    assert "\n" not in str(error.value)
+
+
 def test_weight_errors_are_one_line_and_actionable(tmp_path):
     state = create_model("osnet_x0_25", num_classes=4).state_dict()
     broken = dict(state)

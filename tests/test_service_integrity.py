@@ -38,7 +38,7 @@ def fetch(url: str, images: list[Image.Image], request_id: str) -> dict:
     return answer.json()
 
 
-@pytest.fixture(scope="module", params=cipher_names())
+@pytest.fixture(scope="module", params=cipher_names(exact=True))
 def answers(request):
     """(cipher, answer A, answer B, plaintext of A): two 3-row answers of one server."""
     cipher = create_cipher(request.param)
@@ -184,7 +184,7 @@ def test_joined_batches_keep_one_seal_each(answers):
     assert cipher.decrypt(joined, require_authenticated=True).tobytes() == FakeExtractor()(images).tobytes()
 
 
-@pytest.fixture(scope="module", params=cipher_names())
+@pytest.fixture(scope="module", params=cipher_names(exact=True))
 def encrypted_file(request, tmp_path_factory):
     cipher = create_cipher(request.param)
     x = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
@@ -209,3 +209,26 @@ def test_any_byte_flip_in_a_file_fails_cleanly_or_changes_nothing(encrypted_file
         assert "\n" not in str(error)
     else:  # a byte zip ignores (a timestamp): the content is untouched
         assert plain.tobytes() == x.tobytes()
+
+
+class FiniteExtractor(FakeExtractor):
+    """Finite 16-d features (approximate ciphers encrypt real numbers only)."""
+
+    def __call__(self, images):
+        return np.stack([np.asarray(image, np.float32)[:4, :4, 0].ravel() / 255.0 for image in images])
+
+
+@pytest.mark.parametrize("name", cipher_names(exact=False, invertible=True))
+def test_approximate_ciphers_serve_sealed_answers_and_refuse_non_finite_features(name):
+    cipher = create_cipher(name)
+    images = make_images(ROWS, seed=22)
+    with BackgroundServer(create_app(FiniteExtractor(), TOKEN, cipher)) as server:
+        payload = fetch(server.url, images, "c" * 32)
+    plain = FiniteExtractor()(images)
+    assert np.allclose(key_holder(cipher, payload), plain, atol=1e-3)
+    with BackgroundServer(create_app(FakeExtractor(), TOKEN, cipher)) as server:  # a NaN word in every row
+        files = [("images", ("0.png", png_bytes(images[0]), "image/png"))]
+        answer = httpx.post(
+            f"{server.url}/v1/features", files=files, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+    assert answer.status_code == 500 and "cannot be encrypted" in answer.json()["detail"]

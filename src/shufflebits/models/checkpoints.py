@@ -13,6 +13,7 @@ classifier may be dropped, when the caller asks for another number of classes.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import struct
@@ -82,27 +83,60 @@ def _strip_module_prefix(state: dict) -> dict:
     return state
 
 
+def _numbers(value: object, count: int, what: str, origin: str) -> tuple[float, ...]:
+    """``count`` finite real numbers (metadata), or a one-line error naming the field."""
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ShuffleBitsError(
+            f"{origin}: checkpoint {what} must be {count} numbers, got {str(value)[:60]!r}"
+        ) from None
+    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        raise ShuffleBitsError(f"{origin}: checkpoint {what} must be {count} finite numbers, got {numbers}")
+    return numbers
+
+
+def _checked(weights: ModelWeights, origin: str) -> ModelWeights:
+    """Preprocessing metadata a checkpoint may carry, checked before it is trusted (a bad std divides by zero)."""
+    size = _numbers(weights.input_size, 2, "input_size", origin)
+    if not all(v >= 1 and v == int(v) for v in size):
+        raise ShuffleBitsError(f"{origin}: checkpoint input_size must be two positive integers, got {size}")
+    weights.input_size = (int(size[0]), int(size[1]))
+    weights.mean = _numbers(weights.mean, 3, "mean", origin)
+    weights.std = _numbers(weights.std, 3, "std", origin)
+    if min(weights.std) <= 0:
+        raise ShuffleBitsError(f"{origin}: checkpoint std must be positive, got {weights.std}")
+    if weights.num_classes < 1:
+        raise ShuffleBitsError(f"{origin}: checkpoint num_classes must be positive, got {weights.num_classes}")
+    if weights.distance not in ("euclidean", "cosine"):
+        raise ShuffleBitsError(f"{origin}: checkpoint distance must be euclidean or cosine, got {weights.distance!r}")
+    return weights
+
+
 def parse_weights(obj: object, origin: str = "weights") -> ModelWeights:
-    """Recognise one of the three formats in a loaded checkpoint object."""
+    """Recognise one of the three formats in a loaded checkpoint object; its metadata is checked."""
+    return _checked(_parse_weights(obj, origin), origin)
+
+
+def _parse_weights(obj: object, origin: str) -> ModelWeights:
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         missing = [key for key in ("model", "num_classes", "state_dict") if key not in obj]
         if missing:
             raise ShuffleBitsError(f"{origin}: shufflebits checkpoint lacks {', '.join(missing)}")
+        if isinstance(obj["num_classes"], bool) or not isinstance(obj["num_classes"], int):
+            raise ShuffleBitsError(f"{origin}: checkpoint num_classes must be an integer, got {obj['num_classes']!r}")
         weights = ModelWeights(
             source="shufflebits",
             state_dict=obj["state_dict"],
-            num_classes=int(obj["num_classes"]),
+            num_classes=obj["num_classes"],
             model_name=str(obj["model"]),
             model_kwargs=dict(obj.get("model_kwargs") or {}),
             normalize_features=bool(obj.get("normalize_features", False)),
             distance=str(obj.get("distance", "euclidean")),
         )
-        if obj.get("input_size") is not None:
-            weights.input_size = tuple(int(v) for v in obj["input_size"])
-        if obj.get("mean") is not None:
-            weights.mean = tuple(float(v) for v in obj["mean"])
-        if obj.get("std") is not None:
-            weights.std = tuple(float(v) for v in obj["std"])
+        for name in ("input_size", "mean", "std"):
+            if obj.get(name) is not None:
+                setattr(weights, name, obj[name])
         return weights
     if is_fastreid_checkpoint(obj):
         state, info = import_fastreid(obj)

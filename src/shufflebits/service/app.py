@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..ciphers.base import Sealed
-from ..errors import ShuffleBitsError
+from ..errors import InvalidInputError, ShuffleBitsError
 from .batching import Batcher
 from .images import MAX_PIXELS, decode_image, decoded_pixels
 from .memory import release_free_memory
@@ -199,8 +199,11 @@ def create_app(
         if cipher is None:
             return encode_result(features, response_id)
         context = answer_context(response_id, len(images))
-        with cipher_lock:
-            sealed = cipher.encrypt(features, authenticate=True, context=context)
+        try:
+            with cipher_lock:
+                sealed = cipher.encrypt(features, authenticate=True, context=context)
+        except InvalidInputError as error:  # e.g. an approximate cipher given non-finite model outputs
+            raise _reject(500, f"the model's features cannot be encrypted: {error}") from error
         return encode_result(sealed, response_id)
 
     @app.get("/v1/health")
