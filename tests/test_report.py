@@ -400,6 +400,8 @@ def test_cost_table_has_a_row_per_cipher_with_headers_in_words_and_units():
     assert "encrypt_us" not in table and "search_1toN" not in table and "bytes_per_vector" not in table
     assert "load 0.5 on 2 CPUs" in page
     assert 'id="cost"' not in render_html(_results(), {})  # no cost rows, no section
+    text = summary_table(_results(cost=COST_ROWS))
+    assert "what protection costs" in text and text.count("hamming on ciphertexts") == 1
 
 
 def _protection_row(cipher, metric, value, chance=0.0, validation=None):
