@@ -412,7 +412,7 @@ def latency_table(rows: list[dict]) -> str:
 def cost_table(rows: list[dict]) -> str:
     """What protection costs: one row per cipher (and plaintext), headers in words with their units."""
     first = rows[0]
-    size = {"gallery": figure(first.get("gallery")), "dim": figure(first.get("dim"))}
+    size = {key: figure(first.get(key)) for key in ("gallery", "batch", "dim")}
     head = '<th class="name">features</th><th class="name">how the matching side compares</th>' + "".join(
         f"<th>{words.format(**size)}</th>" for _, words, _ in COST_COLUMNS
     )

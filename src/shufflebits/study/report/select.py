@@ -87,7 +87,7 @@ THROUGHPUT_COLUMNS = (
 
 # The cost table's columns (``ciphers.cost`` rows): (key, words with units, decimals); the 1:N column names N itself.
 COST_COLUMNS = (
-    ("encrypt_us_per_vector", "encryption<br>(µs per vector, in batches of 1,000)", 2),
+    ("encrypt_us_per_vector", "encryption<br>(µs per vector, in batches of {batch})", 2),
     ("encrypt_us_one", "encrypting one vector<br>(µs per call)", 1),
     ("compare_1to1_us", "one 1:1 comparison<br>(µs, decryption included where needed)", 1),
     ("search_1toN_ms", "1:N search<br>(ms over {gallery} templates)", 2),
