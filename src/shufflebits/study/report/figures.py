@@ -329,9 +329,9 @@ def frontier_html(results: dict) -> str | None:
         "matchable cipher; for a bit-exact one the key holder's rank-1 after decryption, which is plaintext's; "
         "leakage: the matrix's validation-chosen attribute cell and its D_sys). Squares and triangles: the "
         "study's sweep of DCPE's β (as a multiple of the median distance between different people's features) "
-        "and BioHash's bits b, on the same users, keys and nonces from the seed; each point's encryption time is "
-        f"one pass over the users' gallery. {probe} Colour: µs per encryption (cost table; hollow: plaintext, "
-        "nothing to encrypt).</p>"
+        "and BioHash's bits b, on the same users, keys and nonces from the seed. "
+        f"{probe} Colour: µs per encryption (circles: the cost table; sweep points: the median of three "
+        "encryptions of the users' gallery; hollow: plaintext, nothing to encrypt).</p>"
     )
     return (
         f'<figure><img src="{uri}" alt="utility, leakage and cost frontier"></figure>'
