@@ -275,12 +275,12 @@ def _frontier_figure(points: list[dict], sweep: list[dict]) -> str:
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7, loc="best")
     if norm is not None:
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), pad=0.02)
         plain_numbers = FuncFormatter(lambda value, _: f"{value:g}")
-        bar.ax.yaxis.set_major_formatter(plain_numbers)
-        bar.ax.yaxis.set_minor_formatter(plain_numbers)
+        bar.ax.yaxis.set_major_formatter(plain_numbers)  # 1, 10, 100 rather than 10^0, 10^1, 10^2
+        bar.ax.yaxis.set_minor_formatter(plain_numbers if norm.vmax < 10 * norm.vmin else NullFormatter())
         bar.set_label("encryption cost (µs per vector, log scale; hollow: none)", fontsize=8)
     return _figure_uri(fig)
 
