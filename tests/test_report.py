@@ -443,6 +443,8 @@ SWEEP = {
         _sweep_point("biohash", 0.65, 0.06, bits=512),
     ],
     "attribute_probe": True,
+    "load_average": 3.0,
+    "cpu_count": 2,
 }
 
 
@@ -458,7 +460,7 @@ def test_frontier_figure_and_table_come_from_the_rows_and_the_sweep():
     dcpe = next(line for line in table.split("<tr>") if "dcpe" in line and "as catalogued" in line)
     assert "0.850" in dcpe and "0.700" in dcpe and "0.750" not in dcpe  # the validation-chosen attribute cell
     assert "β = 0.250 (0.125× distance)" in table and "b = 512" in table and "0.875" in table
-    assert "cheap probe" in frontier
+    assert "cheap probe" in frontier and "Sweep timed under load 3.0 on 2 CPUs (load above the CPU count" in frontier
     page = render_html(results, build_figures(results, {}))
     assert 'id="frontier"' in page and "The frontier" in page
 

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 
+from ..load import load_text
 from ..numbers import figure
 from .sections import throughput_table
 from .select import THROUGHPUT, cipher_rank, feature_label, frontier_points, measured, row_label
@@ -324,6 +325,8 @@ def frontier_html(results: dict) -> str | None:
         if frontier.get("attribute_probe")
         else "The sweep ran without the attribute probe, so its points appear on the right panel only."
     )
+    sample = {"load_1min": frontier.get("load_average"), "cpu_count": frontier.get("cpu_count")}
+    timed = f" Sweep timed under {html.escape(load_text(sample))}." if sample["cpu_count"] else ""
     note = (
         '<p class="note">Circles: each cipher as the leakage matrix ran it (utility: rank-1 on ciphertexts for a '
         "matchable cipher; for a bit-exact one the key holder's rank-1 after decryption, which is plaintext's; "
@@ -331,7 +334,7 @@ def frontier_html(results: dict) -> str | None:
         "study's sweep of DCPE's β (as a multiple of the median distance between different people's features) "
         "and BioHash's bits b, on the same users, keys and nonces from the seed. "
         f"{probe} Colour: µs per encryption (circles: the cost table; sweep points: the median of three "
-        "encryptions of the users' gallery; hollow: plaintext, nothing to encrypt).</p>"
+        "encryptions of the users' gallery; hollow: plaintext, nothing to encrypt)." + timed + "</p>"
     )
     return (
         f'<figure><img src="{uri}" alt="utility, leakage and cost frontier"></figure>'
