@@ -271,6 +271,7 @@ def test_cost_rows_cover_every_cipher_with_its_storage_and_comparison():
         assert by_name[name]["comparison"].endswith("on ciphertexts") == record.matchable
         assert all(by_name[name][k] > 0 for k in ("encrypt_us_per_vector", "compare_1to1_us", "search_1toN_ms"))
     assert by_name["plaintext"]["bytes_per_vector"] == DIM * 4
+    assert all(row["batch"] == 64 and row["gallery"] == 64 for row in rows)  # a smaller gallery is its own batch
     lines = cost_lines(rows)
     assert len(lines) == len(rows) + 2 and "1:N over 64 512-d templates" in lines[-1]
 

@@ -364,3 +364,110 @@ def test_the_reconstruction_figures_get_their_own_table_and_summary_lines():
     line = next(line for line in text.splitlines() if "recon accepted (SAR)" in line)
     assert "nn-lookup" in line and "0.350 / 0.010" in line and "recon r1, 2nd model 0.125 / 0.020" in line
     assert "recon attributes 0.610 / 0.420" in line
+
+
+def _cost_row(cipher, comparison, encrypt_us, bytes_per_vector):
+    return {
+        "cipher": cipher,
+        "comparison": comparison,
+        "encrypt_us_per_vector": encrypt_us,
+        "encrypt_us_one": 10 * encrypt_us,
+        "compare_1to1_us": 1.5,
+        "search_1toN_ms": 4.25,
+        "bytes_per_vector": bytes_per_vector,
+        "gallery": 10_000,
+        "batch": 1_000,
+        "dim": 512,
+        "load_average": 0.5,
+        "cpu_count": 2,
+    }
+
+
+COST_ROWS = [
+    _cost_row("plaintext", "euclidean on features", 0.0, 2048.0),
+    _cost_row("aes-gcm", "decrypt, then euclidean", 0.75, 2076.0),
+    _cost_row("dcpe", "euclidean on ciphertexts", 2.5, 2064.0),
+    _cost_row("biohash", "hamming on ciphertexts", 7.5, 64.0),
+]
+
+
+def test_cost_table_has_a_row_per_cipher_with_headers_in_words_and_units():
+    page = render_html(_results(cost=COST_ROWS), {})
+    assert "What protection costs" in page
+    table = page.split('<table id="cost-table">')[1].split("</table>")[0]
+    assert table.count("<tr>") == 1 + len(COST_ROWS)  # the header and one row per cipher
+    assert (
+        "µs per vector, in batches of 1,000" in table
+        and "ms over 10,000 templates" in table
+        and "per protected 512-d vector" in table
+    )
+    assert "hamming on ciphertexts" in table and "2,076" in table and "4.25" in table
+    assert "encrypt_us" not in table and "search_1toN" not in table and "bytes_per_vector" not in table
+    assert "load 0.5 on 2 CPUs" in page
+    assert 'id="cost"' not in render_html(_results(), {})  # no cost rows, no section
+    text = summary_table(_results(cost=COST_ROWS))
+    assert "what protection costs" in text and text.count("hamming on ciphertexts") == 1
+
+
+def _protection_row(cipher, metric, value, chance=0.0, validation=None):
+    row = {"cipher": cipher, "attack": "scheme", "metric": metric, "value": value, "chance": chance, "n": 50}
+    return row if validation is None else {**row, "validation": validation}
+
+
+FRONTIER_ROWS = [
+    *ROWS,
+    _protection_row("plaintext", "reid_rank1", 0.9, 0.02, validation=0.8),
+    _protection_row("plaintext", "unlinkability_dsys", 0.95),
+    _protection_row("aes-gcm", "unlinkability_dsys", 0.01),
+    _protection_row("dcpe", "reid_rank1_ciphertext", 0.85, 0.02),
+    _protection_row("dcpe", "attr_bacc_mean", 0.7, 0.4, validation=0.65),
+    _protection_row("dcpe", "attr_bacc_mean", 0.75, 0.4, validation=0.6),  # better on users, worse on validation
+    _protection_row("dcpe", "unlinkability_dsys", 0.9),
+    _protection_row("biohash", "reid_rank1_ciphertext", 0.6, 0.02),
+    _protection_row("biohash", "attr_bacc_mean", 0.5, 0.4, validation=0.45),
+    _protection_row("biohash", "unlinkability_dsys", 0.05),
+]
+
+
+def _sweep_point(cipher, rank1, dsys, attributes=True, **params):
+    point = {"cipher": cipher, **params, "reid_rank1_ciphertext": rank1, "unlinkability_dsys": dsys}
+    point.update(encrypt_us_per_vector=3.0, bytes_per_vector=2064.0)
+    return {**point, "attr_bacc_mean": 0.6, "attr_chance_mean": 0.4} if attributes else point
+
+
+SWEEP = {
+    "points": [
+        _sweep_point("dcpe", 0.875, 0.9, beta=0.25, beta_relative=0.125),
+        _sweep_point("dcpe", 0.125, 0.2, beta=16.0, beta_relative=8.0),
+        _sweep_point("biohash", 0.3, 0.04, bits=8),
+        _sweep_point("biohash", 0.65, 0.06, bits=512),
+    ],
+    "attribute_probe": True,
+    "load_average": 3.0,
+    "cpu_count": 2,
+}
+
+
+def test_frontier_figure_and_table_come_from_the_rows_and_the_sweep():
+    results = _results(leakage=FRONTIER_ROWS, cost=COST_ROWS, frontier=SWEEP)
+    frontier = build_figures(results, {})["frontier"]
+    assert frontier.count("data:image/png;base64,") == 1
+    table = frontier.split('<table id="frontier-table">')[1].split("</table>")[0]
+    assert table.count("<tr>") == 1 + 4 + len(SWEEP["points"])  # header, plaintext + 3 ciphers, the sweep
+    aes = next(line for line in table.split("<tr>") if "aes-gcm" in line)
+    assert "after decryption" in aes and "<td>0.900</td><td>0.410</td>" in aes  # plaintext's rank-1, its own leak
+    assert "<td>0.010</td><td>0.75</td><td>2,076</td>" in aes  # D_sys, µs per encryption, bytes
+    dcpe = next(line for line in table.split("<tr>") if "dcpe" in line and "as catalogued" in line)
+    assert "0.850" in dcpe and "0.700" in dcpe and "0.750" not in dcpe  # the validation-chosen attribute cell
+    assert "β = 0.250 (0.125× distance)" in table and "b = 512" in table and "0.875" in table
+    assert "cheap probe" in frontier and "Sweep timed under load 3.0 on 2 CPUs (load above the CPU count" in frontier
+    page = render_html(results, build_figures(results, {}))
+    assert 'id="frontier"' in page and "The frontier" in page
+
+
+def test_frontier_is_absent_without_its_rows_and_says_when_the_sweep_has_no_probe():
+    assert "frontier" not in build_figures(_results(), {})  # no re-ID or linkability rows, no sweep
+    assert 'id="frontier"' not in render_html(_results(), build_figures(_results(), {}))
+    lean = {"points": [_sweep_point("dcpe", 0.5, 0.5, attributes=False, beta=1.0, beta_relative=0.5)]}
+    frontier = build_figures(_results(frontier={**lean, "attribute_probe": False}), {})["frontier"]
+    assert frontier.count("data:image/png;base64,") == 1 and "right panel only" in frontier

@@ -94,7 +94,9 @@ def test_smoke_study_completes_every_stage(smoke):
     assert results["throughput"]
     stages = {"user_world", "victim_world", "train_victim", "load_victim", "own_world_figures", "black_box"}
     stages.add("extract_features")
-    assert set(results["timings"]) == stages | {"transfer_features", "leakage", "reid", "throughput", "report", "total"}
+    assert set(results["timings"]) == stages | {
+        "transfer_features", "leakage", "reid", "throughput", "cost", "frontier", "report", "total"
+    }  # fmt: skip
     assert victim["transfer_model"] == CONFIG.transfer == "osnet_x0_25-synth-128x64"
     transfer = [row for row in results["leakage"] if row["metric"].endswith("_transfer")]
     assert {row["cipher"] for row in transfer} == {"plaintext", *CIPHERS}
@@ -109,6 +111,13 @@ def test_smoke_study_completes_every_stage(smoke):
         assert record["overloaded"] == (record["load"]["load_1min"] > record["load"]["cpu_count"])
     for row in results["throughput"]:
         assert row["overloaded"] == (row["load_average"] > row["cpu_count"])
+    assert [row["cipher"] for row in results["cost"]] == ["plaintext", *CIPHERS]
+    assert all(row["gallery"] == CONFIG.profile.cost_gallery for row in results["cost"])
+    sweep = results["frontier"]
+    assert {p["cipher"] for p in sweep["points"]} == {"dcpe", "biohash"} and sweep["attribute_probe"]
+    for point in sweep["points"]:
+        assert 0 <= point["reid_rank1_ciphertext"] <= 1 and 0 <= point["unlinkability_dsys"] <= 1
+        assert point["attr_bacc_mean"] is not None and point["n_query"] == victim["n_user_query"]
     assert results["load"]["load_1min"] >= max(r["load"]["load_1min"] for r in results["stages"].values())
     assert results["verdict"]["headline"] and len(results["verdict"]["checks"]) == 2
 
@@ -118,8 +127,9 @@ def test_report_is_self_contained_and_embeds_every_grid(smoke):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)
     leakage_pngs = list((smoke.index_html.parent / "cache").glob("leakage-*/*.png"))
     assert leakage_pngs, "the attack stage wrote no reconstruction grid"
-    # grids + training curves + throughput bars + stage times
-    assert page.count('src="data:image/png;base64,') >= len(leakage_pngs) + 3
+    # grids + training curves + throughput bars + stage times + the frontier
+    assert page.count('src="data:image/png;base64,') >= len(leakage_pngs) + 4
+    assert 'id="cost-table"' in page and 'id="frontier-table"' in page
     assert (smoke.index_html.parent / "leakage.json").is_file()
 
 

@@ -61,7 +61,7 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
         batch = gallery_plain[:BATCH]
         row = {
             "cipher": name,
-            "encrypt_us_per_vector": _median(lambda c=cipher: c.encrypt(batch), 3) / BATCH * 1e6,
+            "encrypt_us_per_vector": _median(lambda c=cipher: c.encrypt(batch), 3) / len(batch) * 1e6,
             "encrypt_us_one": _median(lambda c=cipher: c.encrypt(query), repeats) * 1e6,
         }
         nonce_bytes = 0 if sealed_gallery.nonces is None else sealed_gallery.nonces.nbytes
@@ -86,7 +86,7 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
         rows.append(row)
     load = os.getloadavg()[0]
     for row in rows:
-        row.update(gallery=gallery, dim=DIM, load_average=load, cpu_count=os.cpu_count())
+        row.update(gallery=gallery, batch=min(BATCH, gallery), dim=DIM, load_average=load, cpu_count=os.cpu_count())
     return rows
 
 

@@ -36,6 +36,8 @@ class Profile:
     attacks: AttackProfile  # how hard the leakage matrix's attacks try
     recon_size: tuple[int, int]  # (H, W) of the image copies the reconstruction attack learns
     bench_mib: int  # MiB of float32 features per cipher in the throughput benchmark
+    cost_gallery: int  # templates in the cost table's 1:N search (``ciphers.cost``; 10,000 in ``bench --cost``)
+    cost_repeats: int  # timed runs behind each single-vector median of the cost table
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +71,8 @@ PROFILES: dict[str, Profile] = {
         ),
         recon_size=(32, 16),
         bench_mib=1,
+        cost_gallery=256,
+        cost_repeats=3,
     ),
     # quick and default are sized by measurement on the 2-core CPU (one torch thread):
     # an OSNet-x0.25 step of 64 images takes about 0.2 s at 64x32 and 0.5 s at 128x64, so
@@ -101,6 +105,8 @@ PROFILES: dict[str, Profile] = {
         ),
         recon_size=(32, 16),
         bench_mib=8,
+        cost_gallery=2_000,
+        cost_repeats=5,
     ),
     "default": Profile(
         name="default",
@@ -129,6 +135,8 @@ PROFILES: dict[str, Profile] = {
         ),
         recon_size=(64, 32),
         bench_mib=64,
+        cost_gallery=10_000,
+        cost_repeats=20,
     ),
     "paper": Profile(
         name="paper",
@@ -157,6 +165,8 @@ PROFILES: dict[str, Profile] = {
         ),
         recon_size=(128, 64),
         bench_mib=64,
+        cost_gallery=10_000,
+        cost_repeats=20,
     ),
 }
 

@@ -1,4 +1,4 @@
-"""The whole study in one call: victim, leakage matrix, re-ID after decryption, throughput, report.
+"""The whole study in one call: victim, leakage matrix, re-ID after decryption, throughput and cost, report.
 
 A stage that fails (a missing piece, a bad input) is recorded with its error
 and shown in the report; the stages that do not depend on it still run, so one
@@ -209,8 +209,35 @@ def _benchmark(context: StageContext) -> list[dict]:
     ]
 
 
+def _cost(context: StageContext) -> list[dict]:
+    """What each cipher costs (``ciphers.cost``) at the profile's gallery size, timed with no HTTP service running."""
+    from ..ciphers.cost import cost_rows
+
+    profile = context.config.profile
+    rows = cost_rows(gallery=profile.cost_gallery, repeats=profile.cost_repeats)
+    return [
+        {**row, "overloaded": overloaded({"load_1min": row["load_average"], "cpu_count": row["cpu_count"]})}
+        for row in rows
+    ]
+
+
+def _frontier(context: StageContext) -> dict:
+    """The parameter sweep of the searchable schemes (``study.frontier``) on this run's features."""
+    from .frontier import frontier_sweep
+
+    victim, config = context.values[FEATURES], context.config
+    return frontier_sweep(
+        victim.attacker,
+        victim.user_query,
+        victim.user_gallery,
+        config.profile.attacks,
+        seed=config.seeds["attacks"],
+        device=config.device,
+    )
+
+
 def study_stages(config: StudyConfig) -> list[Stage]:
-    """The whole study's graph: the victim's stages, then the leakage matrix, re-ID and throughput."""
+    """The whole study's graph: the victim's stages, then the leakage matrix, re-ID, throughput, cost and the sweep."""
     transfer = transfer_stages(config)
     copy = ("load_victim",) if CONSISTENCY in config.profile.attacks.recon_variants else ()  # _attacker_copy
     return [
@@ -238,6 +265,21 @@ def study_stages(config: StudyConfig) -> list[Stage]:
             params=("profile.bench_mib",),
             code=("ciphers",),
             description="cipher throughput",
+        ),
+        Stage(
+            "cost",
+            run=_cost,
+            params=("profile.cost_gallery", "profile.cost_repeats"),
+            code=("ciphers",),
+            description="what protection costs",
+        ),
+        Stage(
+            "frontier",
+            run=_frontier,
+            needs=(FEATURES,),
+            params=("profile.attacks", "seeds.attacks", "device"),
+            code=("attacks", "ciphers", "reid"),
+            description="the searchable schemes' parameter sweep",
         ),
         *realism_stages(config),
     ]
@@ -320,10 +362,10 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
     wall_start, load_start = time.perf_counter(), load_sample()
     runner = StageRunner(study_stages(config), config, out_dir, keep_going=True)
     try:
-        runner.run(targets=("leakage", "reid", *(stage.name for stage in realism_stages(config))))
+        runner.run(targets=("leakage", "reid", "frontier", *(stage.name for stage in realism_stages(config))))
     finally:
         close_black_box(runner.values)
-    runner.run()  # the throughput benchmark, with no HTTP service left running beside it
+    runner.run()  # the throughput benchmark and the cost table, with no HTTP service left running beside them
 
     victim: VictimData | None = runner.values.get(FEATURES)
     victim_names = {stage.name for stage in victim_stages(config)}
@@ -341,6 +383,8 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
         "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
         "reid": runner.values.get("reid"),
         "throughput": runner.values.get("throughput"),
+        "cost": runner.values.get("cost"),
+        "frontier": runner.values.get("frontier"),
         "realism": runner.values.get("realism"),
         "timings": timings,
         "stages": runner.records,

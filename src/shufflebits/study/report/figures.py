@@ -8,9 +8,10 @@ import io
 
 import numpy as np
 
+from ..load import load_text
 from ..numbers import figure
 from .sections import throughput_table
-from .select import THROUGHPUT, cipher_rank, measured, row_label
+from .select import THROUGHPUT, cipher_rank, feature_label, frontier_points, measured, row_label
 
 
 def _png_uri(data: bytes) -> str:
@@ -213,6 +214,134 @@ def throughput_html(rows: list[dict]) -> str:
     return f'<figure><img src="{figure}" alt="cipher throughput"></figure>' + table
 
 
+SWEEP_STYLES = {"dcpe": ("s", "#b03a2e", "--"), "biohash": ("^", "#2e5eb0", ":")}  # marker, line colour, line style
+PANELS = ("attr_bacc_mean", "unlinkability_dsys")  # the y axes, left and right
+
+
+def sweep_label(point: dict, short: bool = False) -> str:
+    """``β = 0.42 (0.5× distance)`` (``short``: ``β = 0.42``) or ``b = 32``: a sweep point's parameter."""
+    if "beta" in point:
+        if short:
+            return f"β = {point['beta']:.3g}"
+        return f"β = {figure(point['beta'], 3)} ({figure(point.get('beta_relative'), 3)}× distance)"
+    return f"b = {figure(point['bits'])}" if "bits" in point else ""
+
+
+def _frontier_figure(points: list[dict], sweep: list[dict]) -> str:
+    """Two panels, re-ID rank-1 on x: attribute leakage and D_sys on y; colour = µs per encryption (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    costs = [p["encrypt_us_per_vector"] for p in (*points, *sweep) if (p.get("encrypt_us_per_vector") or 0) > 0]
+    norm = LogNorm(min(costs), max(max(costs), 1.01 * min(costs))) if costs else None
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
+
+    def draw(axis, p, key, marker, size, label, fontsize):
+        us = p.get("encrypt_us_per_vector") or 0
+        if norm is not None and us > 0:
+            axis.scatter(p["reid_rank1"], p[key], color=cmap(norm(us)), marker=marker, s=size, edgecolors="black")
+        else:  # plaintext (nothing to encrypt) or no cost measured: hollow
+            axis.scatter(p["reid_rank1"], p[key], facecolors="none", marker=marker, s=size, edgecolors="black")
+        axis.annotate(label, (p["reid_rank1"], p[key]), fontsize=fontsize, xytext=(4, 3), textcoords="offset points")
+
+    for axis, key in zip(axes, PANELS):
+        for p in points:
+            if p.get(key) is not None:
+                draw(axis, p, key, "o", 60, feature_label(p["cipher"]), 7)
+        for scheme in dict.fromkeys(p["cipher"] for p in sweep):
+            line = [p for p in sweep if p["cipher"] == scheme and p.get(key) is not None]
+            marker, colour, style = SWEEP_STYLES.get(scheme, ("D", "grey", "-."))
+            if line:
+                x, y = [p["reid_rank1"] for p in line], [p[key] for p in line]
+                axis.plot(x, y, color=colour, lw=1, ls=style, label=f"{scheme} sweep")
+            for p in line:
+                draw(axis, p, key, marker, 36, sweep_label(p, short=True), 6)
+        axis.set_xlabel("re-ID rank-1 for the matching side (fraction of queries)")
+        axis.set_xlim(-0.03, 1.03)
+        axis.grid(alpha=0.3)
+    attrs, link = axes
+    chance = next((p.get("attr_chance") for p in points if p["cipher"] == "plaintext"), None)
+    if chance is not None:
+        attrs.axhline(chance, color="grey", lw=1, ls=":", label="chance (constant guess)")
+    attrs.set_ylabel("attribute inference (mean balanced accuracy)")
+    attrs.set_title("utility against attribute leakage", fontsize=10)
+    link.set_ylabel("linkability across keys (D_sys, 0 = unlinkable)")
+    link.set_title("utility against linkability", fontsize=10)
+    link.set_ylim(-0.03, 1.03)
+    for axis in axes:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7, loc="best")
+    if norm is not None:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), pad=0.02)
+        plain_numbers = FuncFormatter(lambda value, _: f"{value:g}")
+        bar.ax.yaxis.set_major_formatter(plain_numbers)  # 1, 10, 100 rather than 10^0, 10^1, 10^2
+        bar.ax.yaxis.set_minor_formatter(plain_numbers if norm.vmax < 10 * norm.vmin else NullFormatter())
+        bar.set_label("encryption cost (µs per vector, log scale; hollow: none)", fontsize=8)
+    return _figure_uri(fig)
+
+
+FRONTIER_COLUMNS = (
+    ("reid_rank1", "re-ID rank-1<br>(fraction of queries)", 3),
+    ("attr_bacc_mean", "attribute inference<br>(mean balanced accuracy)", 3),
+    ("attr_chance", "its chance level<br>(constant guess)", 3),
+    ("unlinkability_dsys", "linkability across keys<br>(D_sys, 0–1)", 3),
+    ("encrypt_us_per_vector", "encryption<br>(µs per vector)", 2),
+    ("bytes_per_vector", "storage<br>(bytes per vector)", 0),
+)
+
+
+def frontier_html(results: dict) -> str | None:
+    """The frontier figure and its table, from the leakage and cost rows and the study's sweep; None without them."""
+    points = frontier_points(results.get("leakage") or [], results.get("cost"))
+    frontier = results.get("frontier") or {}
+    sweep = [
+        {**p, "reid_rank1": p["reid_rank1_ciphertext"], "attr_chance": p.get("attr_chance_mean")}
+        for p in frontier.get("points") or []
+    ]
+    if not points and not sweep:
+        return None
+    uri = _frontier_figure(points, sweep)
+    lines = [(feature_label(p["cipher"]), "as catalogued", p["utility_source"], p) for p in points]
+    lines += [(p["cipher"], sweep_label(p), "on ciphertexts", p) for p in sweep]
+    head = '<th class="name">features</th><th class="name">parameter</th><th class="name">rank-1 measured</th>'
+    head += "".join(f"<th>{words}</th>" for _, words, _ in FRONTIER_COLUMNS)
+    body = "".join(
+        f'<tr><td class="name">{html.escape(name)}</td><td class="name">{html.escape(parameter)}</td>'
+        f'<td class="name">{html.escape(source)}</td>'
+        + "".join(f"<td>{html.escape(figure(p.get(key), digits))}</td>" for key, _, digits in FRONTIER_COLUMNS)
+        + "</tr>"
+        for name, parameter, source, p in lines
+    )
+    probe = (
+        "Sweep points' attribute inference: a cheap probe (the attribute MLP with few epochs on the attacker's "
+        "own ciphertexts under the users' key, in the scheme's matching view, early-stopped on the attacker's "
+        "held-out identities), weaker than the matrix's attacks, so a lower bound."
+        if frontier.get("attribute_probe")
+        else "The sweep ran without the attribute probe, so its points appear on the right panel only."
+    )
+    sample = {"load_1min": frontier.get("load_average"), "cpu_count": frontier.get("cpu_count")}
+    timed = f" Sweep timed under {html.escape(load_text(sample))}." if sample["cpu_count"] else ""
+    note = (
+        '<p class="note">Circles: each cipher as the leakage matrix ran it (utility: rank-1 on ciphertexts for a '
+        "matchable cipher; for a bit-exact one the key holder's rank-1 after decryption, which is plaintext's; "
+        "leakage: the matrix's validation-chosen attribute cell and its D_sys). Squares and triangles: the "
+        "study's sweep of DCPE's β (as a multiple of the median distance between different people's features) "
+        "and BioHash's bits b, on the same users, keys and nonces from the seed. "
+        f"{probe} Colour: µs per encryption (circles: the cost table; sweep points: the median of three "
+        "encryptions of the users' gallery; hollow: plaintext, nothing to encrypt)." + timed + "</p>"
+    )
+    return (
+        f'<figure><img src="{uri}" alt="utility, leakage and cost frontier"></figure>'
+        f'<table id="frontier-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+    )
+
+
 def build_figures(results: dict, grids: dict) -> dict[str, str]:
     """The page's images (data URIs) from the results and the attack stage's reconstruction grids.
 
@@ -239,4 +368,7 @@ def build_figures(results: dict, grids: dict) -> dict[str, str]:
         )
     if results.get("throughput"):
         figures["throughput"] = throughput_html(results["throughput"])
+    frontier = frontier_html(results)
+    if frontier:
+        figures["frontier"] = frontier
     return figures

@@ -18,6 +18,7 @@ from ...atomic import atomic_write_text
 from ..load import load_text, overloaded
 from .figures import bar_figure
 from .sections import (
+    cost_table,
     fmt,
     key_value_table,
     leakage_html,
@@ -192,12 +193,29 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
         ),
         section("Re-identification before and after encryption", "reid", reid, failures.get("reid")),
         *(
+            [
+                section(
+                    "The frontier: utility against leakage, at what cost",
+                    "frontier",
+                    figures.get("frontier"),
+                    failures.get("frontier"),
+                )
+            ]
+            if figures.get("frontier") or "frontier" in failures
+            else []
+        ),
+        *(
             [section("How real the synthetic world looks", "realism", realism_html(realism), failures.get("realism"))]
             if (realism := results.get("realism")) or "realism" in failures
             else []
         ),
         section("Victim training", "training", training, _failure(failures, TRAINING_STAGES)),
         section("Cipher throughput", "throughput", figures.get("throughput"), failures.get("throughput")),
+        *(
+            [section("What protection costs", "cost", cost_table(cost) if cost else None, failures.get("cost"))]
+            if (cost := results.get("cost")) or "cost" in failures
+            else []
+        ),
         section(
             "Wall time per stage",
             "timings",

@@ -10,6 +10,7 @@ import numpy as np
 from ..load import load_text, overloaded
 from ..numbers import figure
 from .select import (
+    COST_COLUMNS,
     ISO_ORDER,
     LOWER_IS_BETTER,
     METRIC_ORDER,
@@ -406,6 +407,33 @@ def latency_table(rows: list[dict]) -> str:
         "<th>fastest (µs)</th><th>median (µs)</th><th>slowest (µs)</th></tr></thead>"
         f"<tbody>{body}</tbody></table>"
     )
+
+
+def cost_table(rows: list[dict]) -> str:
+    """What protection costs: one row per cipher (and plaintext), headers in words with their units."""
+    first = rows[0]
+    size = {key: figure(first.get(key)) for key in ("gallery", "batch", "dim")}
+    head = '<th class="name">features</th><th class="name">how the matching side compares</th>' + "".join(
+        f"<th>{words.format(**size)}</th>" for _, words, _ in COST_COLUMNS
+    )
+    body = "".join(
+        f'<tr><td class="name">{html.escape(feature_label(str(row["cipher"])))}</td>'
+        f'<td class="name">{html.escape(str(row.get("comparison") or ""))}</td>'
+        + "".join(f"<td>{fmt(row.get(key), digits)}</td>" for key, _, digits in COST_COLUMNS)
+        + "</tr>"
+        for row in sorted(rows, key=lambda row: cipher_rank(str(row["cipher"])))
+    )
+    sample = {"load_1min": first.get("load_average"), "cpu_count": first.get("cpu_count")}
+    busy = overloaded(sample) if sample["cpu_count"] else False
+    measured_under = f" Measured under {load_text(sample)}." if sample["cpu_count"] else ""
+    note = (
+        f'<p class="note{" busy" if busy else ""}">Medians of repeated runs in one process on random '
+        f"{size['dim']}-d float32 features. Matchable ciphers compare ciphertexts directly (the gallery kept in "
+        "its matching form); the others must be decrypted by the key holder first, and their comparison and "
+        "search times include decrypting the query and, for 1:N, the whole gallery. Storage counts the "
+        f"ciphertext with its nonce and tag.{html.escape(measured_under)}</p>"
+    )
+    return f'<table id="cost-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
 
 
 REID_WORDS = {"mAP": "mAP", "mINP": "mINP", "rank1": "rank-1", "rank5": "rank-5", "rank10": "rank-10"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...ciphers.catalogue import cipher_names
+from ...ciphers.catalogue import cipher_names, spec
 
 FEATURE_ORDER = ("image", "plaintext", *cipher_names())  # "image": the raw-pixel probe
 FEATURE_LABELS = {"image": "image alone (pixels)"}  # what the image shows without any feature vector
@@ -85,6 +85,15 @@ THROUGHPUT_COLUMNS = (
     ("ratio_vs_reference", "× pure-Python reference", 0),
 )
 
+# The cost table's columns (``ciphers.cost`` rows): (key, words with units, decimals); the 1:N column names N itself.
+COST_COLUMNS = (
+    ("encrypt_us_per_vector", "encryption<br>(µs per vector, in batches of {batch})", 2),
+    ("encrypt_us_one", "encrypting one vector<br>(µs per call)", 1),
+    ("compare_1to1_us", "one 1:1 comparison<br>(µs, decryption included where needed)", 1),
+    ("search_1toN_ms", "1:N search<br>(ms over {gallery} templates)", 2),
+    ("bytes_per_vector", "storage<br>(bytes per protected {dim}-d vector)", 0),
+)
+
 RULE_VALIDATION = "chosen on the attacker's validation split"
 RULE_ONLY = "the only attack"
 RULE_USERS = "best on the users' data (an upper bound; no validation score recorded)"
@@ -129,3 +138,48 @@ def measured(rows: list[dict]) -> list[dict]:
         for row in rows
         if is_throughput(row) and isinstance(row.get(THROUGHPUT), (int, float)) and row[THROUGHPUT] > 0
     ]
+
+
+def frontier_points(rows: list[dict], cost: list[dict] | None) -> list[dict]:
+    """One point per cipher (and plaintext) for the frontier: utility, attribute leakage, D_sys, cost.
+
+    Utility is re-ID rank-1 for whoever matches: on ciphertexts for a matchable
+    cipher (its ``reid_rank1_ciphertext`` row); for a bit-exact invertible one
+    the key holder decrypts first and gets the features back bit for bit, so
+    its rank-1 is plaintext's ``reid_rank1``. Leakage is the validation-chosen
+    ``attr_bacc_mean`` cell and ``unlinkability_dsys``; cost is µs per
+    encryption from the cost rows (plaintext: 0, nothing to encrypt).
+    """
+    best = best_rows(rows)
+    costs = {row["cipher"]: row for row in cost or []}
+    present = {row["cipher"] for row in rows}
+    plain = best.get(("plaintext", "reid_rank1"))
+    points = []
+    for name in ("plaintext", *cipher_names()):
+        if name not in present:
+            continue
+        if name == "plaintext":
+            utility, source = plain, "plaintext features"
+        elif spec(name).matchable:
+            utility, source = best.get((name, "reid_rank1_ciphertext")), "on ciphertexts"
+        elif spec(name).invertible and spec(name).exact:
+            utility, source = plain, "after decryption (plaintext's)"
+        else:
+            continue
+        leak, link = best.get((name, "attr_bacc_mean")), best.get((name, "unlinkability_dsys"))
+        if utility is None or leak is None:
+            continue
+        point_cost = costs.get(name, {})
+        points.append(
+            {
+                "cipher": name,
+                "reid_rank1": utility["value"],
+                "utility_source": source,
+                "attr_bacc_mean": leak["value"],
+                "attr_chance": leak.get("chance"),
+                "unlinkability_dsys": None if link is None else link["value"],
+                "encrypt_us_per_vector": point_cost.get("encrypt_us_per_vector"),
+                "bytes_per_vector": point_cost.get("bytes_per_vector"),
+            }
+        )
+    return points

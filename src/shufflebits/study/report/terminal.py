@@ -159,6 +159,11 @@ def summary_table(results: dict) -> str:
     if shown:
         lines.append("throughput")
         lines.extend(throughput_lines(shown, os.cpu_count()))
+    if results.get("cost"):
+        from ...ciphers.cost import cost_lines
+
+        lines.append("what protection costs")
+        lines.extend(f"  {line}" for line in cost_lines(results["cost"]))
     lines.append("wall time (s)")
     stages = results.get("stages") or {}
     for name, seconds in results["timings"].items():
