@@ -10,12 +10,12 @@ must be decrypted by the key holder first, which their comparison rows include
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from ..reid import distance_matrix
+from .bench import _latency
 from .catalogue import cipher_names, spec
 from .keys import generate_key
 from .matching import match_view
@@ -26,13 +26,7 @@ BATCH = 1_000
 
 
 def _median(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(_latency(run, repeats)))
 
 
 def _features(n: int, seed: int) -> np.ndarray:

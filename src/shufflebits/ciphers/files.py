@@ -168,10 +168,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
-def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dict[str, np.ndarray]]:
-    """Authenticate and parse an encrypted file: ``(sealed, passthrough)`` (image_paths, pids, camids)."""
-    header, arrays = read_header(path)
-    raw_header = arrays.pop("header").tobytes()
+def check_key(path, header: dict, cipher: Cipher) -> None:
+    """The header's cipher and key fingerprint must be ``cipher``'s (files and feature stores alike)."""
     if header.get("cipher") != cipher.name:
         raise ShuffleBitsError(
             f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
@@ -181,6 +179,13 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
             f"{path} was encrypted with key {str(header.get('key_fingerprint'))[:16]}…, not this key "
             f"({cipher.key.fingerprint[:16]}…): wrong key"
         )
+
+
+def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dict[str, np.ndarray]]:
+    """Authenticate and parse an encrypted file: ``(sealed, passthrough)`` (image_paths, pids, camids)."""
+    header, arrays = read_header(path)
+    raw_header = arrays.pop("header").tobytes()
+    check_key(path, header, cipher)
     tag = arrays.pop("tag").tobytes()
     if not hmac.compare_digest(tag, _mac(cipher, raw_header, arrays)):
         raise IntegrityError(f"{path}: authentication failed (file tampered with or damaged)")

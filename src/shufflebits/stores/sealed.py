@@ -23,9 +23,10 @@ import pyarrow as pa
 
 from ..ciphers.base import Cipher, Sealed
 from ..ciphers.catalogue import cipher_names, spec
+from ..ciphers.files import check_key
 from ..ciphers.sealing import Seal
 from ..ciphers.words import WORD_DTYPES
-from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
+from ..errors import IntegrityError, ShuffleBitsError
 from ..features import FeatureFile
 from .overlap import prefetched, written_behind
 from .plain import collect_features, plain_batches, read_plain
@@ -147,15 +148,7 @@ def _open_sealed(path: Path) -> tuple[object, dict]:
 
 def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedFile:
     """Header against the key, schema against the header, file tag against the tag list."""
-    if header.get("cipher") != cipher.name:
-        raise ShuffleBitsError(
-            f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
-        )
-    if header.get("key_fingerprint") != cipher.key.fingerprint:
-        raise WrongKeyError(
-            f"{path} was encrypted with key {str(header.get('key_fingerprint'))[:16]}…, not this key "
-            f"({cipher.key.fingerprint[:16]}…): wrong key"
-        )
+    check_key(path, header, cipher)
     record = spec(cipher.name)
     schema = parquet.schema_arrow
     if record.nonce_bytes and NONCE not in schema.names:
