@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..ciphers.catalogue import cipher_names, spec
 from ..errors import ShuffleBitsError
+from . import options
 
 
 def register(subparsers) -> None:
@@ -33,6 +34,7 @@ def register(subparsers) -> None:
     encrypt.add_argument("output", type=Path, help="encrypted .npz, or .parquet for a store (streamed by row group)")
     add_force(encrypt)
     add_insecure_seed_key(encrypt)
+    options.add_engine(encrypt)
     encrypt.set_defaults(func=encrypt_command)
 
     decrypt = subparsers.add_parser("decrypt", help="decrypt an encrypted feature file")
@@ -41,6 +43,7 @@ def register(subparsers) -> None:
     decrypt.add_argument("output", type=Path, help="plaintext .npz (paper layout) or .npy; .parquet for a store")
     add_force(decrypt)
     add_insecure_seed_key(decrypt)
+    options.add_engine(decrypt)
     decrypt.set_defaults(func=decrypt_command)
 
     inspect = subparsers.add_parser("inspect", help="show a key or feature file's metadata (never key material)")
@@ -119,8 +122,9 @@ def encrypt_command(args: argparse.Namespace) -> int:
     from ..features import load_features
 
     refuse_overwrite(args)
+    engine = options.engine_options(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
-    if _store_command(args, cipher, "encrypt"):
+    if _store_command(args, cipher, "encrypt", engine):
         return 0
     if args.output.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted output must end in .npz, got {args.output.name}")
@@ -141,8 +145,9 @@ def decrypt_command(args: argparse.Namespace) -> int:
     from ..features import save_features
 
     refuse_overwrite(args)
+    engine = options.engine_options(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
-    if _store_command(args, cipher, "decrypt"):
+    if _store_command(args, cipher, "decrypt", engine):
         return 0
     sealed, passthrough = load_encrypted(args.input, cipher)
     if sealed.dtype == "bfloat16":
@@ -161,18 +166,29 @@ def decrypt_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_command(args: argparse.Namespace, cipher, action: str) -> bool:
-    """Encrypt or decrypt a Parquet store (either side ``.parquet``, or a folder); False for the ``.npz`` path."""
+def _store_command(args: argparse.Namespace, cipher, action: str, engine: dict | None) -> bool:
+    """Encrypt or decrypt a Parquet store (either side ``.parquet``, or a folder); False for the ``.npz`` path.
+
+    ``engine`` (``--engine ray``'s address and workers) runs the same steps on Ray actors.
+    """
     from .. import stores
 
     if not (stores.is_store(args.input) or args.output.suffix == ".parquet"):
+        if engine is not None:
+            raise ShuffleBitsError("--engine ray runs on Parquet feature stores (.parquet in and out)")
         return False
     if not (stores.is_store(args.input) and args.output.suffix == ".parquet"):
         raise ShuffleBitsError(
             f"a feature store {action}s into a store: {args.input} -> {args.output} needs both .parquet"
         )
-    run = stores.encrypt_store if action == "encrypt" else stores.decrypt_store
-    summary = run(args.input, args.output, cipher)
+    if engine is None:
+        run = stores.encrypt_store if action == "encrypt" else stores.decrypt_store
+        summary = run(args.input, args.output, cipher)
+    else:
+        from ..engine import on_ray
+
+        run = on_ray.encrypt_store_on_ray if action == "encrypt" else on_ray.decrypt_store_on_ray
+        summary = run(args.input, args.output, cipher, **engine)
     shape = f"{summary.rows}x{summary.dim} in {summary.row_groups} row groups"
     print(f"{action}ed {shape} with {cipher.name} -> {args.output}")
     return True

@@ -49,6 +49,7 @@ def register(subparsers) -> None:
         default=None,
         help="L2-normalise features (default: as the weights' framework does)",
     )
+    options.add_engine(extract)
     options.add_no_progress(extract, "--quiet")
     extract.set_defaults(func=run_extract)
 
@@ -122,16 +123,25 @@ def run_extract(args) -> int:
         items = [LabelledImage(path, pid, camid) for path, (pid, camid) in zip(images, identities)]
     else:
         items = images
-    extractor = build_extractor(
-        args.model,
-        weights=args.weights,
-        pretrained=args.pretrained,
-        device=args.device,
-        size=size,
-        normalize=args.normalize,
-        batch_size=args.batch_size,
-    )
-    extract_features(extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.no_progress)
+    engine = options.engine_options(args)
+    build = {
+        "name": args.model,
+        "weights": args.weights,
+        "pretrained": args.pretrained,
+        "device": args.device,
+        "size": size,
+        "normalize": args.normalize,
+        "batch_size": args.batch_size,
+    }
+    extractor = build_extractor(**build)
+    if engine is None:
+        extract_features(
+            extractor, items, out, batch_size=args.batch_size, flip=args.flip, progress=not args.no_progress
+        )
+    else:
+        from ..engine.on_ray import extract_on_ray
+
+        extract_on_ray(build, extractor.feature_dim, items, out, batch_size=args.batch_size, flip=args.flip, **engine)
     labelled = "with pids/camids" if items is not images else "without pids/camids (names are not Market-style)"
     print(
         f"wrote {len(images)} x {extractor.feature_dim} features to {out} ({labelled}; "

@@ -68,6 +68,33 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
 
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--ray-address`` and ``--workers`` of the store pipelines (``shufflebits.engine.on_ray``)."""
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="run here (default) or on Ray actors (.parquet only)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="an existing Ray cluster (ray://head:10001, head:6379 or auto); default: a local Ray for this run",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU (or GPU) each (default: 2)")
+
+
+def engine_options(args: argparse.Namespace) -> dict | None:
+    """``{address, workers}`` for ``--engine ray``, None for the local engine; Ray flags without it are refused."""
+    if args.engine == "local":
+        if args.ray_address is not None:
+            raise ShuffleBitsError("--ray-address needs --engine ray")
+        return None
+    if args.workers < 1:
+        raise ShuffleBitsError(f"--workers must be positive, got {args.workers}")
+    return {"address": args.ray_address, "workers": args.workers}
+
+
 def add_no_progress(parser: argparse.ArgumentParser, flag: str = "--no-progress") -> None:
     """A flag that hides progress bars; every command reads it as ``args.no_progress``.
 

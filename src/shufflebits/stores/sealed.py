@@ -10,11 +10,12 @@ are kept in the footer beside its tag.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,37 +87,54 @@ def _sealed_schema(plain: pa.Schema, cipher: Cipher) -> tuple[pa.Schema, bytes]:
     return pa.schema(fields, metadata={HEADER_KEY: header}), header
 
 
-def encrypt_store(
-    source: str | os.PathLike, target: str | os.PathLike, cipher: Cipher, rows: int | None = None
-) -> StoreSummary:
-    """Encrypt a plaintext store into an encrypted one, one row group (``rows`` vectors) at a time."""
+def seal_batch(
+    cipher: Cipher, batch: pa.RecordBatch | pa.Table, schema: pa.Schema, source
+) -> tuple[pa.RecordBatch, list]:
+    """One plaintext batch as a batch of ``schema`` (ciphertext, nonces, the other columns) and its seals.
+
+    The one per-batch step of encryption, whichever engine drives it (``encrypt_store`` here,
+    ``engine.on_ray`` on a cluster's workers); ciphertext stays bytes.
+    """
+    sealed = cipher.encrypt(vectors_of(batch, source))
+    columns = {CIPHERTEXT: binary_array(np.ascontiguousarray(sealed.payload()).view(np.uint8))}
+    if sealed.nonces is not None:
+        columns[NONCE] = binary_array(sealed.nonces)
+    arrays = [columns[name] if name in columns else _one_chunk(batch.column(name)) for name in schema.names]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema), [seal.as_dict() for seal in sealed.seals]
+
+
+def _one_chunk(column):
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+@contextlib.contextmanager
+def sealed_writer(
+    target: str | os.PathLike, plain: pa.Schema, cipher: Cipher
+) -> Iterator[tuple[pa.Schema, Callable[[pa.RecordBatch, list], None]]]:
+    """``(schema, put)``: ``put(batch, seals)`` tags and appends one row group; the footer is written at the end.
+
+    Tags need each group's index and row offset, so they are computed here, in
+    write order, by whoever holds the output (the driver on a cluster).
+    """
     if not spec(cipher.name).exact:
         exact = ", ".join(cipher_names(exact=True))
         raise ShuffleBitsError(
             f"feature stores hold bit-exact ciphertexts ({exact}); {cipher.name} is approximate, "
             "encrypt it to .npz for matching"
         )
-    source = Path(source)
-    plain, batches = plain_batches(source, rows)
     schema, header = _sealed_schema(plain, cipher)
     key = tag_key(cipher.key)
     counts, tags, seals = [], [], []
     with parquet_writer(target, schema, bulk=(CIPHERTEXT, NONCE)) as writer:
-        with written_behind(lambda out: write_row_group(writer, out)) as put:
-            for batch in prefetched(batches):
-                if batch.num_rows == 0:
-                    continue
-                sealed = cipher.encrypt(vectors_of(batch, source))
-                columns = {CIPHERTEXT: binary_array(np.ascontiguousarray(sealed.payload()).view(np.uint8))}
-                if sealed.nonces is not None:
-                    columns[NONCE] = binary_array(sealed.nonces)
-                out = pa.RecordBatch.from_arrays(
-                    [columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema
-                )
+        with written_behind(lambda out: write_row_group(writer, out)) as write:
+
+            def put(out: pa.RecordBatch, batch_seals: list) -> None:
                 tags.append(row_group_tag(key, header, len(counts), sum(counts), out))
                 counts.append(out.num_rows)
-                seals.append([seal.as_dict() for seal in sealed.seals])
-                put(out)
+                seals.append(batch_seals)
+                write(out)
+
+            yield schema, put
         footer = {
             "rows": counts,
             "tags": [tag.hex() for tag in tags],
@@ -124,11 +142,25 @@ def encrypt_store(
             "seals": seals,
         }
         writer.add_key_value_metadata({TAGS_KEY: json.dumps(footer)})
-    return StoreSummary(sum(counts), len(counts), plain.field(VECTOR).type.list_size)
+
+
+def encrypt_store(
+    source: str | os.PathLike, target: str | os.PathLike, cipher: Cipher, rows: int | None = None
+) -> StoreSummary:
+    """Encrypt a plaintext store into an encrypted one, one row group (``rows`` vectors) at a time."""
+    source = Path(source)
+    plain, batches = plain_batches(source, rows)
+    total = groups = 0
+    with sealed_writer(target, plain, cipher) as (schema, put):
+        for batch in prefetched(batches):
+            if batch.num_rows:
+                put(*seal_batch(cipher, batch, schema, source))
+                total, groups = total + batch.num_rows, groups + 1
+    return StoreSummary(total, groups, plain.field(VECTOR).type.list_size)
 
 
 @dataclass(frozen=True)
-class _SealedFile:
+class SealedFile:
     path: Path
     parquet: object
     header: dict
@@ -146,7 +178,7 @@ def _open_sealed(path: Path) -> tuple[object, dict]:
     return parquet, header
 
 
-def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedFile:
+def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> SealedFile:
     """Header against the key, schema against the header, file tag against the tag list."""
     check_key(path, header, cipher)
     record = spec(cipher.name)
@@ -179,10 +211,10 @@ def _check_sealed(path: Path, parquet, header: dict, cipher: Cipher) -> _SealedF
         raise IntegrityError(f"{path}: row groups of {actual} rows, its tags cover {rows} (truncated or spliced)")
     if len(seals) != len(rows):
         raise IntegrityError(f"{path}: seals for {len(seals)} row groups, its tags cover {len(rows)}")
-    return _SealedFile(path, parquet, header, raw_header, tags, rows, seals)
+    return SealedFile(path, parquet, header, raw_header, tags, rows, seals)
 
 
-def _checked_files(source: str | os.PathLike, cipher: Cipher) -> list[_SealedFile]:
+def checked_files(source: str | os.PathLike, cipher: Cipher) -> list[SealedFile]:
     opened = [(path, *_open_sealed(path)) for path in store_files(source)]
     fingerprints = sorted({str(header.get("key_fingerprint")) for _, _, header in opened})
     if len(fingerprints) > 1:
@@ -194,41 +226,53 @@ def _checked_files(source: str | os.PathLike, cipher: Cipher) -> list[_SealedFil
     return checked
 
 
-def decrypted_batches(source: str | os.PathLike, cipher: Cipher) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The plaintext schema and batches (one per row group) of an encrypted store, each authenticated first."""
-    files = _checked_files(source, cipher)
+def open_group(file: SealedFile, index: int, offset: int, cipher: Cipher, schema: pa.Schema) -> pa.RecordBatch:
+    """Row group ``index`` (rows from ``offset``) of a checked file, its tag verified, then decrypted.
+
+    The one per-group step of decryption, whichever engine drives it.
+    """
+    record = spec(cipher.name)
+    table = file.parquet.read_row_group(index)
+    if not hmac.compare_digest(
+        file.tags[index], row_group_tag(tag_key(cipher.key), file.raw_header, index, offset, table)
+    ):
+        raise IntegrityError(f"{file.path}: authentication failed in row group {index} (tampered or damaged)")
+    raw = binary_rows(table.column(CIPHERTEXT), CIPHERTEXT, file.path)
+    words = raw.view(WORD_DTYPES[DTYPE]) if record.format_preserving else raw
+    nonces = binary_rows(table.column(NONCE), NONCE, file.path) if record.nonce_bytes else None
+    sealed = Sealed.from_words(
+        words,
+        cipher=cipher.name,
+        key_fingerprint=cipher.key.fingerprint,
+        dtype=DTYPE,
+        nonces=nonces,
+        seals=file.seals[index],
+    )
+    vectors = vector_array(cipher.decrypt(sealed))
+    arrays = [vectors if name == VECTOR else table.column(name).combine_chunks() for name in schema.names]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def decrypted_schema(files: list[SealedFile]) -> pa.Schema:
+    """The plaintext schema of checked encrypted files: ``id``, ``vector``, then the columns kept in the clear."""
     sealed_schema = files[0].parquet.schema_arrow
     dim = int(files[0].header["dim"])
-    record = spec(cipher.name)
     fields = [sealed_schema.field(ID), pa.field(VECTOR, vector_type(dim), nullable=False)]
     fields += [field for field in sealed_schema if field.name not in (ID, CIPHERTEXT, NONCE)]
-    schema = pa.schema(fields, metadata={HEADER_KEY: encode_header({"kind": "plaintext", "dim": dim})})
-    key = tag_key(cipher.key)
+    return pa.schema(fields, metadata={HEADER_KEY: encode_header({"kind": "plaintext", "dim": dim})})
+
+
+def decrypted_batches(source: str | os.PathLike, cipher: Cipher) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The plaintext schema and batches (one per row group) of an encrypted store, each authenticated first."""
+    files = checked_files(source, cipher)
+    schema = decrypted_schema(files)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for file in files:
             offset = 0
-            for index, expected in enumerate(file.tags):
-                table = file.parquet.read_row_group(index)
-                if not hmac.compare_digest(expected, row_group_tag(key, file.raw_header, index, offset, table)):
-                    raise IntegrityError(
-                        f"{file.path}: authentication failed in row group {index} (tampered or damaged)"
-                    )
-                offset += table.num_rows
-                raw = binary_rows(table.column(CIPHERTEXT), CIPHERTEXT, file.path)
-                words = raw.view(WORD_DTYPES[DTYPE]) if record.format_preserving else raw
-                nonces = binary_rows(table.column(NONCE), NONCE, file.path) if record.nonce_bytes else None
-                sealed = Sealed.from_words(
-                    words,
-                    cipher=cipher.name,
-                    key_fingerprint=cipher.key.fingerprint,
-                    dtype=DTYPE,
-                    nonces=nonces,
-                    seals=file.seals[index],
-                )
-                vectors = vector_array(cipher.decrypt(sealed))
-                arrays = [vectors if name == VECTOR else table.column(name).combine_chunks() for name in schema.names]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            for index, rows in enumerate(file.rows):
+                yield open_group(file, index, offset, cipher, schema)
+                offset += rows
 
     return schema, batches()
 

@@ -1,0 +1,138 @@
+"""``--engine ray``: the store pipelines on a local Ray (2 CPUs) give what the local engine gives.
+
+References are the local engine's outputs on the same input and key: bit-identical
+ciphertext for the deterministic fixed ShuffleBits, identical plaintext after a local
+decryption for the nonce ciphers, the local extractor's features. One Ray instance
+serves the module (starting it costs seconds; each pipeline run starts its actors).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from shufflebits.cli import main
+from shufflebits.errors import ShuffleBitsError
+from shufflebits.stores import read_plain
+from shufflebits.stores.schema import CIPHERTEXT, NONCE
+
+N, D = 70, 16
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """A plain-pyarrow store of 4 row groups with labels and a column with nulls (carried in the clear)."""
+    x = np.random.default_rng(1).standard_normal((N, D)).astype(np.float32)
+    x[0, :3] = [np.nan, -0.0, np.inf]
+    table = pa.table(
+        {
+            "id": [f"img{i:03d}" for i in range(N)],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), D),
+            "pid": np.arange(N) // 5,
+            "camid": np.arange(N) % 3,
+            "note": [None if i % 7 else f"n{i}" for i in range(N)],
+        }
+    )
+    pq.write_table(table, tmp_path / "plain.parquet", row_group_size=20)
+    return tmp_path / "plain.parquet", x
+
+
+def keygen(tmp_path, cipher):
+    key = tmp_path / f"{cipher}.key"
+    assert main(["keygen", "--cipher", cipher, "--out", str(key)]) == 0
+    return key
+
+
+def crypt(action, key, source, target, *engine):
+    assert main([action, "--key", str(key), str(source), str(target), *engine]) == 0
+
+
+RAY = ("--engine", "ray", "--workers", "2")
+
+
+def test_fixed_shufflebits_on_ray_is_bit_identical_to_local(tmp_path, ray_local, store):
+    source, x = store
+    key = keygen(tmp_path, "shufflebits")
+    crypt("encrypt", key, source, tmp_path / "local.parquet")
+    crypt("encrypt", key, source, tmp_path / "ray.parquet", *RAY)
+    local, ray = pq.read_table(tmp_path / "local.parquet"), pq.read_table(tmp_path / "ray.parquet")
+    assert ray.schema.names == local.schema.names
+    for name in local.schema.names:
+        assert ray.column(name).to_pylist() == local.column(name).to_pylist(), name
+    crypt("decrypt", key, tmp_path / "ray.parquet", tmp_path / "back.parquet")  # local engine: tags and seals hold
+    assert read_plain(tmp_path / "back.parquet").features.tobytes() == x.tobytes()
+    assert main(["inspect", str(tmp_path / "ray.parquet")]) == 0
+
+
+@pytest.mark.parametrize("cipher", ["chacha20", "shufflebits-otp", "aes-gcm"])
+def test_nonce_ciphers_on_ray_decrypt_to_the_plaintext(tmp_path, ray_local, store, cipher):
+    source, x = store
+    key = keygen(tmp_path, cipher)
+    crypt("encrypt", key, source, tmp_path / "ray.parquet", *RAY)
+    sealed = pq.read_table(tmp_path / "ray.parquet")
+    nonces = sealed.column(NONCE).to_pylist()
+    assert len(set(nonces)) == N  # no nonce repeats across the workers' batches
+    assert sealed.column(CIPHERTEXT).to_pylist() != [bytes(row) for row in x.view(np.uint8)]
+    crypt("decrypt", key, tmp_path / "ray.parquet", tmp_path / "local_back.parquet")
+    crypt("decrypt", key, tmp_path / "ray.parquet", tmp_path / "ray_back.parquet", *RAY)
+    for back in ("local_back", "ray_back"):
+        plain = read_plain(tmp_path / f"{back}.parquet")
+        assert plain.features.tobytes() == x.tobytes()
+        assert pq.read_table(tmp_path / f"{back}.parquet").column("note").to_pylist() == pq.read_table(
+            source
+        ).column("note").to_pylist()
+
+
+def test_extract_on_ray_gives_the_local_features(tmp_path, ray_local):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(10):
+        pixels = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i // 2:04d}_c{1 + i % 2}s1_{i:06d}_00.png")
+    base = ["extract", "--pretrained", "osnet_x0_25-micro-test", "--images", str(folder), "--batch-size", "4"]
+    assert main([*base, "--out", str(tmp_path / "local.parquet"), "--quiet"]) == 0
+    assert main([*base, "--out", str(tmp_path / "ray.parquet"), "--quiet", *RAY]) == 0
+    local, ray = read_plain(tmp_path / "local.parquet"), read_plain(tmp_path / "ray.parquet")
+    assert ray.image_paths == local.image_paths
+    assert np.array_equal(ray.pids, local.pids) and np.array_equal(ray.camids, local.camids)
+    # Ray gives each 1-CPU actor one torch thread: convolutions may sum in another order, so within float rounding.
+    np.testing.assert_allclose(ray.features, local.features, rtol=1e-5, atol=1e-6)
+
+
+def test_unreachable_ray_address_is_one_line_and_writes_nothing(tmp_path, store, capsys):
+    source, _ = store
+    key = keygen(tmp_path, "chacha20")
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    capsys.readouterr()
+    args = ["encrypt", "--key", str(key), str(source), str(tmp_path / "out.parquet"), *RAY]
+    assert main([*args, "--ray-address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot reach the Ray cluster" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chacha20.key", "plain.parquet"]
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    from shufflebits.engine import on_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ShuffleBitsError, match=r"pip install 'shufflebits\[ray\]'"):
+        with on_ray.cluster(None, 2):
+            pass
