@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
 from pathlib import Path
@@ -156,7 +157,7 @@ def load_gallery(path: str | os.PathLike, key: CkksKey | None = None) -> tuple[C
             raise IntegrityError(f"{path}: authentication failed (file tampered with or damaged)")
     try:
         offsets, data = arrays["offsets"], arrays["ciphertexts"].tobytes()
-        blobs = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        blobs = [data[a:b] for a, b in itertools.pairwise(offsets.tolist())]
         per_group, groups = len(blobs) // header["groups"], header["groups"]
         gallery = CkksGallery(
             arrays["context"].tobytes(),
