@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("tenseal")
 
-from shufflebits.attacks.scorereveal import ScoreReveal, from_top_k, inner_products  # noqa: E402
-from shufflebits.ciphers import ckks  # noqa: E402
-from shufflebits.ciphers.ckks_files import load_gallery, load_key, save_gallery, save_key  # noqa: E402
-from shufflebits.cli import main  # noqa: E402
-from shufflebits.errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError  # noqa: E402
-from shufflebits.features import save_features  # noqa: E402
-from shufflebits.reid import evaluate  # noqa: E402
+from shufflebits.attacks.scorereveal import ScoreReveal, from_top_k, inner_products
+from shufflebits.ciphers import ckks
+from shufflebits.ciphers.ckks_files import load_gallery, load_key, save_gallery, save_key
+from shufflebits.cli import main
+from shufflebits.errors import InvalidInputError, ShuffleBitsError, WrongKeyError
+from shufflebits.features import save_features
+from shufflebits.reid import evaluate
 
 DIM = 24
 
@@ -174,7 +174,7 @@ def test_cli_reid_on_a_ckks_gallery_equals_plaintext(data, tmp_path, capsys):
 def test_score_reveal_recovers_from_revealed_scores_and_not_from_top_k(key):
     attacker, _ = world(60, 2, 5)
     victim, _ = world(20, 1, 6)
-    enrolled = attacker[:DIM * 2]
+    enrolled = attacker[: DIM * 2]
     encrypted = ckks.encrypt_gallery(key, enrolled)
     holder = ckks.KeyHolder(key)
     revealed = holder.release(ckks.score(encrypted, victim), reveal_scores=True).scores

@@ -97,7 +97,7 @@ def score_reveal_curve(
         enrolled = attacker[order[:n]]
         recovered = model.predict(victim @ enrolled.T, enrolled)
         pooled = np.concatenate([gallery, enrolled])  # the attacker's templates join the users' gallery
-        distances = ((victim**2).sum(1)[:, None] + (pooled**2).sum(1)[None] - 2 * victim @ pooled.T)
+        distances = (victim**2).sum(1)[:, None] + (pooled**2).sum(1)[None] - 2 * victim @ pooled.T
         ids = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
         guessed = from_top_k(ids, np.arange(len(gallery), len(pooled)), enrolled, model.mean_)
         row = {
