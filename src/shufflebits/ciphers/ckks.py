@@ -18,11 +18,13 @@ divides the gallery by its largest norm and the matcher the query by its own, so
 scores stay within 3. The second 60-bit prime is SEAL's special prime, never
 part of a ciphertext (TenSEAL refuses a single-prime context).
 
-Size: SEAL's seeded symmetric ciphertexts (second polynomial sent as a seed) are
-not reachable from TenSEAL's Python API (``Encryptor.encrypt_symmetric``'s
-``Serializable`` overload is unbound), so each ciphertext is 2 x N x 8 bytes:
-32 bytes per slot, 16 KiB per 512-d template (TenSEAL's one-template-per-vector
-layout: 40.5 KiB). ``bytes_per_template`` measures it.
+Size: each ciphertext is 2 x N x 8 bytes, 32 bytes per slot: 16 KiB per 512-d
+template when every slot is used (TenSEAL's one-template-per-vector layout:
+40.5 KiB). SEAL's seeded symmetric ciphertexts (second polynomial sent as a seed)
+would halve it, but TenSEAL's Python API cannot write them (the ``Serializable``
+overload of ``Encryptor.encrypt_symmetric`` is unbound), and a symmetric context
+without its secret key cannot even multiply by a scalar in TenSEAL, so the key is
+a public-key pair. ``CkksGallery.bytes_per_template`` measures it.
 
 Encrypted query (``encrypt_query``, optional): each weight replicated over all
 slots of its own ciphertext, multiplied ciphertext by ciphertext; the size-3
@@ -38,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,8 +70,8 @@ class CkksKey:
     is derived from it.
     """
 
-    context: bytes
-    secret_id: bytes
+    context: bytes = field(repr=False)
+    secret_id: bytes = field(repr=False)
 
     @property
     def fingerprint(self) -> str:
