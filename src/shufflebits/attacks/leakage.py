@@ -23,7 +23,7 @@ from ..ciphers.catalogue import cipher_names, spec
 from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..registry import create_attack
-from ..runtime import torch_threads
+from ..runtime import blas_threads, torch_threads
 from .attribute import AttributeInference, validation_score
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
@@ -504,8 +504,9 @@ def leakage_matrix(
     noise of chance" means inside ``chance_ci`` / a large ``p_value``.
     ``validation`` is the early-stopping score on the attacker's held-out
     identities (optimistic: the same split picked the epoch).
-    Torch runs on one CPU thread: the attack models are small, so their steps
-    gain little from a second core and lose a lot when the cores are busy.
+    Torch and NumPy's BLAS run on one CPU thread: the attack models and products
+    are small, so they gain little from a second core and lose a lot when the
+    cores are busy. ``LeakageResult.seconds`` says where the time went.
     """
     if not isinstance(profile, AttackProfile):
         raise TypeError(f"profile must be an AttackProfile, got {type(profile).__name__}")
@@ -520,7 +521,7 @@ def leakage_matrix(
         attacker, user_query, user_gallery, embed, profile, seed, device, progress, transfer, copy=feature_model
     )
     steps = ["plaintext", *ciphers]
-    with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
+    with torch_threads(1), blas_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
             bar.set_postfix_str(step)
             if step == "plaintext":
