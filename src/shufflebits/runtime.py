@@ -2,7 +2,10 @@
 
 On 2 shared cores torch's default of one thread per core becomes 10-50x slower
 whenever another process is busy, so the study, the attacks and the tests pin
-small models to one thread with ``torch_threads``.
+small models to one thread with ``torch_threads``. NumPy's BLAS (OpenBLAS)
+does the same with small products: a 32 x 32 co-occurrence over 2M rows took
+57 s on its 2 threads beside a busy core and 0.4 s on one, so the attacks also
+pin it with ``blas_threads``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ def _start_numba_threads() -> None:
     import numba
 
     numba.get_num_threads()
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Run NumPy's (and SciPy's) BLAS on ``n`` threads: the attacks' products are too small to share."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 @contextmanager
