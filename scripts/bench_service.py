@@ -59,8 +59,15 @@ def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: flo
     raise SystemExit("the server did not come up")
 
 
-def measure(args, batch: int, token: str) -> tuple[dict, np.ndarray, float]:
-    """(health, latencies in s, wall s) of one server run with ``--max-batch batch``."""
+def calls_between(before: dict, after: dict) -> dict[int, int]:
+    """Model calls by images per call, from two health answers' ``images_per_model_call``."""
+    first = {int(size): count for size, count in (before["images_per_model_call"] or {}).items()}
+    calls = {int(size): count - first.get(int(size), 0) for size, count in after["images_per_model_call"].items()}
+    return {size: count for size, count in sorted(calls.items()) if count}
+
+
+def measure(args, batch: int, threads: int | None, token: str) -> tuple[dict, np.ndarray, float, dict, float]:
+    """(health, latencies in s, wall s, model calls by size, 1-minute load) of one server run."""
     height, width = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -68,8 +75,8 @@ def measure(args, batch: int, token: str) -> tuple[dict, np.ndarray, float]:
         command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size]
         command += ["--port", str(port), "--max-batch", str(batch), "--max-wait-ms", str(args.max_wait_ms)]
         command += ["--max-queue", str(max(8, args.concurrency))]
-        if args.threads:
-            command += ["--threads", str(args.threads)]
+        if threads:
+            command += ["--threads", str(threads)]
         if args.cipher:
             from shufflebits.ciphers import generate_key, save_key
 
@@ -93,14 +100,16 @@ def measure(args, batch: int, token: str) -> tuple[dict, np.ndarray, float]:
 
                 for index in range(2 * args.concurrency):  # warm-up: first calls allocate
                     one_request(index)
+                before = box.health()
                 started = time.perf_counter()
                 with ThreadPoolExecutor(args.concurrency) as pool:
                     latencies = np.array(list(pool.map(one_request, range(args.requests))))
                 wall = time.perf_counter() - started
+                calls = calls_between(before, box.health())
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return health, latencies, wall
+    return health, latencies, wall, calls, os.getloadavg()[0]
 
 
 def main() -> int:
@@ -109,7 +118,9 @@ def main() -> int:
     parser.add_argument("--size", default="256x128", help="model input HxW (crops are sent at this size)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--threads", type=int, help="the server's torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", help="the server's torch threads, one pair of rows each (default: serve's)"
+    )
     parser.add_argument("--max-batch", type=int, default=32, help="the batched server's --max-batch")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the batched server's --max-wait-ms")
     parser.add_argument("--images-per-request", type=int, default=1)
@@ -118,20 +129,30 @@ def main() -> int:
     )
     args = parser.parse_args()
     token = secrets.token_urlsafe(16)
-    rows = [(f"batched (max {args.max_batch}, wait {args.max_wait_ms:g} ms)", args.max_batch), ("unbatched", 1)]
-    measured = [(label, *measure(args, batch, token)) for label, batch in rows]
+    rows = []
+    for threads in args.threads or [None]:
+        suffix = f", {threads} thr" if threads else ""
+        rows += [(f"batched (max {args.max_batch}, {args.max_wait_ms:g} ms{suffix})", args.max_batch, threads)]
+        rows += [(f"unbatched{suffix}", 1, threads)]
+    load_before = os.getloadavg()[0]
+    measured = [(label, *measure(args, batch, threads, token)) for label, batch, threads in rows]
     health = measured[0][1]
     encryption = args.cipher or "plaintext"
     print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({encryption})")
     print(
         f"{args.requests} requests x {args.images_per_request} image(s), "
-        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}"
+        f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores, 1-minute load {load_before:.1f} before"
     )
-    print(f"{'server':<32} {'req/s':>7} {'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    for label, _, latencies, wall in measured:
+    header = f"{'server':<36} {'req/s':>7} {'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'load':>5}"
+    print(f"{header}  images per model call: calls")
+    for label, _, latencies, wall, calls, load in measured:
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
         images_per_second = args.requests * args.images_per_request / wall
-        print(f"{label:<32} {args.requests / wall:>7.1f} {images_per_second:>9.1f} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}")
+        sizes = " ".join(f"{size}:{count}" for size, count in calls.items())
+        print(
+            f"{label:<36} {args.requests / wall:>7.1f} {images_per_second:>9.1f} "
+            f"{p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {load:>5.1f}  {sizes}"
+        )
     return 0
 
 

@@ -272,3 +272,41 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
     assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out
     assert main(argv) == 0 and calls["matrix"] == 1  # the leakage stage came from the cache
     assert "| plaintext | attr-mlp | attr_bacc_mean |" in capsys.readouterr().out
+
+
+def test_bit_permutations_share_their_invariants_attack(matrix):
+    """Popcount and zero pattern survive any bit permutation: the three ShuffleBits modes give one invariants score."""
+    result, _ = matrix
+    scores = {
+        r.cipher: r.details["candidates"]["invariants"]
+        for r in result.rows
+        if r.metric == "attr_bacc_mean"
+        and r.pairs is None
+        and r.cipher in ("shufflebits", "shufflebits-dim", "shufflebits-otp")
+    }
+    assert len(scores) == 3 and len({json.dumps(s) for s in scores.values()}) == 1
+
+
+def test_matrix_reports_where_its_time_went(matrix):
+    result, _ = matrix
+    assert set(result.seconds) == {"image", "plaintext", *CIPHERS}
+    assert all(s >= 0 for per in result.seconds.values() for s in per.values())
+    assert "known-pairs" in result.seconds["shufflebits"] and "pixel-probe" in result.seconds["image"]
+
+
+def test_black_box_is_asked_once_per_distinct_batch():
+    from shufflebits.attacks.leakage import _RememberedEmbed
+
+    calls = []
+
+    def embed(images):
+        calls.append(len(images))
+        return images.reshape(len(images), -1)[:, :4] * 2
+
+    images = np.random.default_rng(0).uniform(0, 1, (5, 3, 4, 2)).astype(np.float32)
+    remembered = _RememberedEmbed(embed)
+    first = remembered(images)
+    first[:] = -1  # the caller's copy: the remembered answer stays as the black box gave it
+    assert np.array_equal(remembered(images.copy()), embed(images)) and calls == [5, 5]
+    remembered(images[:3])
+    assert calls == [5, 5, 3]

@@ -37,3 +37,32 @@ def test_informative_features_sit_above_the_interval_and_noise_inside(users):
     noise = np.random.default_rng(0).normal(size=query.features.shape)
     null = rank1_chance(noise, gallery.features, query, gallery, n_shuffles=200)
     assert null["p_value"] > 0.05
+
+
+def test_shuffles_take_the_first_valid_nearest_entry_with_ties_and_junk():
+    """Tied distances, junk gallery entries and same-camera matches, against a per-query loop."""
+    from types import SimpleNamespace
+
+    from shufflebits.attacks.reconstruction_eval import _shuffled_rank1s
+
+    rng = np.random.default_rng(7)
+    query = SimpleNamespace(pids=rng.integers(0, 12, 80), camids=rng.integers(0, 3, 80))
+    gallery = SimpleNamespace(pids=rng.integers(-1, 12, 120), camids=rng.integers(0, 3, 120))  # -1: junk
+    distances = rng.integers(0, 4, (80, 120)).astype(np.float64)  # many ties
+    orders = [rng.permutation(80) for _ in range(15)]
+
+    def by_loop(order):
+        hits = []
+        for i, row in enumerate(order):
+            valid = [
+                j
+                for j in range(120)
+                if gallery.pids[j] != -1
+                and not (gallery.pids[j] == query.pids[i] and gallery.camids[j] == query.camids[i])
+            ]
+            if any(gallery.pids[j] == query.pids[i] for j in valid):
+                best = min(valid, key=lambda j: (distances[row, j], j))
+                hits.append(gallery.pids[best] == query.pids[i])
+        return np.mean(hits)
+
+    assert list(_shuffled_rank1s(distances, query, gallery, orders)) == [by_loop(order) for order in orders]

@@ -184,3 +184,42 @@ def test_device_kernels_equal_the_host_paths_eager_and_compiled():
         outputs = run(words, wide, tables, pairs, middle, pad_key, pad_nonces)
         for out, want in zip(outputs, expected):
             assert np.array_equal(out.numpy().view(np.uint32), want)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize(
+    ("dtype", "d", "counter"), [(torch.float16, 21, 0), (torch.float32, 40, 2**31 - 2), (torch.float64, 9, 2**32 - 16)]
+)
+def test_torch_chacha_pad_eager_and_compiled_equal_openssl(compiled, dtype, d, counter):
+    """Odd tails, 16/32/64-bit words, counters crossing int32's sign bit and ending at 2**32."""
+    key = bytes(range(1, 33))
+    rows = 3
+    blocks = -(-d * torch.empty((), dtype=dtype).element_size() // 64)
+    start = counter - rows * blocks if counter >= 2**32 - 16 else counter
+    nonces = prf.batch_nonces(rows, blocks, lambda n: bytes(range(200, 200 + n)))
+    nonces[:, :4] = (np.arange(rows, dtype=np.uint64) * blocks + start).astype("<u4").view(np.uint8).reshape(rows, 4)
+    x = random_tensor((rows, d), dtype, 3)
+    words = kernels_torch.int_view(x)
+    got = kernels_torch.xor_pad(
+        words, kernels_torch.key_tensor(key, "cpu"), torch.from_numpy(nonces), compiled=compiled
+    )
+    raw = words.numpy().view(np.uint8).reshape(rows, -1)
+    for i in range(rows):
+        want = raw[i] ^ prf.keystream(key, bytes(nonces[i]), raw.shape[1])
+        assert got[i].numpy().view(np.uint8).tobytes() == want.tobytes()
+
+
+def test_torch_chacha_falls_back_to_eager_once_when_compile_fails(monkeypatch):
+    def no_compiler(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(kernels_torch, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    key, nonces = kernels_torch.key_tensor(bytes(32), "cpu"), torch.zeros((2, 16), dtype=torch.uint8)
+    with pytest.warns(UserWarning, match="torch.compile unavailable"):
+        assert kernels_torch.compiled_keystream() is None
+    stream = kernels_torch.chacha20_rows(key, nonces, 64, compiled=True)  # no second note
+    assert stream[0].numpy().tobytes() == prf.keystream(bytes(32), bytes(16), 64).tobytes()

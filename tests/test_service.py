@@ -250,18 +250,6 @@ def test_concurrent_requests_are_all_correct():
     assert 1 <= extractor.calls <= 8 and not overlap[0]  # batched across requests, never run concurrently
 
 
-def test_concurrent_requests_share_one_model_call():
-    extractor = FakeExtractor()
-    app = create_app(extractor, TOKEN, max_batch=4, max_wait_ms=5000)
-    image_sets = [make_images(1, seed=30 + i) for i in range(4)]
-    with BackgroundServer(app) as server, HttpBlackBox(server.url, TOKEN) as box:
-        with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(box.features, image_sets))
-    assert extractor.calls == 1  # the fourth image filled the batch: no waiting out the 5 s
-    for images, got in zip(image_sets, results):
-        assert got.tobytes() == FakeExtractor()(images).tobytes()
-
-
 def test_unbatched_server_runs_one_request_per_call():
     extractor = FakeExtractor()
     image_sets = [make_images(1, seed=40 + i) for i in range(3)]

@@ -2,11 +2,15 @@
 
 On 2 shared cores torch's default of one thread per core becomes 10-50x slower
 whenever another process is busy, so the study, the attacks and the tests pin
-small models to one thread with ``torch_threads``.
+small models to one thread with ``torch_threads``. NumPy's BLAS (OpenBLAS)
+does the same with small products: a 32 x 32 co-occurrence over 2M rows took
+57 s on its 2 threads beside a busy core and 0.4 s on one, so the attacks also
+pin it with ``blas_threads``.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -40,6 +44,26 @@ def _start_numba_threads() -> None:
     import numba
 
     numba.get_num_threads()
+
+
+def serving_threads() -> int:
+    """Torch threads for the server's model: every core but one, which HTTP and image decoding need.
+
+    With torch's default (one thread per core) the model's threads share every
+    core with the request threads and whatever else runs, and each step of a
+    forward waits for its slowest thread: at load 3 on 2 cores, OSNet-x0.25 on
+    8 crops took 6x longer on 2 threads than on 1.
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@contextmanager
+def blas_threads(n: int):
+    """Run NumPy's (and SciPy's) BLAS on ``n`` threads: the attacks' products are too small to share."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 @contextmanager

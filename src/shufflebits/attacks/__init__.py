@@ -12,7 +12,7 @@ Importing this package registers ``attr-mlp``, ``attr-paper``,
 ``align-procrustes``.
 """
 
-from . import searchable  # noqa: F401 (registers the searchable-cipher attacks)
+from . import scorereveal, searchable  # noqa: F401 (register the score-reveal and searchable-cipher attacks)
 from .attribute import AttributeInference
 from .decoders import SurrogatePerceptual
 from .keyrecovery import RecoveredKey, recover_permutation, score_recovery, true_permutation

@@ -47,11 +47,19 @@ class RecoveredKey:
         return permute_bits(words, np.argsort(self.perm, axis=-1))
 
 
+EXACT_FLOAT32 = 1 << 24  # rows below which float32 sums of 0/1 products are exact integers, in any order
+
+
 def _statistics(bits: np.ndarray) -> tuple[np.ndarray, int]:
-    """Co-occurrence ``(..., 32, 32)`` of bit columns (diagonal: frequencies) over axis 0, and the count."""
-    b = bits.astype(np.float32)
-    joint = np.einsum("n...a,n...b->...ab", b, b) / len(b)
-    return joint.astype(np.float64), len(b)
+    """Co-occurrence ``(..., 32, 32)`` of bit columns (diagonal: frequencies) over axis 0, and the count.
+
+    The counts come from one matrix product per leading index (BLAS); below
+    ``EXACT_FLOAT32`` rows they are exact in float32 whatever the summation order.
+    """
+    dtype = np.float32 if len(bits) < EXACT_FLOAT32 else np.float64
+    b = np.ascontiguousarray(np.moveaxis(bits, 0, -1), dtype=dtype)  # (..., 32, n)
+    counts = b @ np.swapaxes(b, -1, -2)
+    return (counts.astype(np.float32) / len(bits)).astype(np.float64), len(bits)
 
 
 def _variance(joint: np.ndarray, n_cipher: int, n_ref: int) -> np.ndarray:

@@ -11,6 +11,10 @@ the attacker's validation split, never on the users' data.
 
 from __future__ import annotations
 
+import hashlib
+import time
+from contextlib import contextmanager
+
 import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
@@ -19,7 +23,7 @@ from ..ciphers.catalogue import cipher_names, spec
 from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..registry import create_attack
-from ..runtime import torch_threads
+from ..runtime import blas_threads, torch_threads
 from .attribute import AttributeInference, validation_score
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
@@ -29,7 +33,7 @@ from .reconstruction_cells import Candidate, attacker_split, reconstruction_rows
 from .reconstruction_eval import TransferModel, rank1, rank1_chance
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
-from .views import invariant_view
+from .views import apply_view, invariant_view
 
 PER_DIMENSION_KEY = {"fixed": False, "per-dimension": True}  # catalogue permutation -> recover_permutation mode
 IMAGE = "image"  # the rows of the raw-pixel probe: no feature vector at all, the image itself
@@ -46,6 +50,33 @@ def pixels(images: np.ndarray) -> np.ndarray:
 
     small = F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), PIXEL_PROBE_SIZE)
     return small.reshape(len(images), -1).numpy()
+
+
+def _digest(array: np.ndarray) -> tuple:
+    """What identifies an array's values: dtype, shape and a hash of its bytes."""
+    array = np.ascontiguousarray(array)
+    return array.dtype.str, array.shape, hashlib.sha256(array.data).hexdigest()
+
+
+class _RememberedEmbed:
+    """The black box's ``embed``, asked once per distinct batch of images.
+
+    The matrix sends the same images again and again: every reconstruction
+    cell's noise and mean-image baselines, the lookup's attacker images, and
+    decryptions equal to the plaintext give the plaintext's reconstructions.
+    The black box is deterministic, so the same bytes get the same features;
+    remembering them changes no figure.
+    """
+
+    def __init__(self, embed):
+        self.embed = embed
+        self.answers: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        key = _digest(images)
+        if key not in self.answers:
+            self.answers[key] = np.asarray(self.embed(images))
+        return self.answers[key].copy()
 
 
 def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
@@ -65,12 +96,14 @@ class _Matrix:
     def __init__(
         self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None, copy=None
     ):
-        self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, embed
+        self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, _RememberedEmbed(embed)
         self.transfer = transfer
         self.users = _concat(query, gallery)
         self.profile, self.seed, self.device, self.progress = profile, seed, device, progress
         self.rows: list[LeakageRow] = []
         self.grids: dict[tuple[str, str], np.ndarray] = {}
+        self.seconds: dict[str, dict[str, float]] = {}
+        self.view_attacks: dict[tuple, tuple[float, np.ndarray]] = {}  # see ``view_attack``
         self.can_reconstruct = attacker.images is not None and query.images is not None
         self.recon_train, self.recon_validation = attacker_split(attacker, seed)
         self.pixel_model: AttributeInference | None = None
@@ -86,8 +119,19 @@ class _Matrix:
             "nn-lookup": create_attack("nn-lookup"),
         }
 
-    def attribute_model(self, config: str, view: str | None) -> AttributeInference:
-        hidden = self.profile.bits_hidden if view == "bits" else self.profile.hidden
+    @contextmanager
+    def timed(self, cipher: str, attack: str):
+        """Add the block's wall time to ``seconds[cipher][attack]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            per = self.seconds.setdefault(cipher, {})
+            per[attack] = per.get(attack, 0.0) + time.perf_counter() - start
+
+    def attribute_model(self, config: str, view: str | None, hidden: int | None = None) -> AttributeInference:
+        if hidden is None:
+            hidden = self.profile.bits_hidden if view == "bits" else self.profile.hidden
         return clone(self.templates[f"attr-{config}"]).set_params(view=view, hidden=hidden)
 
     def reconstructor(self, variant: str, view: str | None = None) -> Reconstructor:
@@ -99,11 +143,26 @@ class _Matrix:
         train = self.recon_train
         return model.set_params(view=view).fit(X_attacker[train], self.attacker.images[train])
 
-    def fit_attribute(self, config: str, view: str | None, X_attacker) -> AttributeInference:
+    def fit_attribute(self, config: str, view: str | None, X_attacker, hidden: int | None = None) -> AttributeInference:
         a = self.attacker
-        return self.attribute_model(config, view).fit(
+        return self.attribute_model(config, view, hidden).fit(
             X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
         )
+
+    def view_attack(self, view: str, A: np.ndarray, U: np.ndarray) -> tuple[float, np.ndarray]:
+        """The MLP on a view of the attacker's words ``A``: (validation score, predictions on the users' ``U``).
+
+        Fitted on the view's values (exactly what fitting on the words with
+        ``view`` does) and remembered by them: a view that no key changes
+        (the invariants of every bit permutation) is learnt once, not once per cipher.
+        """
+        X, Z = apply_view(view, A), apply_view(view, U)
+        hidden = self.profile.bits_hidden if view == "bits" else self.profile.hidden
+        key = (hidden, _digest(X), _digest(Z))
+        if key not in self.view_attacks:
+            model = self.fit_attribute("mlp", None, X, hidden=hidden)
+            self.view_attacks[key] = (model.validation_score_, model.predict(Z))
+        return self.view_attacks[key]
 
     def add_attribute_rows(
         self, cipher: str, candidates: dict[str, tuple[float, np.ndarray]], users: LabelledFeatures | None = None
@@ -200,32 +259,42 @@ class _Matrix:
         query images (the users' images the study keeps).
         """
         a = self.attacker
-        X_attacker, X_users = (pixels(images) for images in (a.images, self.query.images))
-        model = self.attribute_model("mlp", None).fit(
-            X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
-        )
-        self.add_attribute_rows(IMAGE, {"pixel-probe": (model.validation_score_, model.predict(X_users))}, self.query)
-        self.pixel_model = model  # also the attribute classifier applied to reconstructed images
-        self.image_ceiling = model.score(X_users, self.query.labels)  # on the users' own images
+        with self.timed(IMAGE, "pixel-probe"):
+            X_attacker, X_users = (pixels(images) for images in (a.images, self.query.images))
+            model = self.attribute_model("mlp", None).fit(
+                X_attacker, a.labels, groups=a.pids, num_classes=a.num_classes, attribute_names=a.attribute_names
+            )
+            candidates = {"pixel-probe": (model.validation_score_, model.predict(X_users))}
+            self.add_attribute_rows(IMAGE, candidates, self.query)
+            self.pixel_model = model  # also the attribute classifier applied to reconstructed images
+            self.image_ceiling = model.score(X_users, self.query.labels)  # on the users' own images
 
     def plaintext(self) -> tuple[AttributeInference, dict[str, Reconstructor]]:
         """Plaintext attacks; returns the models that key recovery reuses on decrypted features."""
-        a = self.attacker
-        models = {f"attr-{config}": self.fit_attribute(config, None, a.features) for config in ("mlp", "paper")}
-        self.add_attribute_rows(
-            "plaintext", {name: (m.validation_score_, m.predict(self.users.features)) for name, m in models.items()}
-        )
-        self.add_reid_row("plaintext", "features", self.query.features, self.gallery.features, a.features)
+        a, name = self.attacker, "plaintext"
+        models = {}
+        for config in ("mlp", "paper"):
+            with self.timed(name, f"attr-{config}"):
+                models[f"attr-{config}"] = self.fit_attribute(config, None, a.features)
+        with self.timed(name, "attribute rows"):
+            self.add_attribute_rows(
+                name, {attack: (m.validation_score_, m.predict(self.users.features)) for attack, m in models.items()}
+            )
         q, g = self.query, self.gallery
-        self.rows += ciphertext_reid_rows("plaintext", q.features, g.features, "euclidean", q, g, self.seed)
-        self.rows += iso_rows("plaintext", q.features, g.features, q, g, {"identity": q.features}, self.seed)
+        with self.timed(name, "re-id"):
+            self.add_reid_row(name, "features", q.features, g.features, a.features)
+            self.rows += ciphertext_reid_rows(name, q.features, g.features, "euclidean", q, g, self.seed)
+        with self.timed(name, "cross-key"):
+            self.rows += iso_rows(name, q.features, g.features, q, g, {"identity": q.features}, self.seed)
         decoders = {}
         if self.can_reconstruct:
-            for name in ("nn-lookup", *self.profile.recon_variants):
-                decoders[name] = self.fit_reconstruction(name, None, a.features)
-            val, Q = a.features[self.recon_validation], self.query.features
-            candidates = {_attack_name(name): Candidate(model, val, Q) for name, model in decoders.items()}
-            self.add_reconstruction_rows("plaintext", candidates, models["attr-mlp"])
+            for variant in ("nn-lookup", *self.profile.recon_variants):
+                with self.timed(name, f"fit {_attack_name(variant)}"):
+                    decoders[variant] = self.fit_reconstruction(variant, None, a.features)
+            val, Q = a.features[self.recon_validation], q.features
+            candidates = {_attack_name(variant): Candidate(m, val, Q) for variant, m in decoders.items()}
+            with self.timed(name, "reconstruction rows"):
+                self.add_reconstruction_rows(name, candidates, models["attr-mlp"])
         return models["attr-mlp"], decoders
 
     def known_pairs(self, name, cipher, A, Q, G, plain_model, candidates) -> list[LeakageRow]:
@@ -282,60 +351,39 @@ class _Matrix:
 
     def cipher(self, name: str, plain_model: AttributeInference, decoders: dict[str, Reconstructor]) -> None:
         a = self.attacker
-        cipher = experiment_cipher(name, self.seed)
-        sets = (a, self.query, self.gallery)
-        sealed = [cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)) for s in sets]
-        A, Q, G = (s.words() for s in sealed)
-        U = np.concatenate([Q, G])
+        with self.timed(name, "encrypt"):
+            cipher = experiment_cipher(name, self.seed)
+            sets = (a, self.query, self.gallery)
+            sealed = [cipher.encrypt(np.ascontiguousarray(s.features, dtype=np.float32)) for s in sets]
+            A, Q, G = (s.words() for s in sealed)
+            U = np.concatenate([Q, G])
         estimates, inversion = {}, None
         if spec(name).matchable:
-            rows, inversion, (VA, VQ, VG), estimates = searchable_rows(name, *sealed, *sets, self.seed)
+            with self.timed(name, "scheme comparison and inversions"):
+                rows, inversion, (VA, VQ, VG), estimates = searchable_rows(name, *sealed, *sets, self.seed)
             self.rows += rows
         candidates = {}
         for attack, view in (("same-key-bits", "bits"), ("same-key-float", "float"), ("invariants", "invariants")):
-            model = self.fit_attribute("mlp", view, A)
-            candidates[attack] = (model.validation_score_, model.predict(U))
-        self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G), invariant_view(A))
-        decrypt = None
-        permutation = spec(name).permutation
-        if permutation in PER_DIMENSION_KEY:
-            per_dimension = PER_DIMENSION_KEY[permutation]
-            recovered = recover_permutation(np.concatenate([A, U]), a.features, per_dimension=per_dimension)
-            truth = true_permutation(cipher, a.features.shape[1])
-            result = score_recovery(recovered, truth, self.users.features)
-            self.rows.append(
-                LeakageRow(
-                    cipher=name,
-                    attack="key-recovery",
-                    metric="key_bits_recovered",
-                    value=result["bits_exact"],
-                    chance=1.0,
-                    n=recovered.n_words,
-                    details={
-                        "of": 32,
-                        **{k: v for k, v in result.items() if k != "bits_exact"},
-                        "validation": validate_key(recovered, a.features, A),
-                        "words_exact": validate_key(recovered, self.users.features, U),  # the users' words
-                    },
-                )
-            )
-            decrypt = recovered.decrypt
-            estimates["key-recovery"] = decrypt(Q)
-            val = plain_model.validation_index_
-            own = plain_model.predict(decrypt(A)[val])
-            validation = validation_score(a.labels[val], own, a.attribute_names)
-            candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
+            with self.timed(name, attack):
+                candidates[attack] = self.view_attack(view, A, U)
+        with self.timed(name, "invariants re-id"):
+            self.add_reid_row(name, "invariants", invariant_view(Q), invariant_view(G), invariant_view(A))
+        with self.timed(name, "key-recovery"):
+            decrypt = self.key_recovery(name, cipher, A, Q, U, plain_model, candidates, estimates)
         if inversion is not None:  # known pairs invert every template: the plaintext attack on the inversions
             val = plain_model.validation_index_
             own = plain_model.predict(inversion.predict(VA[val]).astype(np.float32))
             validation = validation_score(a.labels[val], own, a.attribute_names)
             inverted = inversion.predict(np.concatenate([VQ, VG])).astype(np.float32)
             candidates["known-pairs+attr-mlp"] = (validation, plain_model.predict(inverted))
-        second_key = experiment_cipher(name, self.seed + 1)
-        gallery_b = second_key.encrypt(np.ascontiguousarray(self.gallery.features, dtype=np.float32))
-        self.rows += iso_rows(name, sealed[1], gallery_b, self.query, self.gallery, estimates, self.seed)
-        curve_rows = self.known_pairs(name, cipher, A, Q, G, plain_model, candidates)
-        self.add_attribute_rows(name, candidates)
+        with self.timed(name, "cross-key"):
+            second_key = experiment_cipher(name, self.seed + 1)
+            gallery_b = second_key.encrypt(np.ascontiguousarray(self.gallery.features, dtype=np.float32))
+            self.rows += iso_rows(name, sealed[1], gallery_b, self.query, self.gallery, estimates, self.seed)
+        with self.timed(name, "known-pairs"):
+            curve_rows = self.known_pairs(name, cipher, A, Q, G, plain_model, candidates)
+        with self.timed(name, "attribute rows"):
+            self.add_attribute_rows(name, candidates)
         self.rows.extend(curve_rows)
         if not self.can_reconstruct:
             return
@@ -347,11 +395,47 @@ class _Matrix:
             inputs, users = decrypt(A[val]), decrypt(Q)
             candidates = {f"key-recovery+{_attack_name(n)}": Candidate(m, inputs, users) for n, m in decoders.items()}
         else:  # the key-independent view of the ciphertext
-            candidates = {
-                f"invariants+{_attack_name(n)}": Candidate(self.fit_reconstruction(n, "invariants", A), A[val], Q)
-                for n in ("nn-lookup", "autoencoder")
-            }
-        self.add_reconstruction_rows(name, candidates, plain_model)
+            candidates = {}
+            for variant in ("nn-lookup", "autoencoder"):
+                attack = f"invariants+{_attack_name(variant)}"
+                with self.timed(name, f"fit {attack}"):
+                    candidates[attack] = Candidate(self.fit_reconstruction(variant, "invariants", A), A[val], Q)
+        with self.timed(name, "reconstruction rows"):
+            self.add_reconstruction_rows(name, candidates, plain_model)
+
+    def key_recovery(self, name, cipher, A, Q, U, plain_model, candidates, estimates):
+        """Ciphertext-only key recovery where the catalogue's ``permutation`` allows it; returns its ``decrypt``."""
+        a = self.attacker
+        permutation = spec(name).permutation
+        if permutation not in PER_DIMENSION_KEY:
+            return None
+        per_dimension = PER_DIMENSION_KEY[permutation]
+        recovered = recover_permutation(np.concatenate([A, U]), a.features, per_dimension=per_dimension)
+        truth = true_permutation(cipher, a.features.shape[1])
+        result = score_recovery(recovered, truth, self.users.features)
+        self.rows.append(
+            LeakageRow(
+                cipher=name,
+                attack="key-recovery",
+                metric="key_bits_recovered",
+                value=result["bits_exact"],
+                chance=1.0,
+                n=recovered.n_words,
+                details={
+                    "of": 32,
+                    **{k: v for k, v in result.items() if k != "bits_exact"},
+                    "validation": validate_key(recovered, a.features, A),
+                    "words_exact": validate_key(recovered, self.users.features, U),  # the users' words
+                },
+            )
+        )
+        decrypt = recovered.decrypt
+        estimates["key-recovery"] = decrypt(Q)
+        val = plain_model.validation_index_
+        own = plain_model.predict(decrypt(A)[val])
+        validation = validation_score(a.labels[val], own, a.attribute_names)
+        candidates["key-recovery+attr-mlp"] = (validation, plain_model.predict(decrypt(U)))
+        return decrypt
 
 
 def _attack_name(reconstruction: str) -> str:
@@ -420,8 +504,9 @@ def leakage_matrix(
     noise of chance" means inside ``chance_ci`` / a large ``p_value``.
     ``validation`` is the early-stopping score on the attacker's held-out
     identities (optimistic: the same split picked the epoch).
-    Torch runs on one CPU thread: the attack models are small, so their steps
-    gain little from a second core and lose a lot when the cores are busy.
+    Torch and NumPy's BLAS run on one CPU thread: the attack models and products
+    are small, so they gain little from a second core and lose a lot when the
+    cores are busy. ``LeakageResult.seconds`` says where the time went.
     """
     if not isinstance(profile, AttackProfile):
         raise TypeError(f"profile must be an AttackProfile, got {type(profile).__name__}")
@@ -436,7 +521,7 @@ def leakage_matrix(
         attacker, user_query, user_gallery, embed, profile, seed, device, progress, transfer, copy=feature_model
     )
     steps = ["plaintext", *ciphers]
-    with torch_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
+    with torch_threads(1), blas_threads(1), tqdm(steps, desc="leakage matrix", disable=not progress) as bar:
         for step in bar:
             bar.set_postfix_str(step)
             if step == "plaintext":
@@ -445,4 +530,4 @@ def leakage_matrix(
                 plain_model, decoders = matrix.plaintext()
             else:
                 matrix.cipher(step, plain_model, decoders)
-    return LeakageResult(rows=tuple(matrix.rows), grids=matrix.grids)
+    return LeakageResult(rows=tuple(matrix.rows), grids=matrix.grids, seconds=matrix.seconds)

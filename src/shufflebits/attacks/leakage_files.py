@@ -12,6 +12,7 @@ from .reconstruction_eval import grid_png
 from .types import LeakageResult, LeakageRow
 
 GRIDS_FILE = "reconstructions.json"  # [{cipher, attack, file}] naming the grid PNGs beside leakage.json
+SECONDS_FILE = "leakage_seconds.json"  # {cipher: {attack: wall seconds}}: where the matrix's time went
 
 
 def _cell(value) -> str:
@@ -36,7 +37,7 @@ def leakage_markdown(rows, per_attribute: bool = True) -> str:
 
 
 def write_leakage(result: LeakageResult, out_dir) -> tuple[Path, Path]:
-    """``out_dir/leakage.json`` (the list of rows), ``leakage.md``, and one PNG per reconstruction grid."""
+    """``out_dir/leakage.json`` (the list of rows), ``leakage.md``, one PNG per reconstruction grid, the timings."""
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / "leakage.json", out_dir / "leakage.md"
     index = []
@@ -48,6 +49,7 @@ def write_leakage(result: LeakageResult, out_dir) -> tuple[Path, Path]:
     atomic_write_text(out_dir / GRIDS_FILE, json.dumps(index, indent=1) + "\n")
     atomic_write_text(json_path, json.dumps([row.as_dict() for row in result.rows], indent=1) + "\n")
     atomic_write_text(md_path, leakage_markdown(result.rows))
+    atomic_write_text(out_dir / SECONDS_FILE, json.dumps(result.seconds, indent=1) + "\n")
     return json_path, md_path
 
 
@@ -61,4 +63,6 @@ def read_leakage(folder) -> LeakageResult:
     for entry in json.loads((folder / GRIDS_FILE).read_text()):
         with Image.open(folder / entry["file"]) as image:
             grids[(entry["cipher"], entry["attack"])] = np.asarray(image.convert("RGB"))
-    return LeakageResult(rows=rows, grids=grids)
+    seconds_path = folder / SECONDS_FILE
+    seconds = json.loads(seconds_path.read_text()) if seconds_path.is_file() else {}
+    return LeakageResult(rows=rows, grids=grids, seconds=seconds)

@@ -38,20 +38,49 @@ def rank1(query_features, gallery_features, query, gallery, metric: str = "cosin
     return float(result["cmc"][0])
 
 
+def _protocol(query, gallery) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (query, gallery): ``same`` identity, ``invalid`` (junk, or same identity and camera); ``has_match``."""
+    from ..reid.metrics import JUNK_PID
+
+    q_pids, g_pids = np.asarray(query.pids)[:, None], np.asarray(gallery.pids)[None, :]
+    same = g_pids == q_pids
+    invalid = (g_pids == JUNK_PID) | (same & (np.asarray(gallery.camids)[None, :] == np.asarray(query.camids)[:, None]))
+    return same, invalid, (same & ~invalid).any(axis=1)
+
+
 def _rank1_of(distances: np.ndarray, query, gallery) -> float:
     """Rank-1 from a query x gallery distance matrix, by ``reid.evaluate``'s rules.
 
     Gallery entries of the query's identity and camera (and junk) are skipped,
     queries without a valid match are left out, ties go to gallery order.
     """
-    from ..reid.metrics import JUNK_PID
-
-    q_pids, g_pids = np.asarray(query.pids)[:, None], np.asarray(gallery.pids)[None, :]
-    same = g_pids == q_pids
-    invalid = (g_pids == JUNK_PID) | (same & (np.asarray(gallery.camids)[None, :] == np.asarray(query.camids)[:, None]))
-    has_match = (same & ~invalid).any(axis=1)
+    same, invalid, has_match = _protocol(query, gallery)
     top = np.argmin(np.where(invalid, np.inf, distances), axis=1)
     return float(same[np.arange(len(top)), top][has_match].mean())
+
+
+def _shuffled_rank1s(distances: np.ndarray, query, gallery, orders: list[np.ndarray]) -> np.ndarray:
+    """``_rank1_of(distances[order], query, gallery)`` for each order, from one sort of the distance rows.
+
+    Query ``i`` with row ``order[i]`` takes the first entry of that row's
+    ascending (stable, so ties keep gallery order) ranking that ``i`` may
+    match: among the first ``k + 1`` entries, ``k`` the most entries any query
+    must skip, exactly ``argmin`` over the valid entries. Rows with non-finite
+    distances are ranked by ``_rank1_of`` itself.
+    """
+    if not np.isfinite(distances).all():
+        return np.array([_rank1_of(distances[order], query, gallery) for order in orders])
+    same, invalid, has_match = _protocol(query, gallery)
+    depth = min(int(invalid.sum(axis=1).max()) + 1, distances.shape[1])
+    ranked = np.argsort(distances, axis=1, kind="stable")[:, :depth]
+    rows = np.arange(len(distances))[:, None]
+    figures = []
+    for order in orders:
+        candidates = ranked[order]  # (queries, depth): row order[i]'s nearest gallery entries, for query i
+        first = np.argmax(~invalid[rows, candidates], axis=1)
+        top = candidates[rows[:, 0], first]
+        figures.append(float(same[rows[:, 0], top][has_match].mean()))
+    return np.array(figures)
 
 
 def shuffled_rank1(
@@ -78,7 +107,7 @@ def rank1_chance(
     query_features = np.asarray(query_features, dtype=np.float64)
     distances = distance_matrix(query_features, np.asarray(gallery_features, dtype=np.float64), metric)
     rng = np.random.default_rng(seed)
-    null = np.array([_rank1_of(distances[rng.permutation(len(distances))], query, gallery) for _ in range(n_shuffles)])
+    null = _shuffled_rank1s(distances, query, gallery, [rng.permutation(len(distances)) for _ in range(n_shuffles)])
     lo, hi = np.percentile(null, [2.5, 97.5])
     observed = _rank1_of(distances, query, gallery)
     return {

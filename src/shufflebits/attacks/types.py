@@ -116,7 +116,10 @@ class LeakageResult:
 
     Grids are uint8 ``(H, W, 3)`` images (originals above reconstructions), handed
     to the report in memory; ``write_leakage`` also saves them as PNG files.
+    ``seconds``: wall time per cipher and per attack (``cipher -> attack -> s``),
+    kept apart from the rows so that the rows repeat exactly under one seed.
     """
 
     rows: tuple[LeakageRow, ...]
     grids: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)

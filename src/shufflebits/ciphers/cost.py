@@ -9,7 +9,9 @@ must be decrypted by the key holder first, which their comparison rows include
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -78,10 +80,39 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
         row["compare_1to1_us"] *= 1e6
         row["search_1toN_ms"] *= 1e3
         rows.append(row)
+    if _has_tenseal():
+        rows.append(_ckks_row(gallery_plain, query, repeats))
     load = os.getloadavg()[0]
     for row in rows:
         row.update(gallery=gallery, batch=min(BATCH, gallery), dim=DIM, load_average=load, cpu_count=os.cpu_count())
     return rows
+
+
+def _has_tenseal() -> bool:
+    return importlib.util.find_spec("tenseal") is not None
+
+
+def _ckks_row(gallery_plain: np.ndarray, query: np.ndarray, repeats: int) -> dict:
+    """CKKS (optional ``he`` extra): encryptions are timed once (the packed gallery takes seconds at 10,000)."""
+    from . import ckks
+
+    key = ckks.generate_key()
+    holder = ckks.KeyHolder(key)
+    start = time.perf_counter()
+    encrypted = ckks.encrypt_gallery(key, gallery_plain)
+    encrypt_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    one = ckks.encrypt_gallery(key, query)  # one template alone still fills d + 1 ciphertexts: timed once
+    encrypt_one_seconds = time.perf_counter() - start
+    return {
+        "cipher": "ckks",
+        "comparison": "CKKS scores (plaintext query), key holder decrypts and releases top-1",
+        "encrypt_us_per_vector": encrypt_seconds / len(gallery_plain) * 1e6,
+        "encrypt_us_one": encrypt_one_seconds * 1e6,
+        "compare_1to1_us": _median(lambda: holder.release(ckks.score(one, query)), max(3, repeats // 4)) * 1e6,
+        "search_1toN_ms": _median(lambda: holder.release(ckks.score(encrypted, query)), 3) * 1e3,
+        "bytes_per_vector": encrypted.nbytes / len(gallery_plain),
+    }
 
 
 def cost_lines(rows: list[dict]) -> list[str]:

@@ -9,6 +9,7 @@ the same byte tables as the numba kernel. ChaCha20 runs one block per int32 lane
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 import torch
@@ -135,13 +136,12 @@ def key_tensor(key: bytes, device) -> torch.Tensor:
     return torch.tensor(struct.unpack("<8i", key), dtype=torch.int32, device=device)
 
 
-def chacha20_blocks(key_words: torch.Tensor, counters: torch.Tensor, nonce_words: torch.Tensor) -> torch.Tensor:
-    """RFC 8439 ChaCha20 blocks on int32 lanes, one block per lane (``counters`` ``(m,)``,
-    ``nonce_words`` ``(m, 3)``, ``key_words`` from ``key_tensor``). Returns ``(m, 16)`` int32
-    keystream words (little-endian order): the bits of the uint32 words."""
+def _keystream_lanes(key_words, counters, nonce0, nonce1, nonce2) -> torch.Tensor:
+    """The 20 rounds on contiguous int32 lanes ``(m,)``: ``(16, m)`` keystream words. Row-major
+    output and contiguous inputs keep inductor's fused loop vectorised (strided loads are not)."""
     init = [torch.full_like(counters, word) for word in _SIGMA]
     init += [key_words[k].expand_as(counters) for k in range(8)]
-    init += [counters, nonce_words[:, 0], nonce_words[:, 1], nonce_words[:, 2]]
+    init += [counters, nonce0, nonce1, nonce2]
     s = list(init)
     for _ in range(10):
         _quarter(s, 0, 4, 8, 12)
@@ -152,26 +152,66 @@ def chacha20_blocks(key_words: torch.Tensor, counters: torch.Tensor, nonce_words
         _quarter(s, 1, 6, 11, 12)
         _quarter(s, 2, 7, 8, 13)
         _quarter(s, 3, 4, 9, 14)
-    return torch.stack([s[i] + init[i] for i in range(16)], dim=-1)
+    return torch.stack([s[i] + init[i] for i in range(16)])
 
 
-def chacha20_rows(key_words: torch.Tensor, nonces: torch.Tensor, row_bytes: int) -> torch.Tensor:
+_COMPILED: dict = {}
+
+
+def compiled_keystream():
+    """``_keystream_lanes`` under ``torch.compile`` (inductor fuses the 20 rounds into one loop
+    that keeps the state in registers), or None where it cannot compile (noted once).
+
+    One graph for every key (a tensor input) and lane count (``dynamic=True``); torch
+    caches it per device and on disk. The first call compiles for minutes on 2 cores.
+    ``max_fusion_size`` lets all ~2,000 ops share that loop (the default splits it in
+    loops that pass the state through memory)."""
+    if "fn" not in _COMPILED:
+        compiled = torch.compile(_keystream_lanes, dynamic=True, options={"max_fusion_size": 1 << 16})
+        try:
+            probe = torch.zeros(2, dtype=torch.int32)
+            compiled(torch.zeros(8, dtype=torch.int32), probe, probe, probe, probe)
+        except Exception as error:  # no C++ compiler, unsupported platform: eager is exact, only slower
+            warnings.warn(
+                f"torch.compile unavailable for ChaCha20 ({type(error).__name__}); eager torch ops", stacklevel=2
+            )
+            compiled = None
+        _COMPILED["fn"] = compiled
+    return _COMPILED["fn"]
+
+
+def chacha20_blocks(
+    key_words: torch.Tensor, counters: torch.Tensor, nonce_words: torch.Tensor, compiled: bool = False
+) -> torch.Tensor:
+    """RFC 8439 ChaCha20 blocks on int32 lanes, one block per lane (``counters`` ``(m,)``,
+    ``nonce_words`` ``(m, 3)``, ``key_words`` from ``key_tensor``). Returns ``(m, 16)`` int32
+    keystream words (little-endian order): the bits of the uint32 words. ``compiled``: through
+    ``compiled_keystream`` (eager where it is unavailable); same bits either way."""
+    run = (compiled_keystream() if compiled else None) or _keystream_lanes
+    lanes = [nonce_words[:, k].contiguous() for k in range(3)]
+    return run(key_words, counters.contiguous(), *lanes).T
+
+
+def chacha20_rows(
+    key_words: torch.Tensor, nonces: torch.Tensor, row_bytes: int, compiled: bool = False
+) -> torch.Tensor:
     """Keystream ``(n, row_bytes)`` uint8; row ``i`` starts at its 16-byte nonce (counter || nonce)."""
     n = nonces.shape[0]
     blocks = -(-row_bytes // 64)
     words = nonces.contiguous().view(torch.int32)  # (n, 4): counter, nonce0..2 (never wraps: prf checks)
     counters = (words[:, :1] + torch.arange(blocks, dtype=torch.int32, device=nonces.device)).reshape(-1)
     nonce_words = words[:, None, 1:].expand(n, blocks, 3).reshape(-1, 3)
-    stream = chacha20_blocks(key_words, counters, nonce_words)
+    stream = chacha20_blocks(key_words, counters, nonce_words, compiled).contiguous()
     return stream.view(torch.uint8).reshape(n, blocks * 64)[:, :row_bytes]
 
 
-def xor_pad(words: torch.Tensor, key_words: torch.Tensor, nonces: torch.Tensor) -> torch.Tensor:
-    """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream (``key_words`` from ``key_tensor``)."""
+def xor_pad(words: torch.Tensor, key_words: torch.Tensor, nonces: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    """``words`` ``(n, d)`` XOR each row's ChaCha20 keystream (``key_words`` from ``key_tensor``);
+    ``compiled`` as in ``chacha20_blocks``."""
     _n, d = words.shape
     row_bytes = d * words.element_size()
     out = torch.empty_like(words)
     for part in _chunks(words, _PAD_BLOCKS // max(1, -(-row_bytes // 64))):
-        pad = chacha20_rows(key_words, nonces[part], row_bytes).contiguous()
+        pad = chacha20_rows(key_words, nonces[part], row_bytes, compiled).contiguous()
         out[part] = words[part] ^ pad.view(words.dtype).reshape(-1, d)
     return out

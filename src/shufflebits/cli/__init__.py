@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "shufflebits.cli.study",  # study
     "shufflebits.cli.zoo",  # zoo list, zoo show, zoo train
     "shufflebits.cli.realism",  # realism
+    "shufflebits.cli.he",  # ckks-keygen, ckks-encrypt
 )
 
 

@@ -64,7 +64,12 @@ def register(subparsers) -> None:
     reid.add_argument(
         "--gallery", required=True, help="gallery .npz (plaintext or encrypted) or .parquet store, with pids/camids"
     )
-    reid.add_argument("--key", type=Path, help="key file: decrypt encrypted .parquet stores as they are read")
+    reid.add_argument(
+        "--key",
+        type=Path,
+        help="key file: decrypt encrypted .parquet stores as they are read; for a CKKS gallery, the key holder's "
+        "key that decrypts the scores",
+    )
     reid.add_argument(
         "--metric",
         choices=("euclidean", "cosine"),
@@ -207,14 +212,32 @@ def _reid_inputs(args) -> tuple[dict, str]:
 
 
 def run_reid(args) -> int:
+    from ..ciphers.ckks_files import is_ckks_gallery
     from ..reid import evaluate
     from ..study.numbers import figure
 
-    files, metric = _reid_inputs(args)
-    (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
-    result = evaluate(
-        qf, gf, qp, gp, qc, gc, metric=metric, max_rank=args.max_rank, backend=args.backend, ivf_lists=args.ivf_lists
-    )
+    if is_ckks_gallery(args.gallery):
+        from ..reid import evaluate_ranking
+        from .he import ckks_reid
+
+        ranked, metric = ckks_reid(args)
+        result = {**evaluate_ranking(ranked["order"], *ranked["labels"], max_rank=args.max_rank)}
+        result.update(metric=metric, backend="ckks")
+    else:
+        files, metric = _reid_inputs(args)
+        (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
+        result = evaluate(
+            qf,
+            gf,
+            qp,
+            gp,
+            qc,
+            gc,
+            metric=metric,
+            max_rank=args.max_rank,
+            backend=args.backend,
+            ivf_lists=args.ivf_lists,
+        )
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0

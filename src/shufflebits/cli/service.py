@@ -47,7 +47,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads for the model (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads for the model (default: every core but one, at least 1)"
+    )
     parser.add_argument(
         "--max-batch", type=int, default=32, help="most images per model call across requests; 1: unbatched (32)"
     )
@@ -99,17 +101,18 @@ def run_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         **limits,
     )
+    from ..runtime import serving_threads, torch_threads
+
+    threads = args.threads or serving_threads()
     height, width = extractor.input_size
     encryption = (
         f"encrypting with {cipher.name} key {cipher.key.fingerprint}" if cipher is not None else "plaintext features"
     )
     print(
         f"shufflebits: serving {extractor.name} ({extractor.feature_dim}-d, input {height}x{width}, {encryption}) "
-        f"at http://{args.host}:{args.port}/v1/features",
+        f"on {threads} torch thread(s) at http://{args.host}:{args.port}/v1/features",
         file=sys.stderr,
     )
-    from ..runtime import torch_threads
-
-    with torch_threads(args.threads):
+    with torch_threads(threads):
         serve(app, host=args.host, port=args.port)
     return 0

@@ -103,18 +103,48 @@ def evaluate(
         backend == "auto" and metric != "hamming" and (ivf_lists or len(gallery) >= FAISS_MIN_GALLERY)
     )
     if use_faiss:
-        rank = GalleryIndex(gallery, metric, ivf_lists=ivf_lists).ranking
+        index = GalleryIndex(gallery, metric, ivf_lists=ivf_lists)
+
+        def rank(rows: np.ndarray) -> np.ndarray:
+            return index.ranking(query[rows])
     else:
         query, gallery = query.astype(np.float64, copy=False), gallery.astype(np.float64, copy=False)
 
         def rank(rows: np.ndarray) -> np.ndarray:
-            return np.argsort(distance_matrix(rows, gallery, metric), axis=1, kind="stable")
+            return np.argsort(distance_matrix(query[rows], gallery, metric), axis=1, kind="stable")
 
+    result = _figures(rank, len(query), q_pids, g_pids, q_cams, g_cams, max_rank)
+    result.update(metric=metric, backend="faiss" if use_faiss else "numpy")
+    return result
+
+
+def evaluate_ranking(order, query_ids, gallery_ids, query_cams, gallery_cams, max_rank: int = 50) -> dict:
+    """``evaluate``'s figures from a ranking the caller made: ``order[i]`` = gallery rows, nearest first.
+
+    For schemes whose distances only the key holder sees (CKKS: it releases a
+    ranking, not scores).
+    """
+    order = np.asarray(order)
+    if order.ndim != 2 or order.dtype.kind not in "iu":
+        raise ShuffleBitsError(f"a ranking is an integer (n_query, n_gallery) array, got {order.dtype} {order.shape}")
+    q_pids = _as_labels("query_ids", query_ids, len(order))
+    g_pids = _as_labels("gallery_ids", gallery_ids, order.shape[1])
+    q_cams = _as_labels("query_cams", query_cams, len(order))
+    g_cams = _as_labels("gallery_cams", gallery_cams, order.shape[1])
+    if max_rank < 1:
+        raise ShuffleBitsError(f"max_rank must be at least 1, got {max_rank}")
+    if (np.sort(order, axis=1) != np.arange(order.shape[1])).any():
+        raise ShuffleBitsError("each row of a ranking must order every gallery row exactly once")
+    return _figures(lambda rows: order[rows], len(order), q_pids, g_pids, q_cams, g_cams, max_rank)
+
+
+def _figures(rank, n_query: int, q_pids, g_pids, q_cams, g_cams, max_rank: int) -> dict:
+    """CMC, mAP and mINP of the ranking ``rank(rows)`` gives for blocks of query rows."""
     first_hit, average_precision, inverse_negative_penalty = [], [], []
-    block = max(1, _BLOCK_ELEMENTS // len(gallery))
-    for start in range(0, len(query), block):
-        stop = min(start + block, len(query))
-        order = rank(query[start:stop])
+    block = max(1, _BLOCK_ELEMENTS // len(g_pids))
+    for start in range(0, n_query, block):
+        stop = min(start + block, n_query)
+        order = rank(np.arange(start, stop))
         ranked_pids, ranked_cams = g_pids[order], g_cams[order]
         pids, cams = q_pids[start:stop, None], q_cams[start:stop, None]
         valid = (ranked_pids != JUNK_PID) & ~((ranked_pids == pids) & (ranked_cams == cams))
@@ -136,16 +166,14 @@ def evaluate(
         raise ShuffleBitsError(
             "no query has a valid gallery match (same identity from another camera); check the ids and cameras"
         )
-    ranks = min(max_rank, len(gallery))
+    ranks = min(max_rank, len(g_pids))
     cmc = (first[:, None] <= np.arange(1, ranks + 1)[None, :]).mean(axis=0)
     result = {
         "mAP": float(np.concatenate(average_precision).mean()),
         "mINP": float(np.concatenate(inverse_negative_penalty).mean()),
         "cmc": cmc,
         "num_query": len(first),
-        "num_skipped": int(len(query) - len(first)),
-        "metric": metric,
-        "backend": "faiss" if use_faiss else "numpy",
+        "num_skipped": int(n_query - len(first)),
     }
     for k in (1, 5, 10, 20):
         result[f"rank{k}"] = float((first <= k).mean())

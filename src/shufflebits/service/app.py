@@ -10,7 +10,9 @@ headers and refused past ``max_request_pixels`` (413) before any is decoded;
 each image is then decoded (JPEG drafted towards the model's input size) and
 resized at once, at most ``decode_workers`` images at a time. Concurrent
 requests are batched into one model call (``batching.Batcher``: up to
-``max_batch`` images gathered for at most ``max_wait_ms``); the model runs only
+``max_batch`` images, waiting at most ``max_wait_ms`` for requests admitted
+but still being read or decoded; how many images each call took is in the
+health answer, for the token holder); the model runs only
 in the batcher's thread and the cipher under a lock, so neither needs to be
 thread-safe. Each request's rows are encrypted and sealed on their own.
 """
@@ -187,10 +189,10 @@ def create_app(
         finally:
             release_free_memory()
 
-    def compute(blobs: list[tuple[str, bytes]], response_id: str) -> dict:
+    def compute(blobs: list[tuple[str, bytes]], response_id: str, submit: Callable[[list], Any]) -> dict:
         images = decode_all(blobs)
         del blobs[:]  # the encoded bytes are no longer needed
-        output = batcher.run(images)
+        output = submit(images)
         if isinstance(output, Sealed):  # an exported model that encrypts in its own graph: untagged
             return encode_result(output, response_id)
         features = np.ascontiguousarray(output, dtype=np.float32)
@@ -218,6 +220,7 @@ def create_app(
             "encrypted": cipher is not None or in_graph is not None,
             "cipher": cipher.name if cipher is not None else in_graph,
             "key_fingerprint": fingerprint if has_token(request) else None,
+            "images_per_model_call": batcher.call_sizes() if has_token(request) else None,
             "max_images": max_images,
             "max_request_bytes": max_request_bytes,
         }
@@ -227,11 +230,12 @@ def create_app(
         check_token(request)
         admit()
         try:
-            return await answer(request)
+            with batcher.expecting() as submit:  # a model call gathering now waits for this request's images
+                return await answer(request, submit)
         finally:
             leave()
 
-    async def answer(request: Request) -> JSONResponse:
+    async def answer(request: Request, submit: Callable[[list], Any]) -> JSONResponse:
         try:
             body = await asyncio.wait_for(_read_body(request, max_request_bytes), request_timeout)
         except TimeoutError:
@@ -240,6 +244,6 @@ def create_app(
         del body  # the parts are copied out; the raw body need not outlive them
         given = request.headers.get(REQUEST_ID_HEADER)
         response_id = given if valid_request_id(given) else secrets.token_hex(16)
-        return JSONResponse(await run_in_threadpool(compute, blobs, response_id))
+        return JSONResponse(await run_in_threadpool(compute, blobs, response_id, submit))
 
     return app

@@ -381,6 +381,7 @@ def run_study(config: StudyConfig, out_dir: str | Path, command: str | None = No
         ),
         "training_history": None if victim is None else victim.history,
         "leakage": None if leakage is None else [row.as_dict() for row in leakage.rows],
+        "leakage_seconds": None if leakage is None else leakage.seconds,  # cipher -> attack -> wall seconds
         "reid": runner.values.get("reid"),
         "throughput": runner.values.get("throughput"),
         "cost": runner.values.get("cost"),

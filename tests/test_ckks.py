@@ -1,0 +1,191 @@
+"""CKKS gallery: scores against numpy, rankings against plaintext, packing, files, CLI and one-line errors."""
+
+from __future__ import annotations
+
+import builtins
+import stat
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tenseal")
+
+from shufflebits.attacks.scorereveal import ScoreReveal, from_top_k, inner_products
+from shufflebits.ciphers import ckks
+from shufflebits.ciphers.ckks_files import load_gallery, load_key, save_gallery, save_key
+from shufflebits.cli import main
+from shufflebits.errors import InvalidInputError, ShuffleBitsError, WrongKeyError
+from shufflebits.features import save_features
+from shufflebits.reid import evaluate
+
+DIM = 24
+
+
+def world(ids: int, per: int, seed: int, dim: int = DIM):
+    """Identity centres plus per-image noise, ReLU and unit norm: re-ID-like features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((ids, dim))
+    x = np.maximum(np.repeat(centres, per, axis=0) + 0.6 * rng.standard_normal((ids * per, dim)), 0) + 0.01
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(ids), per)
+
+
+@pytest.fixture(scope="module")
+def key():
+    return ckks.generate_key()
+
+
+@pytest.fixture(scope="module")
+def data():
+    gallery, g_pids = world(40, 3, 1)
+    rng = np.random.default_rng(2)
+    query = gallery[::3] + 0.3 * rng.standard_normal((40, DIM)).astype(np.float32)
+    return query * 2.5, np.arange(40), gallery * 1.7, g_pids  # norms other than 1: the scaling must hold
+
+
+def test_scores_match_numpy_within_ckks_precision(key, data):
+    query, _, gallery, _ = data
+    encrypted = ckks.encrypt_gallery(key, gallery)
+    scores = ckks.KeyHolder(key).release(ckks.score(encrypted, query[:4]), reveal_scores=True).scores
+    q, g = query[:4].astype(np.float64) / encrypted.norm_scale, gallery.astype(np.float64) / encrypted.norm_scale
+    a = 1 / np.maximum(np.linalg.norm(q, axis=1), 1)
+    expected = a[:, None] * (2 * q @ g.T - (g**2).sum(1)[None])
+    np.testing.assert_allclose(scores, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_ranking_on_ciphertexts_equals_plaintext(key, data, metric):
+    query, q_pids, gallery, g_pids = data
+    q_cams, g_cams = np.zeros(len(query)), np.ones(len(gallery))
+    release = ckks.KeyHolder(key).release(
+        ckks.score(ckks.encrypt_gallery(key, gallery, metric), query), top_k=len(gallery)
+    )
+    from shufflebits.reid import evaluate_ranking
+
+    encrypted = evaluate_ranking(release.ids, q_pids, g_pids, q_cams, g_cams)
+    plain = evaluate(query, gallery, q_pids, g_pids, q_cams, g_cams, metric=metric, backend="numpy")
+    assert abs(encrypted["rank1"] - plain["rank1"]) <= 0.005 and abs(encrypted["mAP"] - plain["mAP"]) <= 0.005
+    distances = ((query[:, None] - gallery[None]) ** 2).sum(-1) if metric == "euclidean" else None
+    if distances is not None:
+        np.testing.assert_array_equal(release.ids[:, 0], distances.argmin(1))
+
+
+def test_packing_one_ciphertext_per_dimension_for_half_the_ring(key, data):
+    _, _, gallery, _ = data
+    encrypted = ckks.encrypt_gallery(key, gallery)
+    assert len(encrypted.groups) == 1 and len(encrypted.groups[0]) == DIM + 1  # + the squared norms
+    assert encrypted.slots == ckks.POLY_DEGREE // 2
+    bigger = ckks.encrypt_gallery(key, np.ones((encrypted.slots + 1, 4)))
+    assert [len(group) for group in bigger.groups] == [5, 5]
+    ciphertext = len(encrypted.groups[0][0])
+    assert encrypted.nbytes == (DIM + 1) * ciphertext
+    assert ciphertext < 2 * ckks.POLY_DEGREE * 8 * 1.01  # two polynomials, one 60-bit prime, 8 bytes each
+
+
+def test_top_k_and_threshold_release_ids_only(key, data):
+    query, _, gallery, _ = data
+    scores = ckks.score(ckks.encrypt_gallery(key, gallery), query[:3])
+    holder = ckks.KeyHolder(key)
+    release = holder.release(scores, top_k=2)
+    assert release.scores is None and release.ids.shape == (3, 2)
+    plain = holder.decrypt(scores)
+    cut = holder.release(scores, top_k=3, threshold=float(np.median(plain)) + 10.0)
+    assert (cut.ids == -1).all()
+
+
+def test_encrypted_query_scores_equal_plaintext_query(key, data):
+    query, _, gallery, _ = data
+    encrypted = ckks.encrypt_gallery(key, gallery[:10])
+    holder = ckks.KeyHolder(key)
+    plain = holder.decrypt(ckks.score(encrypted, query[:1]))
+    hidden = holder.decrypt(ckks.score(encrypted, ckks.encrypt_query(key, encrypted, query[:1])))
+    np.testing.assert_allclose(hidden, plain, atol=1e-3)
+
+
+def test_one_line_errors(key, data, tmp_path):
+    query, _, gallery, _ = data
+    encrypted = ckks.encrypt_gallery(key, gallery[:5])
+    public = ckks.CkksKey(encrypted.context, key.secret_id)
+    with pytest.raises(ShuffleBitsError, match="no secret key"):
+        ckks.KeyHolder(public)
+    with pytest.raises(InvalidInputError, match="-d but the CKKS gallery is"):
+        ckks.score(encrypted, query[:, :5])
+    other = ckks.generate_key()
+    with pytest.raises(WrongKeyError, match="wrong key"):
+        ckks.KeyHolder(other).decrypt(ckks.score(encrypted, query[:1]))
+    foreign = ckks.encrypt_query(other, ckks.encrypt_gallery(other, gallery[:5]), query[:1])
+    with pytest.raises(InvalidInputError, match="different CKKS keys"):
+        ckks.score(encrypted, foreign)
+    save_gallery(tmp_path / "g.npz", key, encrypted)
+    with pytest.raises(WrongKeyError):
+        load_gallery(tmp_path / "g.npz", other)
+
+
+def test_missing_tenseal_is_one_line(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_tenseal(name, *args, **kwargs):
+        if name == "tenseal":
+            raise ImportError("No module named 'tenseal'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tenseal)
+    with pytest.raises(ShuffleBitsError, match=r"pip install 'shufflebits\[he\]'"):
+        ckks.generate_key()
+
+
+def test_files_round_trip_and_tamper(key, data, tmp_path):
+    _, _, gallery, g_pids = data
+    save_key(tmp_path / "k.npz", key)
+    assert stat.S_IMODE((tmp_path / "k.npz").stat().st_mode) == 0o600
+    with pytest.raises(ShuffleBitsError):
+        save_key(tmp_path / "k.npz", key)  # never overwritten
+    loaded_key = load_key(tmp_path / "k.npz")
+    assert loaded_key.fingerprint == key.fingerprint
+    encrypted = ckks.encrypt_gallery(key, gallery)
+    save_gallery(tmp_path / "g.npz", key, encrypted, pids=g_pids, camids=np.ones(len(g_pids)))
+    back, passthrough = load_gallery(tmp_path / "g.npz", loaded_key)
+    assert back.groups == encrypted.groups and (passthrough["pids"] == g_pids).all()
+    raw = bytearray((tmp_path / "g.npz").read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(ShuffleBitsError):
+        load_gallery(tmp_path / "bad.npz", loaded_key)
+
+
+def test_cli_reid_on_a_ckks_gallery_equals_plaintext(data, tmp_path, capsys):
+    query, q_pids, gallery, g_pids = data
+    save_features(tmp_path / "q.npz", query, pids=q_pids, camids=np.zeros(len(query)))
+    save_features(tmp_path / "g.npz", gallery, pids=g_pids, camids=np.ones(len(gallery)))
+    assert main(["ckks-keygen", "--out", str(tmp_path / "k.npz")]) == 0
+    assert main(["ckks-encrypt", "--key", str(tmp_path / "k.npz"), "--features", str(tmp_path / "g.npz"),
+                 "--out", str(tmp_path / "eg.npz")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "eg.npz"),
+                 "--key", str(tmp_path / "k.npz"), "--json"]) == 0  # fmt: skip
+    import json
+
+    encrypted = json.loads(capsys.readouterr().out)
+    plain = evaluate(query, gallery, q_pids, g_pids, np.zeros(len(query)), np.ones(len(gallery)), backend="numpy")
+    assert encrypted["backend"] == "ckks" and abs(encrypted["rank1"] - plain["rank1"]) <= 0.005
+    assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "eg.npz")]) == 2
+    assert "--key" in capsys.readouterr().err
+
+
+def test_score_reveal_recovers_from_revealed_scores_and_not_from_top_k(key):
+    attacker, _ = world(60, 2, 5)
+    victim, _ = world(20, 1, 6)
+    enrolled = attacker[: DIM * 2]
+    encrypted = ckks.encrypt_gallery(key, enrolled)
+    holder = ckks.KeyHolder(key)
+    revealed = holder.release(ckks.score(encrypted, victim), reveal_scores=True).scores
+    # undo the public scalings: gallery / norm_scale, score * a with a = 1 (unit queries / norm_scale >= 1)
+    s = inner_products(revealed, enrolled / encrypted.norm_scale) * encrypted.norm_scale
+    model = ScoreReveal().fit(attacker)
+    assert model.score(s, victim, enrolled) >= 0.9
+    chance = model.score(np.zeros((len(victim), 0)), victim)
+    ids = holder.release(ckks.score(encrypted, victim), top_k=1).ids
+    top_k = from_top_k(ids, np.arange(len(enrolled)), enrolled, model.mean_)
+    from shufflebits.attacks.searchable import mean_cosine
+
+    assert mean_cosine(top_k, victim) < model.score(s, victim, enrolled) - 0.1
+    assert abs(mean_cosine(np.repeat(model.mean_[None], len(victim), 0), victim) - chance) < 1e-12
