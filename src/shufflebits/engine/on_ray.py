@@ -98,6 +98,7 @@ def cluster(address: str | None, workers: int, gpus_per_worker: float = 0) -> It
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the store's row order is the input's
         context.enable_progress_bars = False
+        context.raise_original_map_exception = True  # a worker's ShuffleBitsError reaches the driver as itself
         yield
     finally:
         if started:
@@ -113,29 +114,36 @@ def run_units(
     each unit's rows back together (a row group's seals must cover it exactly).
     """
     ray = _import_ray()
+    if not units:
+        return
     items = [{**unit, _UNIT: index} for index, unit in enumerate(units)]
     dataset = ray.data.from_items(items).map_batches(
         _Runner,
         fn_constructor_args=(actor, args),
         batch_size=1,
         batch_format="pyarrow",
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))),  # no idle actors
         num_cpus=1,
         num_gpus=gpus_per_worker,
     )
     pending: list[pa.Table] = []
     current = 0
-    for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
-        marks = table.column(_UNIT).to_numpy()
-        edges = [0, *(np.flatnonzero(np.diff(marks)) + 1).tolist(), len(marks)]
-        for start, stop in itertools.pairwise(edges):
-            piece = table.slice(start, stop - start)
-            if int(marks[start]) != current and pending:
-                yield _finish(pending)
-                pending = []
-            current = int(marks[start])
-            pending.append(piece)
+    try:
+        for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = block if isinstance(block, pa.Table) else pa.Table.from_batches([block])
+            marks = table.column(_UNIT).to_numpy()
+            edges = [0, *(np.flatnonzero(np.diff(marks)) + 1).tolist(), len(marks)]
+            for start, stop in itertools.pairwise(edges):
+                piece = table.slice(start, stop - start)
+                if int(marks[start]) != current and pending:
+                    yield _finish(pending)
+                    pending = []
+                current = int(marks[start])
+                pending.append(piece)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, ShuffleBitsError):  # a worker's own error; Ray appends its retry advice
+            raise type(error.cause)(str(error.cause).splitlines()[0]) from None
+        raise
     if pending:
         yield _finish(pending)
 
@@ -175,42 +183,52 @@ class _Encryptor:
     def __init__(self, key, schema: pa.Schema) -> None:
         from ..ciphers import cipher_for_key
 
-        self.cipher, self.schema = cipher_for_key(key), schema
+        self.cipher, self.schema, self.files = cipher_for_key(key), schema, {}
 
     def run(self, unit: dict) -> tuple[pa.RecordBatch, str]:
         from ..stores.schema import open_parquet
         from ..stores.sealed import seal_batch
 
         path = Path(unit["path"])
-        rows = open_parquet(path).read_row_group(unit["group"]).slice(unit["start"], unit["rows"])
+        if path not in self.files:
+            self.files[path] = open_parquet(path)
+        rows = _read_rows(self.files[path], unit["start"], unit["rows"])
         out, seals = seal_batch(self.cipher, rows, self.schema, path)
         return out, json.dumps(seals)
 
 
+def _read_rows(parquet, start: int, rows: int) -> pa.Table:
+    """Rows ``start`` to ``start + rows`` of a file, reading only the row groups they fall in."""
+    sizes = [parquet.metadata.row_group(group).num_rows for group in range(parquet.metadata.num_row_groups)]
+    offsets = np.cumsum([0, *sizes])
+    groups = [g for g in range(len(sizes)) if offsets[g] < start + rows and offsets[g + 1] > start]
+    return parquet.read_row_groups(groups).slice(start - int(offsets[groups[0]]), rows)
+
+
 def _row_slices(source: str | os.PathLike, step: int) -> list[dict]:
-    """Every file's row groups cut into slices of at most ``step`` rows (the local engine's batches)."""
+    """Every file cut into slices of at most ``step`` rows, across its row groups: the local engine's batches."""
     from ..stores.schema import open_parquet, store_files
 
     units = []
     for path in store_files(source):
-        metadata = open_parquet(path).metadata
-        for group in range(metadata.num_row_groups):
-            count = metadata.row_group(group).num_rows
-            units += [
-                {"path": str(path.resolve()), "group": group, "start": start, "rows": min(step, count - start)}
-                for start in range(0, count, step)
-            ]
+        count = open_parquet(path).metadata.num_rows
+        units += [
+            {"path": str(path.resolve()), "start": start, "rows": min(step, count - start)}
+            for start in range(0, count, step)
+        ]
     return units
 
 
-def encrypt_store_on_ray(source, target, cipher, *, address: str | None = None, workers: int = 2):
-    """``stores.encrypt_store`` with the encryption on Ray actors; the same store comes out."""
+def encrypt_store_on_ray(
+    source, target, cipher, rows: int | None = None, *, address: str | None = None, workers: int = 2
+):
+    """``stores.encrypt_store`` with the encryption on Ray actors; the same row groups come out."""
     from ..stores.plain import plain_batches
     from ..stores.schema import VECTOR, rows_per_group
     from ..stores.sealed import StoreSummary, sealed_writer
 
     plain, _ = plain_batches(source)  # every file's schema checked before anything runs
-    units = _row_slices(source, rows_per_group(plain.field(VECTOR).type.list_size))
+    units = _row_slices(source, rows or rows_per_group(plain.field(VECTOR).type.list_size))
     total = groups = 0
     with cluster(address, workers), sealed_writer(target, plain, cipher) as (schema, put):
         for table, seals in run_units(units, _Encryptor, (cipher.key, schema), workers):
