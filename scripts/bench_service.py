@@ -6,7 +6,7 @@ once unbatched (--max-batch 1), sends --requests requests from --concurrency
 client threads, each carrying --images-per-request crops, and prints both rows.
 Random weights: speed does not depend on what the model learned.
 
-    .venv/bin/python scripts/bench_service.py --requests 200 --concurrency 8
+    .venv/bin/python scripts/bench_service.py --requests 200 --concurrency 8 --threads 1 --layouts nhwc nchw
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def calls_between(before: dict, after: dict) -> dict[int, int]:
     return {size: count for size, count in sorted(calls.items()) if count}
 
 
-def measure(args, batch: int, threads: int | None, token: str) -> tuple[dict, np.ndarray, float, dict, float]:
+def measure(
+    args, batch: int, threads: int | None, layout: str, token: str
+) -> tuple[dict, np.ndarray, float, dict, float]:
     """(health, latencies in s, wall s, model calls by size, 1-minute load) of one server run."""
     height, width = (int(part) for part in args.size.lower().split("x"))
     port = free_port()
@@ -74,7 +76,7 @@ def measure(args, batch: int, threads: int | None, token: str) -> tuple[dict, np
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--size", args.size]
         command += ["--port", str(port), "--max-batch", str(batch), "--max-wait-ms", str(args.max_wait_ms)]
-        command += ["--max-queue", str(max(8, args.concurrency))]
+        command += ["--max-queue", str(max(8, args.concurrency)), "--layout", layout]
         if threads:
             command += ["--threads", str(threads)]
         if args.cipher:
@@ -121,6 +123,13 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, nargs="+", help="the server's torch threads, one pair of rows each (default: serve's)"
     )
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=("nhwc", "nchw"),
+        default=["nhwc"],
+        help="the server's --layout, one pair of rows each (default: serve's, nhwc)",
+    )
     parser.add_argument("--max-batch", type=int, default=32, help="the batched server's --max-batch")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the batched server's --max-wait-ms")
     parser.add_argument("--images-per-request", type=int, default=1)
@@ -131,11 +140,12 @@ def main() -> int:
     token = secrets.token_urlsafe(16)
     rows = []
     for threads in args.threads or [None]:
-        suffix = f", {threads} thr" if threads else ""
-        rows += [(f"batched (max {args.max_batch}, {args.max_wait_ms:g} ms{suffix})", args.max_batch, threads)]
-        rows += [(f"unbatched{suffix}", 1, threads)]
+        for layout in args.layouts:
+            suffix = (f", {threads} thr" if threads else "") + (f", {layout}" if len(args.layouts) > 1 else "")
+            batched = f"batched (max {args.max_batch}, {args.max_wait_ms:g} ms{suffix})"
+            rows += [(batched, args.max_batch, threads, layout), (f"unbatched{suffix}", 1, threads, layout)]
     load_before = os.getloadavg()[0]
-    measured = [(label, *measure(args, batch, threads, token)) for label, batch, threads in rows]
+    measured = [(label, *measure(args, batch, threads, layout, token)) for label, batch, threads, layout in rows]
     health = measured[0][1]
     encryption = args.cipher or "plaintext"
     print(f"model {health['model']} input {health['input_size']} encrypted={health['encrypted']} ({encryption})")
@@ -143,14 +153,14 @@ def main() -> int:
         f"{args.requests} requests x {args.images_per_request} image(s), "
         f"{args.concurrency} concurrent clients, {os.cpu_count()} CPU cores, 1-minute load {load_before:.1f} before"
     )
-    header = f"{'server':<36} {'req/s':>7} {'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'load':>5}"
+    header = f"{'server':<42} {'req/s':>7} {'images/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'load':>5}"
     print(f"{header}  images per model call: calls")
     for label, _, latencies, wall, calls, load in measured:
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
         images_per_second = args.requests * args.images_per_request / wall
         sizes = " ".join(f"{size}:{count}" for size, count in calls.items())
         print(
-            f"{label:<36} {args.requests / wall:>7.1f} {images_per_second:>9.1f} "
+            f"{label:<42} {args.requests / wall:>7.1f} {images_per_second:>9.1f} "
             f"{p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {load:>5.1f}  {sizes}"
         )
     return 0

@@ -192,3 +192,21 @@ def test_extractor_batches_do_not_change_features(crops):
     all_at_once = build_extractor("osnet_x0_25", size=SIZE, batch_size=64)
     assert np.allclose(one_by_one(crops), all_at_once(crops), atol=1e-5)
     assert np.array_equal(all_at_once(crops[0].read_bytes()), all_at_once([crops[0]]))  # encoded bytes too
+
+
+def test_channels_last_layout_is_used_and_gives_the_default_layouts_features(crops):
+    """The service's NHWC option: a different convolution layout, the same features within float rounding."""
+    default = build_extractor("osnet_x0_25", size=SIZE)
+    torch.manual_seed(0)
+    nhwc = build_extractor("osnet_x0_25", size=SIZE, channels_last=True)
+    convolutions = [
+        m.weight for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+    ]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    assert not all(
+        w.is_contiguous(memory_format=torch.channels_last)
+        for w in (m.weight for m in default.model.modules() if isinstance(m, torch.nn.Conv2d))
+    )
+    want, got = default(crops), nhwc(crops)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(default(crops), want)  # the default layout stays bit-reproducible

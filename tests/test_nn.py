@@ -186,9 +186,17 @@ def test_device_kernels_equal_the_host_paths_eager_and_compiled():
             assert np.array_equal(out.numpy().view(np.uint32), want)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+_WORDS = [(torch.float16, 21, 0), (torch.float32, 40, 2**31 - 2), (torch.float64, 9, 2**32 - 16)]
+
+
 @pytest.mark.parametrize(
-    ("dtype", "d", "counter"), [(torch.float16, 21, 0), (torch.float32, 40, 2**31 - 2), (torch.float64, 9, 2**32 - 16)]
+    ("compiled", "dtype", "d", "counter"),
+    [(False, *case) for case in _WORDS]
+    + [
+        # each word size compiles its own graph (minutes on a cold cache): the suite compiles one
+        pytest.param(True, *case, marks=() if case[0] is torch.float32 else pytest.mark.slow)
+        for case in _WORDS
+    ],
 )
 def test_torch_chacha_pad_eager_and_compiled_equal_openssl(compiled, dtype, d, counter):
     """Odd tails, 16/32/64-bit words, counters crossing int32's sign bit and ending at 2**32."""

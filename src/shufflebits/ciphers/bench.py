@@ -117,8 +117,12 @@ def _stats(times: list[float], elements: int, scale: int) -> dict:
     }
 
 
-def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
-    """Measure every cipher and kernel on ``size_mib`` MiB of float32; rows with ratios."""
+def run_benchmark(size_mib: float = 64, progress: bool = True, compiled: bool = False) -> list[dict]:
+    """Measure every cipher and kernel on ``size_mib`` MiB of float32; rows with ratios.
+
+    ``compiled`` adds the torch.compile ChaCha20 rows and their one-time compile
+    (minutes on a cold cache), so only those who ask pay it: the study does not.
+    """
     import torch
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
@@ -153,10 +157,11 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
     pad_rows = max(1, len(features) // 16)
     pad_nonces = torch.from_numpy(prf.batch_nonces(pad_rows, _DIM * 4 // 64, os.urandom))
     pad_key = kernels_torch.key_tensor(pad.stream_key, "cpu")
-    start = time.perf_counter()
-    pad_compiled = kernels_torch.compiled_keystream() is not None  # first call compiles (or loads torch's cache)
-    compile_seconds = time.perf_counter() - start
-    pad_kernel = "torch.compile on cpu" if pad_compiled else "torch ops on cpu (torch.compile unavailable)"
+    if compiled:
+        start = time.perf_counter()
+        pad_compiled = kernels_torch.compiled_keystream() is not None  # first call compiles (or loads torch's cache)
+        compile_seconds = time.perf_counter() - start
+        pad_kernel = "torch.compile on cpu" if pad_compiled else "torch ops on cpu (torch.compile unavailable)"
     aead_key = os.urandom(32)
     nonce = os.urandom(12)
     aesgcm, chachapoly = AESGCM(aead_key), ChaCha20Poly1305(aead_key)
@@ -236,20 +241,23 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
             _one_thread(lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces)),
             pad_rows * _DIM,
         ),
-        (
-            "ChaChaPad, compiled device kernel (1/16 of the data)",
-            pad_kernel,
-            lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces, compiled=True),
-            pad_rows * _DIM,
-        ),
-        (
-            "ChaChaPad, compiled device kernel (1/16 of the data), 1 thread",
-            pad_kernel,
-            _one_thread(lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces, compiled=True)),
-            pad_rows * _DIM,
-        ),
         ("AesGcm, cipher.encrypt (per vector)", "OpenSSL", lambda: aes.encrypt(features), count),
     ]
+    if compiled:
+        cases += [
+            (
+                "ChaChaPad, compiled device kernel (1/16 of the data)",
+                pad_kernel,
+                lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces, compiled=True),
+                pad_rows * _DIM,
+            ),
+            (
+                "ChaChaPad, compiled device kernel (1/16 of the data), 1 thread",
+                pad_kernel,
+                _one_thread(lambda: kernels_torch.xor_pad(xi[:pad_rows], pad_key, pad_nonces, compiled=True)),
+                pad_rows * _DIM,
+            ),
+        ]
     repeats = {"ShuffleBits fixed": 9}  # the fixed rows get more runs: their worst run shows any stall
     rows = []
     for name, kernel, run, elements in cases:
@@ -300,12 +308,13 @@ def run_benchmark(size_mib: float = 64, progress: bool = True) -> list[dict]:
         if progress:
             print(f"  {name} [{kernel}]: {row['latency_us']:.1f} us (median)", file=sys.stderr)
 
-    row = {"name": "ChaChaPad, compiled device kernel: compile once", "kind": "setup", "kernel": pad_kernel}
-    row.update(_stats([compile_seconds], _DIM, _DIM))
-    row.update(latency_us=compile_seconds * 1e6, latency_us_min=compile_seconds * 1e6, extrapolated=False)
-    rows.append(dict(row, latency_us_max=compile_seconds * 1e6))
-    if progress:
-        print(f"  {row['name']} [{pad_kernel}]: {compile_seconds:.1f} s", file=sys.stderr)
+    if compiled:
+        row = {"name": "ChaChaPad, compiled device kernel: compile once", "kind": "setup", "kernel": pad_kernel}
+        row.update(_stats([compile_seconds], _DIM, _DIM))
+        row.update(latency_us=compile_seconds * 1e6, latency_us_min=compile_seconds * 1e6, extrapolated=False)
+        rows.append(dict(row, latency_us_max=compile_seconds * 1e6))
+        if progress:
+            print(f"  {row['name']} [{pad_kernel}]: {compile_seconds:.1f} s", file=sys.stderr)
 
     by_name = {row["name"]: row for row in rows}
     aes_rate = by_name["AES-256-GCM (cryptography, one call)"]["mfloat_per_s"]

@@ -54,6 +54,11 @@ def register(subparsers) -> None:
     bench.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     bench.add_argument("--size-mib", type=float, default=64.0)
     bench.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also the torch.compile ChaCha20 kernel rows (compiling takes minutes the first time)",
+    )
+    bench.add_argument(
         "--cost",
         action="store_true",
         help="instead: per cipher, µs per encryption, µs per 1:1 comparison, ms per 1:N search over 10,000 "
@@ -279,7 +284,7 @@ def bench_command(args: argparse.Namespace) -> int:
         raise ShuffleBitsError("--size-mib must be positive")
     if not args.json:
         print(f"measuring every cipher and kernel on {args.size_mib:g} MiB of float32 ...", file=sys.stderr)
-    rows = run_benchmark(size_mib=args.size_mib, progress=False)
+    rows = run_benchmark(size_mib=args.size_mib, progress=False, compiled=args.compiled)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -48,8 +48,10 @@ def run_list(args: argparse.Namespace) -> int:
             continue
         own, users = card["own_world"], card["user_world"]
         size = f"{entry.input_size[0]}x{entry.input_size[1]}"
+        training = card["training"]
         print(
-            f"{name}: {entry.model} at {size}, {card['training']['epochs']} epochs; "
+            f"{name}: {entry.model} at {size}, {training['epochs']} epochs "
+            f"({training['wall_seconds'] / 3600:.1f} h on {training['hardware']}); "
             f"own world rank-1 {own['rank1']:.3f} mAP {own['mAP']:.3f}; "
             f"user world rank-1 {users['rank1']:.3f} mAP {users['mAP']:.3f}"
         )

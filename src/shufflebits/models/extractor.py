@@ -125,12 +125,19 @@ class FeatureExtractor(ABC):
 class TorchExtractor(FeatureExtractor):
     """A registry model in ``eval()`` mode on ``device``."""
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", **kwargs):
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", channels_last: bool = False, **kwargs):
+        """``channels_last``: NHWC convolutions, faster for OSNet on CPU at the service's small batches
+        (``scripts/bench_service.py --layouts`` measures both), equal to the default layout within float
+        rounding but not bit for bit: the service opts in; ``extract`` and the study keep the default,
+        so their features and figures stay reproducible against earlier runs.
+        """
         super().__init__(feature_dim=model.feature_dim, **kwargs)
         # Normalisation happens once, after the flip-test average, in embed_array.
         model.normalize = False
         # Inference only: gradients flow to the input images (embed_tensor), never to the weights.
         self.model = model.eval().requires_grad_(False).to(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.device = device
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -139,7 +146,12 @@ class TorchExtractor(FeatureExtractor):
             step = max(1, CPU_PIXELS_PER_FORWARD // (batch.shape[2] * batch.shape[3]))
         with torch.inference_mode():
             outputs = [
-                self.model(torch.from_numpy(batch[start : start + step]).to(self.device)).float().cpu().numpy()
+                self.model(
+                    torch.from_numpy(batch[start : start + step]).to(self.device, memory_format=self.memory_format)
+                )
+                .float()
+                .cpu()
+                .numpy()
                 for start in range(0, len(batch), step)
             ]
         return np.concatenate(outputs) if outputs else np.zeros((0, self.feature_dim), np.float32)
@@ -211,11 +223,13 @@ def build_extractor(
     normalize: bool | None = None,
     batch_size: int = 64,
     pretrained: str | None = None,
+    channels_last: bool = False,
 ) -> FeatureExtractor:
     """Extractor for registry model ``name`` (with ``weights`` or a zoo victim ``pretrained``) or ``"onnx:PATH"``.
 
     ``size`` (H, W) defaults to the size recorded in our checkpoint, else 256x128
     (torchreid and FastReID record none) or the ONNX model's fixed input.
+    ``channels_last`` applies to registry models (``TorchExtractor``); ONNX models keep their layout.
     ``normalize`` (L2) defaults to what the weights' framework does: off for
     torchreid and our checkpoints unless recorded, on for FastReID imports.
     """
@@ -271,4 +285,5 @@ def build_extractor(
         batch_size=batch_size,
         name=name,
         source=info.source,
+        channels_last=channels_last,
     )
