@@ -9,8 +9,18 @@ linear in rows; memory does not grow). FAISS rows: one query at a time against
 a ``--gallery`` x ``--dim`` gallery (exact flat index, top 10), median latency
 on one FAISS thread and on all cores.
 
+Ray rows (``--ray-workers N``, needs ``shufflebits[ray]``): the same store
+encrypted by the local engine and by ``--engine ray`` on a local Ray of N CPUs,
+with 1 and N actors, in this one process and run; then ``--images`` crops
+extracted into a store (OSNet-x0.25 at 256x128, random weights: speed does not
+depend on them) both ways. A Ray run's time includes starting its actors (each
+command does), not ``ray.init`` (reported once). A tiny input (1,000 vectors,
+one image) times Ray's fixed cost per run; the rest over the rest of the time
+is the marginal rate, and the 1-actor marginal rate is the per-worker rate a
+plan for N workers starts from.
+
     .venv/bin/python scripts/bench_stores.py [--vectors 200000] [--dim 512] [--gallery 1000000]
-        [--ciphers shufflebits,chacha20] [--json]
+        [--ciphers shufflebits,chacha20] [--ray-workers 2 --images 256] [--json]
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from shufflebits.reid.search import GalleryIndex
 from shufflebits.stores import plain_batch, plain_writer
 from shufflebits.stores.plain import plain_schema
 from shufflebits.stores.schema import rows_per_group
+
+SMALL_STORE = 1000  # vectors: the Ray rows' tiny input (warm-up, fixed cost)
 
 CHILD = """
 import json, resource, sys, time
@@ -111,6 +123,88 @@ def store_rows(args, folder: Path) -> list[dict]:
     return rows
 
 
+def best_of(run, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` wall times of ``run()`` (the machine may be shared)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ray_rows(args, folder: Path) -> list[dict]:
+    """Store encryption and extraction, the local engine and Ray side by side (Ray/local time ratios)."""
+    import ray
+    from bench_extract import write_crops
+
+    from shufflebits.engine.extract import extract_features
+    from shufflebits.engine.on_ray import encrypt_store_on_ray, extract_on_ray
+    from shufflebits.models import build_extractor
+    from shufflebits.stores import encrypt_store
+
+    start = time.perf_counter()
+    ray.init(num_cpus=args.ray_workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    rows = [{"name": f"ray.init, local Ray of {args.ray_workers} CPUs", "seconds": time.perf_counter() - start}]
+    plain, small, out = folder / "plain.parquet", folder / "small.parquet", folder / "out.parquet"
+    write_store(small, SMALL_STORE, args.dim)
+    counts = sorted({1, args.ray_workers})
+
+    def compare(name: str, unit: str, inputs, few, count: int, few_count: int, local, on_ray) -> None:
+        """``on_ray(workers, inputs)`` against ``local()``; ``few`` (a tiny input) times Ray's fixed cost."""
+        local_s = best_of(local)
+        rows.append({"name": f"{name}, local engine", unit: count / local_s, "seconds": local_s})
+        for workers in counts:
+            ray_s = best_of(lambda: on_ray(workers, inputs))
+            fixed_s = best_of(lambda: on_ray(workers, few))
+            rows.append(
+                {
+                    "name": f"{name}, Ray, {workers} worker{'s' * (workers > 1)}",
+                    unit: count / ray_s,
+                    "seconds": ray_s,
+                    "ray_over_local": ray_s / local_s,
+                    "fixed_s": fixed_s,  # actors started, cipher or model built, one tiny unit
+                    f"marginal_{unit}": (count - few_count) / (ray_s - fixed_s),  # the rate once the actors run
+                }
+            )
+
+    for name in args.ciphers.split(","):
+        cipher = create_cipher(name)
+        encrypt_store(small, out, cipher)  # warm-up: numba compiles or loads its cache, here and on the workers
+        encrypt_store_on_ray(small, out, cipher, workers=args.ray_workers)
+        compare(
+            f"store encrypt {name}",
+            "vectors_per_s",
+            plain,
+            small,
+            args.vectors,
+            SMALL_STORE,
+            lambda: encrypt_store(plain, out, cipher),
+            lambda workers, source: encrypt_store_on_ray(source, out, cipher, workers=workers),
+        )
+    crops = folder / "crops"
+    crops.mkdir()
+    paths = write_crops(crops, args.images)
+    build = {"name": "osnet_x0_25", "size": (256, 128), "batch_size": 32}
+    extractor = build_extractor(**build)
+    features = folder / "f.parquet"
+    extract_features(extractor, paths[:32], features, batch_size=32, progress=False)  # warm-up
+    compare(
+        "extract 256x128 to a store",
+        "images_per_s",
+        paths,
+        paths[:1],
+        args.images,
+        1,
+        lambda: extract_features(extractor, paths, features, batch_size=32, progress=False),
+        lambda workers, images: extract_on_ray(
+            build, extractor.feature_dim, images, features, batch_size=32, workers=workers
+        ),
+    )
+    ray.shutdown()
+    return rows
+
+
 def faiss_rows(args) -> list[dict]:
     rng = np.random.default_rng(2)
     gallery = np.empty((args.gallery, args.dim), np.float32)
@@ -154,10 +248,13 @@ def main() -> None:
     parser.add_argument("--ciphers", default="shufflebits,chacha20")
     parser.add_argument("--gallery", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--ray-workers", type=int, default=0, help="add the Ray rows with this many actors")
+    parser.add_argument("--images", type=int, default=256, help="crops extracted in the Ray rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stores-", dir=os.environ.get("TMPDIR")) as folder:
         rows = store_rows(args, Path(folder))
+        rows += ray_rows(args, Path(folder)) if args.ray_workers > 0 else []
     rows += faiss_rows(args) if args.gallery > 0 else []
     load = os.getloadavg()[0]
     if args.json:
@@ -165,7 +262,17 @@ def main() -> None:
         return
     print(f"load {load:.1f} on {os.cpu_count()} CPUs")
     for row in rows:
-        if "vectors_per_s" in row:
+        if "ray_over_local" in row or "local engine" in row["name"] or row["name"].startswith("ray.init"):
+            rate = next(
+                (f"{row[unit]:>10.1f} {unit[:-6]}/s" for unit in ("vectors_per_s", "images_per_s") if unit in row), ""
+            )
+            ratio = ""
+            if "ray_over_local" in row:
+                marginal = next(row[key] for key in row if key.startswith("marginal_"))
+                ratio = f", Ray/local time {row['ray_over_local']:.2f}x; fixed {row['fixed_s']:.2f} s"
+                ratio += f", then {marginal:.1f}/s"
+            print(f"{row['name']:<44} {rate:>20} ({row['seconds']:.2f} s{ratio})")
+        elif "vectors_per_s" in row:
             memory = row["in_memory_encrypt_vectors_per_s"]
             print(
                 f"{row['name']:<28} {row['vectors_per_s']:>10.0f} vectors/s "
