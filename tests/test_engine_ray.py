@@ -21,7 +21,7 @@ from shufflebits.ciphers import cipher_for_key, load_key
 from shufflebits.cli import main
 from shufflebits.engine import on_ray
 from shufflebits.errors import ShuffleBitsError
-from shufflebits.stores import encrypt_store, read_plain
+from shufflebits.stores import encrypt_store, read_plain, write_plain
 from shufflebits.stores.schema import CIPHERTEXT, NONCE, TAGS_KEY
 
 N, D = 70, 16
@@ -122,6 +122,14 @@ def test_small_batches_spread_over_both_workers_keep_the_local_layout(tmp_path, 
     on_ray.decrypt_store_on_ray(tmp_path / "ray.parquet", tmp_path / "back.parquet", cipher, workers=2)
     assert groups(tmp_path / "back.parquet") == groups(tmp_path / "ray.parquet")
     assert read_plain(tmp_path / "back.parquet").features.tobytes() == x.tobytes()
+
+
+def test_an_empty_store_round_trips_on_ray(tmp_path, ray_local):
+    write_plain(tmp_path / "empty.parquet", np.zeros((0, D), np.float32))
+    cipher = cipher_for_key(load_key(keygen(tmp_path, "chacha20")))
+    on_ray.encrypt_store_on_ray(tmp_path / "empty.parquet", tmp_path / "enc.parquet", cipher)
+    on_ray.decrypt_store_on_ray(tmp_path / "enc.parquet", tmp_path / "back.parquet", cipher)
+    assert read_plain(tmp_path / "back.parquet").features.shape == (0, D)
 
 
 def test_a_tampered_row_group_fails_on_a_worker_in_one_line_and_leaves_nothing(tmp_path, ray_local, store, capsys):

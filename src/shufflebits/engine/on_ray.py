@@ -265,7 +265,7 @@ def decrypt_store_on_ray(source, target, cipher, *, address: str | None = None, 
     schema = decrypted_schema(files)
     units = []
     for file in files:
-        offsets = np.cumsum([0, *file.rows[:-1]]).tolist()
+        offsets = np.cumsum([0, *file.rows])[:-1].tolist()  # no units for a file of no row groups
         units += [{"path": str(file.path.resolve()), "group": g, "offset": o} for g, o in enumerate(offsets)]
     total = groups = 0
     with cluster(address, workers), parquet_writer(target, schema, bulk=(VECTOR,)) as writer:
