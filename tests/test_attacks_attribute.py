@@ -189,3 +189,19 @@ def test_single_class_attributes_are_left_out_of_the_mean_and_named():
     assert scores["mean"] == 0.75 and scores["chance_mean"] == 0.5  # "one" (chance 1.0) would have moved both
     null = permutation_null(y, p, ["two", "one", "none"], permutations=20)
     assert set(null) == {"mean", "two"}
+
+
+def test_float_views_of_ciphertext_fit_without_warnings():
+    """Finite float32 near +-3e38 (ciphertext read as float) overflow scikit-learn's summed finiteness check."""
+    from shufflebits.attacks.views import float_view
+
+    rng = np.random.default_rng(0)
+    X = float_view(rng.integers(0, 2**32, size=(120, 24), dtype=np.uint32))  # big enough for the summed check
+    y = (np.arange(120) % 2)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = AttributeInference(epochs=1, hidden=8).fit(X, y)
+        model.predict(X)
+    X[0, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        model.predict(X)  # non-finite input is still refused

@@ -261,6 +261,7 @@ def test_cli_handler_wires_victim_matrix_and_files(monkeypatch, tmp_path, capsys
         return LeakageResult(rows=(row,))
 
     monkeypatch.setattr(run, "victim_stages", lambda config: [Stage("extract_features", run=fake_features)])
+    monkeypatch.setattr(run, "transfer_stages", lambda config: [])  # whichever zoo entries are trained
     monkeypatch.setattr(leakage, "leakage_matrix", fake_matrix)
     out = tmp_path / "run"
     argv = ["attack", "--profile", "quick", "--out", str(out), "--seed", "5", "--no-progress"]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -24,7 +24,7 @@ from ..errors import ShuffleBitsError
 from ..registry import register
 from ..runtime import torch_threads
 from .scoring import attribute_scores
-from .views import apply_view, standardized
+from .views import apply_view, standardized, validated
 
 CONFIGS = ("mlp", "paper")
 
@@ -157,7 +157,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         if self.config not in CONFIGS:
             choices = ", ".join(CONFIGS)
             raise ShuffleBitsError(f"unknown attribute-inference config {self.config!r}; choose one of {choices}")
-        X, y = validate_data(self, X, y, multi_output=True, ensure_min_samples=2)
+        X, y = validated(self, X, y, multi_output=True, ensure_min_samples=2)
         y = _labels(y)
         self.single_output_ = y.ndim == 1
         y = y.reshape(len(y), -1)
@@ -249,7 +249,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
 
     def _predict_all(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
+        X = validated(self, X, reset=False)
         return self._predict_tensor(self._features(X))
 
     def predict(self, X) -> np.ndarray:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ShuffleBitsError
 from ..registry import register
 from .decoders import image_tensor
-from .views import apply_view
+from .views import apply_view, validated
 
 CHUNK = 1024  # leaked rows compared at once: a (CHUNK, attacker rows) similarity block
 
@@ -49,7 +49,7 @@ class NearestLookup(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> NearestLookup:
         """``X``: the attacker's features (or words, with ``view``); ``y``: its images, (n, 3, h, w) in [0, 1]."""
-        X = validate_data(self, X, ensure_min_samples=1)
+        X = validated(self, X, ensure_min_samples=1)
         if y is None or len(y) != len(X) or np.ndim(y) != 4:
             raise ShuffleBitsError("nn-lookup needs one attacker image (3, h, w) per feature vector")
         self.image_size_ = tuple(self.image_size or np.asarray(y).shape[2:])
@@ -60,7 +60,7 @@ class NearestLookup(RegressorMixin, BaseEstimator):
     def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Cosine distance to, and row index of, each leaked row's nearest attacker row."""
         check_is_fitted(self)
-        Z = _unit_rows(apply_view(self.view, validate_data(self, X, reset=False)))
+        Z = _unit_rows(apply_view(self.view, validated(self, X, reset=False)))
         index = np.empty(len(Z), dtype=np.int64)
         distance = np.empty(len(Z), dtype=np.float64)
         for start in range(0, len(Z), CHUNK):

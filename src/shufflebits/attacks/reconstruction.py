@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -29,7 +29,7 @@ from ..engine.loop import run_epoch
 from ..errors import ShuffleBitsError
 from ..registry import register
 from .decoders import Decoder, Discriminator, SurrogatePerceptual, image_tensor
-from .views import apply_view, standardized
+from .views import apply_view, standardized, validated
 
 VARIANTS = ("autoencoder", "gan", "consistency")
 ADVERSARIAL_WEIGHT = 0.06
@@ -101,7 +101,7 @@ class Reconstructor(RegressorMixin, BaseEstimator):
         if self.variant not in VARIANTS:
             choices = ", ".join(VARIANTS)
             raise ShuffleBitsError(f"unknown reconstruction variant {self.variant!r}; choose one of {choices}")
-        X = validate_data(self, X, ensure_min_samples=2)
+        X = validated(self, X, ensure_min_samples=2)
         if y is None or len(y) != len(X) or np.ndim(y) != 4:
             raise ShuffleBitsError("reconstruction needs one attacker image (3, h, w) per feature vector")
         self.image_size_ = tuple(self.image_size or np.asarray(y).shape[2:])
@@ -176,7 +176,7 @@ class Reconstructor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Reconstructed images (n, 3, h, w) float32 in [0, 1]."""
         check_is_fitted(self)
-        Z = self._inputs(validate_data(self, X, reset=False))
+        Z = self._inputs(validated(self, X, reset=False))
         self.decoder_.eval()
         with torch.no_grad():
             out = [self.decoder_(Z[i : i + 256]).cpu() for i in range(0, len(Z), 256)]

@@ -41,6 +41,19 @@ def float_view(words: np.ndarray) -> np.ndarray:
 Z_LIMIT = 1e4
 
 
+def validated(estimator, *args, **kwargs):
+    """scikit-learn's ``validate_data`` for views whose values reach +-3e38.
+
+    Its finiteness check first sums X; finite values that large overflow to
+    inf - inf, a RuntimeWarning before it checks element by element (and finds
+    them finite). Non-finite input is still refused.
+    """
+    from sklearn.utils.validation import validate_data
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        return validate_data(estimator, *args, **kwargs)
+
+
 def standardized(Z: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """float32 z-scores of a view, clipped to +-``Z_LIMIT``."""
     return np.clip((Z.astype(np.float64) - mean) / scale, -Z_LIMIT, Z_LIMIT).astype(np.float32)
