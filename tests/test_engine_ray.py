@@ -162,6 +162,23 @@ def test_engine_ray_refuses_npz_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "e.npz").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "2"], "--workers needs --engine ray"),
+        (["--ray-address", "auto"], "--ray-address needs --engine ray"),
+        (["--engine", "ray", "--workers", "0"], "--workers must be positive, got 0"),
+    ],
+)
+def test_ray_flags_are_checked_before_anything_runs(tmp_path, store, capsys, flags, message):
+    source, _ = store
+    key = keygen(tmp_path, "shufflebits")
+    capsys.readouterr()
+    assert main(["encrypt", "--key", str(key), str(source), str(tmp_path / "out.parquet"), *flags]) == 2
+    assert capsys.readouterr().err == f"shufflebits: error: {message}\n"
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_extract_on_ray_gives_the_local_features(tmp_path, ray_local):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -81,18 +81,20 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="an existing Ray cluster (ray://head:10001, head:6379 or auto); default: a local Ray for this run",
     )
-    parser.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU (or GPU) each (default: 2)")
+    parser.add_argument("--workers", type=int, help="Ray actors, one CPU (or GPU) each (default: 2)")
 
 
 def engine_options(args: argparse.Namespace) -> dict | None:
     """``{address, workers}`` for ``--engine ray``, None for the local engine; Ray flags without it are refused."""
     if args.engine == "local":
-        if args.ray_address is not None:
-            raise ShuffleBitsError("--ray-address needs --engine ray")
+        for flag, value in (("--ray-address", args.ray_address), ("--workers", args.workers)):
+            if value is not None:
+                raise ShuffleBitsError(f"{flag} needs --engine ray")
         return None
-    if args.workers < 1:
-        raise ShuffleBitsError(f"--workers must be positive, got {args.workers}")
-    return {"address": args.ray_address, "workers": args.workers}
+    workers = 2 if args.workers is None else args.workers
+    if workers < 1:
+        raise ShuffleBitsError(f"--workers must be positive, got {workers}")
+    return {"address": args.ray_address, "workers": workers}
 
 
 def add_no_progress(parser: argparse.ArgumentParser, flag: str = "--no-progress") -> None:
