@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -81,6 +82,9 @@ def cluster(address: str | None, workers: int, gpus_per_worker: float = 0) -> It
     ray = _import_ray()
     if address is not None:
         _probe(address)
+    chatter = logging.getLogger("ray.data")  # its per-run INFO lines are not this command's output
+    level = chatter.level
+    chatter.setLevel(logging.ERROR)
     started = not ray.is_initialized()
     if started:
         try:
@@ -101,6 +105,7 @@ def cluster(address: str | None, workers: int, gpus_per_worker: float = 0) -> It
         context.raise_original_map_exception = True  # a worker's ShuffleBitsError reaches the driver as itself
         yield
     finally:
+        chatter.setLevel(level)
         if started:
             ray.shutdown()
 
