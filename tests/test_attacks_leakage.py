@@ -295,19 +295,25 @@ def test_matrix_reports_where_its_time_went(matrix):
     assert "known-pairs" in result.seconds["shufflebits"] and "pixel-probe" in result.seconds["image"]
 
 
-def test_black_box_is_asked_once_per_distinct_batch():
+def test_black_box_is_asked_once_per_distinct_image():
     from shufflebits.attacks.leakage import _RememberedEmbed
 
     calls = []
 
+    def reference(images):
+        return images.reshape(len(images), 24)[:, :4] * 2
+
     def embed(images):
         calls.append(len(images))
-        return images.reshape(len(images), -1)[:, :4] * 2
+        return reference(images)
 
     images = np.random.default_rng(0).uniform(0, 1, (5, 3, 4, 2)).astype(np.float32)
     remembered = _RememberedEmbed(embed)
     first = remembered(images)
     first[:] = -1  # the caller's copy: the remembered answer stays as the black box gave it
-    assert np.array_equal(remembered(images.copy()), embed(images)) and calls == [5, 5]
-    remembered(images[:3])
-    assert calls == [5, 5, 3]
+    assert np.array_equal(remembered(images.copy()), reference(images)) and calls == [5]
+    assert np.array_equal(remembered(images[[3, 0, 3]]), reference(images[[3, 0, 3]])) and calls == [5]
+    fresh = np.random.default_rng(1).uniform(0, 1, (2, 3, 4, 2)).astype(np.float32)
+    mixed = np.concatenate([images[:2], fresh, fresh[:1]])  # only the two unseen images go, once each
+    assert np.array_equal(remembered(mixed), reference(mixed)) and calls == [5, 2]
+    assert remembered(images[:0]).shape == (0, 4)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import clone
@@ -59,24 +60,34 @@ def _digest(array: np.ndarray) -> tuple:
 
 
 class _RememberedEmbed:
-    """The black box's ``embed``, asked once per distinct batch of images.
+    """A re-ID model's ``embed``, asked once per distinct image.
 
     The matrix sends the same images again and again: every reconstruction
-    cell's noise and mean-image baselines, the lookup's attacker images, and
-    decryptions equal to the plaintext give the plaintext's reconstructions.
-    The black box is deterministic, so the same bytes get the same features;
-    remembering them changes no figure.
+    cell's noise and mean-image baselines, the lookup's answers (attacker
+    images, whichever cipher's view chose them), and decryptions equal to the
+    plaintext give the plaintext's reconstructions. Only images not seen yet
+    go to the model, in one batch per call. The model is deterministic and
+    embeds each image independently (eval mode), so a remembered answer is the
+    one it gave; only float rounding may differ from embedding the image in
+    another batch, the same way in every run.
     """
 
     def __init__(self, embed):
         self.embed = embed
-        self.answers: dict[tuple, np.ndarray] = {}
+        self.answers: dict[bytes, np.ndarray] = {}
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        key = _digest(images)
-        if key not in self.answers:
-            self.answers[key] = np.asarray(self.embed(images))
-        return self.answers[key].copy()
+        images = np.ascontiguousarray(images)
+        prefix = f"{images.dtype.str}{images.shape[1:]}".encode()
+        keys = [hashlib.sha256(prefix + image.data).digest() for image in images]
+        new = list({key: index for index, key in enumerate(keys) if key not in self.answers}.items())
+        if new:
+            features = np.asarray(self.embed(images[[index for _, index in new]]))
+            for (key, _), row in zip(new, features):
+                self.answers[key] = row
+        if not keys:
+            return np.asarray(self.embed(images))
+        return np.stack([self.answers[key] for key in keys])
 
 
 def _concat(a: LabelledFeatures, b: LabelledFeatures) -> LabelledFeatures:
@@ -97,7 +108,7 @@ class _Matrix:
         self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None, copy=None
     ):
         self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, _RememberedEmbed(embed)
-        self.transfer = transfer
+        self.transfer = transfer if transfer is None else replace(transfer, embed=_RememberedEmbed(transfer.embed))
         self.users = _concat(query, gallery)
         self.profile, self.seed, self.device, self.progress = profile, seed, device, progress
         self.rows: list[LeakageRow] = []
