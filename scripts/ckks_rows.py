@@ -52,11 +52,12 @@ def main() -> None:
         revealed["curve"], revealed["success_curve"], top_k["curve"], top_k["success_curve"], strict=True
     ):
         print(f"  {n:>8} {figure(cosine):>8} {figure(ok):>9} {figure(k_cosine):>13} {figure(k_ok):>9}")
-    seconds = results["leakage_seconds"]["ckks"]
-    load = results.get("load") or {}
+    seconds = sum(results["leakage_seconds"]["ckks"].values())
+    stage = results["stages"]["leakage"]
+    computed = stage.get("computed", stage)  # a cached stage: the run that computed it
     print(
-        f"ckks seconds in the leakage stage: {figure(sum(seconds.values()))} "
-        f"(the stage: {figure(results['timings']['leakage'])}; highest 1-min load {figure(load.get('load_1min'))})"
+        f"ckks seconds in the leakage stage: {figure(seconds)} of {figure(computed['seconds'])} "
+        f"(1-min load {figure(computed['load']['load_1min'])} on {computed['load']['cpu_count']} CPUs)"
     )
 
 
