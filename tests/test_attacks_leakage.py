@@ -147,13 +147,16 @@ def test_ckks_rows_and_their_chance_levels(matrix):
     result, _ = matrix
     rows = [r.as_dict() for r in result.rows if r.cipher == "ckks"]
     expected = {"reid_rank1_ciphertext", "reid_map_ciphertext", "renewability_rank1", "unlinkability_dsys"}
-    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | {"attr_bacc_mean", "attr_bacc"}
+    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | {"attr_bacc_mean", "attr_bacc", "reid_rank1"}
     assert all(np.isfinite(r["chance"]) and 0 <= r["value"] <= 1 for r in rows)
     reid = _one(rows, "ckks", "reid_rank1_ciphertext")
     assert abs(reid["value"] - reid["plaintext_rank1"]) <= 0.005 and reid["score_error_max"] < 1e-3
     renew = _one(rows, "ckks", "renewability_rank1")
     assert renew["value"] <= renew["chance"] + 0.1 and renew["renewed_key_rank1"] == reid["value"]
     assert _one(rows, "ckks", "unlinkability_dsys")["value"] < 0.15  # the same bound as the stream ciphers'
+    linking = _one(rows, "ckks", "reid_rank1")
+    lo, hi = linking["chance_ci"]
+    assert linking["attack"] == "same-key-coefficients" and lo <= linking["value"] <= hi
     attributes = _one(rows, "ckks", "attr_bacc_mean")
     assert attributes["attack"] == "same-key-coefficients" and attributes["p_value"] > 0.05
     revealed, top_k = _one(rows, "ckks", "score_reveal_cosine"), _one(rows, "ckks", "score_reveal_topk_cosine")

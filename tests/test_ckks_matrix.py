@@ -90,6 +90,8 @@ def test_ciphertext_only_comparison_links_nothing(rows):
     by_metric, _, _, _ = rows
     link = by_metric["unlinkability_dsys"]
     assert link.chance == 0.0 and link.value < 0.15 and link.details["wrong_key_scores_dsys"] < 0.15
+    linking = by_metric["reid_rank1"]  # the same view, query and gallery under one key
+    assert linking.value <= linking.details["chance_ci"][1] + 1 / linking.n and linking.details["p_value"] > 0.01
 
 
 def test_score_reveal_curve_recovers_from_scores_not_from_top_k(rows):

@@ -16,7 +16,8 @@ run on subsamples, their sizes in each row:
   template: the most an adversary could get), query under A, gallery under B,
   compared by the cosine of ``coefficient_view``.
 - attribute inference (``leakage._Matrix.homomorphic``): same-key learning on
-  ``coefficient_view`` of the attacker's own templates under the users' key.
+  ``coefficient_view`` of the attacker's own templates under the users' key;
+  ``reid_rank1``: linking users by that view, query and gallery under key A.
 - ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
   from the key holder's revealed scores, and from its top-``TOP_K`` ids.
 
@@ -38,6 +39,7 @@ from ..ciphers.ckks import PRIMES, SCALE_BITS, CkksKey, EncryptedScores, KeyHold
 from ..errors import ShuffleBitsError
 from ..reid import distance_matrix, evaluate, evaluate_ranking
 from .iso30136 import FMR, dsys
+from .reconstruction_eval import rank1, rank1_chance
 from .scorereveal import inner_products, score_reveal_curve
 from .types import LabelledFeatures, LeakageRow
 
@@ -236,4 +238,21 @@ def ckks_rows(
 
     own = take(attacker, np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER]))
     views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view)
+    same_key = coefficient_view(first.key, linked_gallery.features)
+    null = rank1_chance(users_view, same_key, users, linked_gallery, seed)
+    rows.append(
+        LeakageRow(
+            cipher=name,
+            attack="same-key-coefficients",
+            metric="reid_rank1",
+            value=rank1(users_view, same_key, users, linked_gallery),
+            chance=null.pop("chance"),
+            n=len(q),
+            details={
+                **null,
+                "validation": rank1(views.attacker_view, views.attacker_view, own, own),
+                "n_gallery": len(linked_gallery),
+            },
+        )
+    )
     return rows, views
