@@ -37,6 +37,12 @@ def main() -> None:
         f"D_sys, ciphertext coefficients across keys ({link['n_query']} x {link['n_gallery']}): {figure(link['value'])}"
         f"; wrong-key scores: {figure(link['wrong_key_scores_dsys'])}"
     )
+    linking = rows["reid_rank1"]
+    low, high = linking["chance_ci"]
+    print(
+        f"linking users by coefficients under one key ({linking['n']} x {linking['n_gallery']}): rank-1 "
+        f"{figure(linking['value'])} (shuffled queries {figure(low)}-{figure(high)}, p {figure(linking['p_value'])})"
+    )
     attributes = rows["attr_bacc_mean"]
     low, high = attributes["chance_ci"]
     print(
