@@ -23,6 +23,7 @@ from .keys import Key, generate_key, load_key, save_key
 
 if TYPE_CHECKING:
     from .base import Cipher
+    from .ckks import Ckks, CkksKey
 
 _LAZY = {
     "AesGcm": "aesgcm",
@@ -63,7 +64,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create_cipher(name: str, key: Key | None = None) -> Cipher:
+def create_cipher(name: str, key: Key | CkksKey | None = None) -> Cipher | Ckks:
     """Cipher ``name`` (a catalogue name) under ``key``; ``None``: a fresh random key.
 
     A homomorphic scheme takes its own key type (``ckks``: a ``CkksKey``).
