@@ -47,7 +47,7 @@ QUERIES = 200  # queries matched through CKKS: one flipped rank-1 is 0.5 points
 WRONG_KEY_QUERIES = 100  # of those, matched again under the renewed key
 ATTACKER_POOL = 1024  # the attacker's templates enrolled beside the users' gallery (prior and score-reveal pool)
 ATTRIBUTE_ATTACKER = 500  # attacker templates encrypted one per ciphertext for same-key learning
-LINK_GALLERY = 300  # gallery templates encrypted one per ciphertext under key B, the queries' own people first
+LINK_GALLERY = 300  # gallery templates encrypted one per ciphertext (under B, and A for linking), queries' people first
 COEFFICIENTS = 256  # per polynomial: the ciphertext's fixed-size view
 TOP_K = 5  # ids the key holder releases in the top-k score-reveal row
 
