@@ -10,17 +10,18 @@ import pytest
 from shufflebits.attacks import AttributeInference, Reconstructor
 from shufflebits.attacks.leakage import leakage_matrix
 from shufflebits.attacks.leakage_files import leakage_markdown, read_leakage, write_leakage
-from shufflebits.ciphers.catalogue import cipher_names
+from shufflebits.ciphers.catalogue import cipher_names, installed
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.profiles import PROFILES
 from test_attacks_helpers import make_world, one_torch_thread  # noqa: F401 (autouse fixture)
 
-CIPHERS = cipher_names()
+CIPHERS = cipher_names(homomorphic=False)  # per-vector ciphers; ckks: test_ckks_rows_and_their_chance_levels
 SMOKE = PROFILES["smoke"].attacks
 RECON = {"recon_cosine_distance", "recon_rank1", "recon_success_rate", "recon_attr_bacc_mean"}
 METRICS = {"attr_bacc_mean", "attr_bacc", "key_bits_recovered", "reid_rank1", *RECON}
 PROTECTION = {"reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine"}
 ISO = {"unlinkability_dsys", "renewability_rank1", "irreversibility_success"}
+SCORE_REVEAL = {"score_reveal_cosine", "score_reveal_topk_cosine"}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,10 @@ def test_rows_follow_the_schema(matrix):
     rows = [row.as_dict() for row in result.rows]
     for row in rows:
         assert {"cipher", "attack", "metric", "value", "chance", "n"} <= set(row)
-        assert row["metric"] in METRICS | PROTECTION | ISO and row["cipher"] in (
+        assert row["metric"] in METRICS | PROTECTION | ISO | SCORE_REVEAL and row["cipher"] in (
             "image",
             "plaintext",
-            *CIPHERS,
+            *cipher_names(),
         )  # image: pixel probe
         assert isinstance(row["value"], float) and isinstance(row["n"], int) and row["n"] > 0
         assert ("attribute" in row) == (row["metric"] == "attr_bacc")
@@ -119,10 +120,10 @@ def test_searchable_and_iso_rows(matrix):
         for metric in ISO:
             _one(rows, cipher, metric)
     matched = {row["cipher"] for row in rows if row["metric"] == "reid_rank1_ciphertext"}
-    assert matched == {"plaintext", *cipher_names(matchable=True)}
+    assert matched == {"plaintext", *filter(installed, cipher_names(matchable=True))}
     plain = _one(rows, "plaintext", "reid_rank1_ciphertext")["value"]
     assert _one(rows, "rotation", "reid_rank1_ciphertext")["value"] == plain  # distances kept exactly
-    for cipher in cipher_names(matchable=True):
+    for cipher in cipher_names(matchable=True, homomorphic=False):
         known = _one(rows, cipher, "known_pair_cosine")
         assert known["curve"][-1] == [known["pairs_used"], known["value"]]
         assert [k for k, _ in known["curve"]] == sorted({k for k, _ in known["curve"]})
@@ -138,6 +139,30 @@ def test_searchable_and_iso_rows(matrix):
         assert renew["value"] <= renew["chance"] + 0.1
     assert _one(rows, "plaintext", "unlinkability_dsys")["value"] > 0.5
     assert _one(rows, "dcpe", "unlinkability_dsys")["value"] > 0.5  # s = 1, no shuffle: c is m plus a little noise
+
+
+def test_ckks_rows_and_their_chance_levels(matrix):
+    if not installed("ckks"):
+        pytest.skip("the optional `he` extra (TenSEAL) is not installed")
+    result, _ = matrix
+    rows = [r.as_dict() for r in result.rows if r.cipher == "ckks"]
+    expected = {"reid_rank1_ciphertext", "reid_map_ciphertext", "renewability_rank1", "unlinkability_dsys"}
+    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | {"attr_bacc_mean", "attr_bacc", "reid_rank1"}
+    assert all(np.isfinite(r["chance"]) and 0 <= r["value"] <= 1 for r in rows)
+    reid = _one(rows, "ckks", "reid_rank1_ciphertext")
+    assert abs(reid["value"] - reid["plaintext_rank1"]) <= 0.005 and reid["score_error_max"] < 1e-3
+    renew = _one(rows, "ckks", "renewability_rank1")
+    assert renew["value"] <= renew["chance"] + 0.1 and renew["renewed_key_rank1"] == reid["value"]
+    assert _one(rows, "ckks", "unlinkability_dsys")["value"] < 0.2  # fresh keys: test_ckks_matrix.py
+    linking = _one(rows, "ckks", "reid_rank1")
+    hi = linking["chance_ci"][1]
+    assert linking["attack"] == "same-key-coefficients" and linking["value"] <= hi + 2 / linking["n"]  # fresh keys
+    attributes = _one(rows, "ckks", "attr_bacc_mean")
+    assert attributes["attack"] == "same-key-coefficients" and attributes["value"] < attributes["chance_ci"][1] + 0.05
+    revealed, top_k = _one(rows, "ckks", "score_reveal_cosine"), _one(rows, "ckks", "score_reveal_topk_cosine")
+    assert revealed["curve"][-1] == [revealed["enrolled"], revealed["value"]] and revealed["value"] > 0.99  # n > d
+    assert top_k["value"] < revealed["value"] and revealed["chance"] == top_k["chance"]
+    assert "encrypted matching, renewal, linkage, score reveal" in result.seconds["ckks"]
 
 
 def test_known_pairs_rows_follow_the_profile(matrix):
@@ -290,7 +315,7 @@ def test_bit_permutations_share_their_invariants_attack(matrix):
 
 def test_matrix_reports_where_its_time_went(matrix):
     result, _ = matrix
-    assert set(result.seconds) == {"image", "plaintext", *CIPHERS}
+    assert set(result.seconds) == {"image", "plaintext", *filter(installed, cipher_names())}
     assert all(s >= 0 for per in result.seconds.values() for s in per.values())
     assert "known-pairs" in result.seconds["shufflebits"] and "pixel-probe" in result.seconds["image"]
 

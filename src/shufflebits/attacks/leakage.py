@@ -20,12 +20,13 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from ..ciphers.catalogue import cipher_names, spec
+from ..ciphers.catalogue import cipher_names, installed, spec
 from ..ciphers.hazmat import experiment_cipher
 from ..errors import ShuffleBitsError
 from ..registry import create_attack
 from ..runtime import blas_threads, torch_threads
 from .attribute import AttributeInference, validation_score
+from .homomorphic import ckks_rows
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
@@ -414,6 +415,24 @@ class _Matrix:
         with self.timed(name, "reconstruction rows"):
             self.add_reconstruction_rows(name, candidates, plain_model)
 
+    def homomorphic(self, name: str) -> None:
+        """A homomorphic scheme (``attacks.homomorphic``): its rows, and same-key learning on its ciphertexts."""
+        with self.timed(name, "encrypted matching, renewal, linkage, score reveal"):
+            rows, views = ckks_rows(name, self.attacker, self.query, self.gallery, self.seed)
+        self.rows += rows
+        own = views.attacker
+        with self.timed(name, "same-key-coefficients"):
+            model = self.attribute_model("mlp", None).fit(
+                views.attacker_view,
+                own.labels,
+                groups=own.pids,
+                num_classes=own.num_classes,
+                attribute_names=own.attribute_names,
+            )
+            candidates = {"same-key-coefficients": (model.validation_score_, model.predict(views.users_view))}
+        with self.timed(name, "attribute rows"):
+            self.add_attribute_rows(name, candidates, views.users)
+
     def key_recovery(self, name, cipher, A, Q, U, plain_model, candidates, estimates):
         """Ciphertext-only key recovery where the catalogue's ``permutation`` allows it; returns its ``decrypt``."""
         a = self.attacker
@@ -469,7 +488,7 @@ def leakage_matrix(
 ) -> LeakageResult:
     """``LeakageResult``: rows (``LeakageRow``) for plaintext and each cipher, and reconstruction grids.
 
-    ``ciphers`` are catalogue names (default: every cipher, ``cipher_names()``).
+    ``ciphers`` are catalogue names (default: every cipher whose optional extra is installed).
     Metrics: ``attr_bacc_mean`` (best attack, with ``chance_ci``/``p_value``
     from a label-permutation test and every ``candidates`` score), ``attr_bacc``
     per ``attribute``, and, when the sets carry images, the reconstruction
@@ -506,6 +525,8 @@ def leakage_matrix(
     ``irreversibility_success`` for every cipher and plaintext. Matchable ciphers
     also get the plaintext attacks on their known-pair inversions
     (``known-pairs+attr-mlp``, ``known-pairs+recon-*``).
+    A homomorphic scheme (``ckks``) gets the rows of ``attacks.homomorphic`` instead of
+    the per-vector attacks, on subsamples whose sizes each row records.
     With images, ``cipher="image"`` rows (attack ``pixel-probe``) give the same
     attribute attack on downsampled pixels: what the image alone reveals, the
     ceiling for any feature vector.
@@ -522,7 +543,7 @@ def leakage_matrix(
     if not isinstance(profile, AttackProfile):
         raise TypeError(f"profile must be an AttackProfile, got {type(profile).__name__}")
     known = cipher_names()
-    ciphers = known if ciphers is None else tuple(ciphers)
+    ciphers = tuple(name for name in known if installed(name)) if ciphers is None else tuple(ciphers)
     unknown = sorted(set(ciphers) - set(known))
     if unknown:
         raise ShuffleBitsError(f"unknown cipher(s) {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -539,6 +560,8 @@ def leakage_matrix(
                 if matrix.can_reconstruct:
                     matrix.pixel_probe()
                 plain_model, decoders = matrix.plaintext()
+            elif spec(step).homomorphic:
+                matrix.homomorphic(step)
             else:
                 matrix.cipher(step, plain_model, decoders)
     return LeakageResult(rows=tuple(matrix.rows), grids=matrix.grids, seconds=matrix.seconds)

@@ -76,17 +76,27 @@ def from_top_k(ids, enrolled_rows, enrolled, prior_mean) -> np.ndarray:
 
 
 def score_reveal_curve(
-    attacker, victim, gallery, ns=ENROLLED, top_k: int = 1, threshold: float | None = None, seed: int = 0
+    attacker,
+    victim,
+    gallery,
+    ns=ENROLLED,
+    top_k: int = 1,
+    threshold: float | None = None,
+    seed: int = 0,
+    inner=None,
 ) -> list[dict]:
     """Per ``n`` enrolled attacker templates: recovered-vs-true cosine from scores and from top-k ids.
 
     ``attacker``: its own features (prior and enrolment pool); ``victim``: the
     users' queries to recover; ``gallery``: the users' gallery the attacker's
-    templates join (for top-k). Scores are the plaintext inner products the
-    key holder reveals (CKKS adds ~1e-4). With ``threshold`` (the victim's
-    cosine similarity at FMR 1e-3), the fraction of recoveries accepted.
+    templates join (for top-k). ``inner``: the victims' inner products with
+    ``[gallery; attacker]`` as the key holder revealed them (CKKS scores through
+    ``inner_products``); None: exact plaintext ones. With ``threshold`` (the
+    victim's cosine similarity at FMR 1e-3), the fraction of recoveries accepted.
     """
     attacker, victim, gallery = (np.asarray(a, np.float64) for a in (attacker, victim, gallery))
+    pool = np.concatenate([gallery, attacker])  # the attacker's templates join the users' gallery
+    inner = victim @ pool.T if inner is None else np.asarray(inner, np.float64)
     order = np.random.default_rng(seed).permutation(len(attacker))
     model = ScoreReveal().fit(attacker)
     chance = mean_cosine(model.predict(np.zeros((len(victim), 0))), victim)
@@ -95,11 +105,12 @@ def score_reveal_curve(
         if n > len(attacker):
             break
         enrolled = attacker[order[:n]]
-        recovered = model.predict(victim @ enrolled.T, enrolled)
-        pooled = np.concatenate([gallery, enrolled])  # the attacker's templates join the users' gallery
-        distances = (victim**2).sum(1)[:, None] + (pooled**2).sum(1)[None] - 2 * victim @ pooled.T
+        columns = len(gallery) + order[:n]
+        recovered = model.predict(inner[:, columns], enrolled)
+        shown = np.concatenate([np.arange(len(gallery)), columns])
+        distances = (pool[shown] ** 2).sum(1)[None] - 2 * inner[:, shown]  # minus |q|^2, the same along a row
         ids = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
-        guessed = from_top_k(ids, np.arange(len(gallery), len(pooled)), enrolled, model.mean_)
+        guessed = from_top_k(ids, np.arange(len(gallery), len(shown)), enrolled, model.mean_)
         row = {
             "n": int(n),
             "cosine": mean_cosine(recovered, victim),

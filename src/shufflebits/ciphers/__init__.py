@@ -1,5 +1,5 @@
 """Feature ciphers: ShuffleBits (fixed / per-dimension / one-time), ChaChaPad, AesGcm, and the
-searchable ones (matched without decrypting): Dcpe, Rotation, BioHash.
+searchable ones (matched without decrypting): Dcpe, Rotation, BioHash, and Ckks (encrypted scores).
 
 The recipe layer: ``create_cipher(name, key=None)`` builds a cipher from its
 catalogue entry (``key=None`` means a fresh random 256-bit key), ``cipher_for_key``
@@ -23,6 +23,7 @@ from .keys import Key, generate_key, load_key, save_key
 
 if TYPE_CHECKING:
     from .base import Cipher
+    from .ckks import Ckks, CkksKey
 
 _LAZY = {
     "AesGcm": "aesgcm",
@@ -33,6 +34,7 @@ _LAZY = {
     "Dcpe": "dcpe",
     "Rotation": "rotation",
     "BioHash": "biohash",
+    "Ckks": "ckks",
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "BioHash",
     "ChaChaPad",
     "Cipher",
+    "Ckks",
     "Dcpe",
     "Key",
     "Rotation",
@@ -61,9 +64,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create_cipher(name: str, key: Key | None = None) -> Cipher:
-    """Cipher ``name`` (a catalogue name) under ``key``; ``None``: a fresh random key."""
-    cipher_class = spec(name).resolve()
+def create_cipher(name: str, key: Key | CkksKey | None = None) -> Cipher | Ckks:
+    """Cipher ``name`` (a catalogue name) under ``key``; ``None``: a fresh random key.
+
+    A homomorphic scheme takes its own key type (``ckks``: a ``CkksKey``).
+    """
+    record = spec(name)
+    cipher_class = record.resolve()
+    if record.homomorphic:
+        return cipher_class(key)
     if key is None:
         key = generate_key(name)
     elif not isinstance(key, Key) or key.cipher != name:

@@ -10,6 +10,7 @@ torch or cryptography), so ``shufflebits --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, fields
 
 from ..errors import ShuffleBitsError
@@ -26,7 +27,11 @@ class CipherSpec:
     where key recovery applies. ``matchable``: similarities can be computed on
     ciphertexts without decrypting. Keys are ``key_bytes`` random bytes;
     ``seed_keys``: the cipher also accepts the paper's INSECURE seed keys
-    (``decrepit.seed_key``).
+    (``decrepit.seed_key``). ``homomorphic``: not a ``Cipher`` over a ``Key``
+    encrypting rows to ``Sealed``, but a key holder's own key pair and a packed
+    encrypted gallery (``ciphers.ckks``): the matcher computes encrypted scores
+    that only the key holder decrypts, so there is no ``match_view``.
+    ``requires``: the module of an optional extra the scheme needs (``installed``).
     """
 
     name: str
@@ -47,6 +52,8 @@ class CipherSpec:
     order: int = 100
     key_bytes: int = 32
     seed_keys: bool = False
+    homomorphic: bool = False
+    requires: str | None = None
 
     def resolve(self) -> type:
         """The cipher class (imports its module on first use)."""
@@ -172,6 +179,22 @@ SPECS: tuple[CipherSpec, ...] = (
         match_metric="hamming",
         order=80,
     ),
+    CipherSpec(
+        name="ckks",
+        family="ckks",
+        mode="column-packed",
+        target="shufflebits.ciphers.ckks:Ckks",
+        description="CKKS homomorphic encryption of the gallery (TenSEAL): the matcher scores ciphertexts, "
+        "only the key holder decrypts the scores",
+        format_preserving=False,
+        authenticated=False,
+        exact=False,
+        matchable=True,
+        match_metric="euclidean",
+        order=90,
+        homomorphic=True,
+        requires="tenseal",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in SPECS}
@@ -180,6 +203,8 @@ if len(_BY_NAME) != len(SPECS):
 _FIELDS = {f.name for f in fields(CipherSpec)}
 if any(s.matchable != (s.match_metric is not None) for s in SPECS):
     raise RuntimeError("a matchable cipher needs a match_metric, and only a matchable one has one")
+if any(s.homomorphic and (s.format_preserving or s.exact or not s.matchable) for s in SPECS):
+    raise RuntimeError("a homomorphic scheme is matched by its encrypted scores: matchable, approximate, not rows")
 
 
 def spec(name: str) -> CipherSpec:
@@ -188,6 +213,12 @@ def spec(name: str) -> CipherSpec:
         return _BY_NAME[name]
     except (KeyError, TypeError):
         raise ShuffleBitsError(f"unknown cipher {name!r}; expected one of {', '.join(cipher_names())}") from None
+
+
+def installed(name: str) -> bool:
+    """Whether cipher ``name`` can run here (its optional extra, if any, is installed)."""
+    module = spec(name).requires
+    return module is None or importlib.util.find_spec(module) is not None
 
 
 def cipher_names(**where) -> tuple[str, ...]:

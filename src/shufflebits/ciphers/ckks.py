@@ -321,3 +321,24 @@ class KeyHolder:
         if threshold is not None:
             order = np.where(np.take_along_axis(plain, order, axis=1) >= threshold, order, -1)
         return Release(order.astype(np.int64), plain if reveal_scores else None)
+
+
+class Ckks:
+    """The catalogue's ``ckks``: a key holder's key with the gallery-side operations bound to it.
+
+    ``create_cipher("ckks")`` builds one (a fresh key pair when ``key`` is None);
+    a ``CkksKey`` is not a ``Key``, and nothing encrypts single rows to ``Sealed``.
+    """
+
+    name = "ckks"
+
+    def __init__(self, key: CkksKey | None = None) -> None:
+        if key is not None and not isinstance(key, CkksKey):
+            raise ShuffleBitsError(f"cipher 'ckks' needs a CkksKey (shufflebits ckks-keygen), got {type(key).__name__}")
+        self.key = generate_key() if key is None else key
+
+    def encrypt_gallery(self, features, metric: str = "euclidean") -> CkksGallery:
+        return encrypt_gallery(self.key, features, metric)
+
+    def key_holder(self) -> KeyHolder:
+        return KeyHolder(self.key)

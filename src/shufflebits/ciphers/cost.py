@@ -9,7 +9,6 @@ must be decrypted by the key holder first, which their comparison rows include
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..reid import distance_matrix
 from .bench import _latency
-from .catalogue import cipher_names, spec
+from .catalogue import cipher_names, installed, spec
 from .keys import generate_key
 from .matching import match_view
 
@@ -50,7 +49,7 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
             "bytes_per_vector": float(DIM * 4),
         }
     ]
-    for name in cipher_names():
+    for name in cipher_names(homomorphic=False):
         record = spec(name)
         cipher = record.resolve()(generate_key(name))
         sealed_gallery, sealed_query = cipher.encrypt(gallery_plain), cipher.encrypt(query)
@@ -80,16 +79,12 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
         row["compare_1to1_us"] *= 1e6
         row["search_1toN_ms"] *= 1e3
         rows.append(row)
-    if _has_tenseal():
+    if installed("ckks"):
         rows.append(_ckks_row(gallery_plain, query, repeats))
     load = os.getloadavg()[0]
     for row in rows:
         row.update(gallery=gallery, batch=min(BATCH, gallery), dim=DIM, load_average=load, cpu_count=os.cpu_count())
     return rows
-
-
-def _has_tenseal() -> bool:
-    return importlib.util.find_spec("tenseal") is not None
 
 
 def _ckks_row(gallery_plain: np.ndarray, query: np.ndarray, repeats: int) -> dict:

@@ -43,6 +43,10 @@ class Key:
 
     def __post_init__(self) -> None:
         record = spec(self.cipher)
+        if record.homomorphic:
+            raise ShuffleBitsError(
+                f"{self.cipher} keys are TenSEAL key pairs, not key material (shufflebits ckks-keygen writes one)"
+            )
         if not isinstance(self.material, bytes):
             raise TypeError("key material must be bytes")
         if self.seed is None and len(self.material) != record.key_bytes:

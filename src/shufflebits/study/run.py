@@ -131,7 +131,7 @@ def _reid(victim: VictimData) -> dict:
     query, gallery = victim.user_query, victim.user_gallery
     plaintext = _reid_figures(evaluate, query, gallery, query.features, gallery.features)
     decrypted = {}
-    for name in cipher_names(invertible=True):
+    for name in cipher_names(invertible=True, homomorphic=False):
         cipher = create_cipher(name)
         qd = cipher.decrypt(cipher.encrypt(query.features))
         gd = cipher.decrypt(cipher.encrypt(gallery.features))

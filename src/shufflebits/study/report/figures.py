@@ -198,6 +198,61 @@ def known_pairs_html(rows: list[dict]) -> str | None:
     )
 
 
+SCORE_REVEAL = (("score_reveal_cosine", "revealed scores"), ("score_reveal_topk_cosine", "top-{top_k} ids only"))
+
+
+def score_reveal_html(rows: list[dict]) -> str | None:
+    """Template recovery from what a homomorphic scheme's key holder releases, per number of enrolled templates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = [r for r in rows if r["metric"] == SCORE_REVEAL[0][0]]
+    if not found:
+        return None
+    fig, axis = plt.subplots(figsize=(6, 3.4))
+    table = []
+    for revealed in sorted(found, key=lambda r: cipher_rank(r["cipher"])):
+        cipher = revealed["cipher"]
+        by_metric = {r["metric"]: r for r in rows if r["cipher"] == cipher}
+        for metric, label in SCORE_REVEAL:
+            row = by_metric[metric]
+            counts, cosines = zip(*row["curve"], strict=True)
+            name = f"{cipher}: {label.format(top_k=row['top_k'])}"
+            axis.plot(counts, cosines, marker="o", label=name)
+            success = dict(map(tuple, row["success_curve"]))
+            table.extend((name, n, cosine, success.get(n)) for n, cosine in row["curve"])
+        axis.axhline(revealed["chance"], color="grey", lw=1, ls=":", label="chance (the attacker's mean template)")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("attacker templates enrolled in the encrypted gallery")
+    axis.set_ylabel("cosine of recovered to true query")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    body = "".join(
+        f'<tr><td class="name">{html.escape(name)}</td>'
+        + "".join(f"<td>{html.escape(figure(value, digits))}</td>" for value, digits in ((n, 0), (cos, 3), (ok, 3)))
+        + "</tr>"
+        for name, n, cos, ok in table
+    )
+    first = found[0]
+    note = (
+        '<p class="note">The attacker enrols its own templates (features it knows) and sees, for each user query, '
+        "what the key holder releases: every similarity score, or only the top-k gallery ids (the default). From "
+        "scores it takes the posterior mean under its own features' prior (attack score-reveal); from ids, the mean "
+        "of its own templates among them. Accepted: the recovered template matches the user's query above the "
+        f"threshold of FMR 1e-3 ({html.escape(figure(first['threshold']))} cosine). {first['n']} queries, "
+        f"{first['n_gallery']} gallery templates, decrypted CKKS scores.</p>"
+    )
+    head = "".join(f"<th>{words}</th>" for words in ("enrolled", "cosine", "accepted (FMR 1e-3)"))
+    return (
+        f'<figure><img src="{_figure_uri(fig)}" alt="template recovery from revealed scores"></figure>'
+        f'<table id="score-reveal-table"><thead><tr><th class="name">released</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>{note}"
+    )
+
+
 def throughput_html(rows: list[dict]) -> str:
     """The benchmark's rows as a table, under a bar chart of the measured ones."""
     table = throughput_table(rows)
@@ -353,6 +408,9 @@ def build_figures(results: dict, grids: dict) -> dict[str, str]:
         pairs = known_pairs_html(results["leakage"])
         if pairs:
             figures["known_pairs"] = pairs
+        revealed = score_reveal_html(results["leakage"])
+        if revealed:
+            figures["score_reveal"] = revealed
     history = results.get("training_history")
     if history:
         uri = training_figure(history)

@@ -185,6 +185,18 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             if figures.get("known_pairs")
             else []
         ),
+        *(
+            [
+                section(
+                    "Template recovery from revealed scores (homomorphic matching)",
+                    "score-reveal",
+                    figures["score_reveal"],
+                    failures.get("leakage"),
+                )
+            ]
+            if figures.get("score_reveal")
+            else []
+        ),
         section(
             "Image reconstruction from features",
             "reconstruction",

@@ -40,6 +40,8 @@ PROTECTION_TITLES = {
     "reid_map_ciphertext": "re-ID on ciphertexts<br>(mAP)",
     "known_pair_cosine": "inversion from known pairs<br>(cosine to the user's features)",
     "ciphertext_only_cosine": "alignment, no pairs<br>(cosine to the user's features)",
+    "score_reveal_cosine": "recovery from revealed scores<br>(cosine to the user's features)",
+    "score_reveal_topk_cosine": "recovery from top-k ids<br>(cosine to the user's features)",
     "unlinkability_dsys": "linkability across keys<br>(D_sys, 0 = unlinkable)",
     "renewability_rank1": "re-ID across keys<br>(rank-1; chance = renewable)",
     "irreversibility_success": "inverted template accepted<br>(fraction at FMR 0.001)",

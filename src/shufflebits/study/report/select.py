@@ -15,7 +15,14 @@ def feature_label(name: str) -> str:
 
 METRIC_ORDER = ("attr_bacc_mean", "recon_cosine_distance", "recon_rank1", "reid_rank1", "key_bits_recovered")
 # Template-protection figures (attacks/protection.py), in tables of their own beside the matrix
-SEARCH_ORDER = ("reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine")
+SEARCH_ORDER = (
+    "reid_rank1_ciphertext",
+    "reid_map_ciphertext",
+    "known_pair_cosine",
+    "ciphertext_only_cosine",
+    "score_reveal_cosine",
+    "score_reveal_topk_cosine",
+)
 ISO_ORDER = ("unlinkability_dsys", "renewability_rank1", "irreversibility_success")
 # The reconstruction's own table: every figure of the one reconstruction chosen per cipher.
 RECONSTRUCTION_ORDER = (

@@ -1,0 +1,258 @@
+"""Leakage-matrix rows for CKKS (``ciphers.ckks``): matching through the key holder, renewability, linkage.
+
+CKKS scoring costs about 70 ms per query at N = 8192 on one core, so the rows
+run on subsamples, their sizes in each row:
+
+- ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``: ``QUERIES`` queries scored
+  against the users' whole gallery (column-packed, the attacker's enrolled
+  templates beside it), the scores decrypted by the key holder, which ranks;
+  ``plaintext_rank1`` / ``plaintext_map``: the same queries on the features.
+- ``renewability_rank1``: a matcher cannot compare ciphertexts of two CKKS
+  contexts, so renewability is the old key holder's secret key (A) reading the
+  scores computed on the gallery re-enrolled under key B: noise, rank-1 at chance.
+- ``unlinkability_dsys``: without a secret key the adversary can only compare
+  ciphertexts. In the column layout no ciphertext belongs to one template, so
+  each template is encrypted alone (TenSEAL's row layout, one ciphertext per
+  template: the most an adversary could get), query under A, gallery under B,
+  compared by the cosine of ``coefficient_view``.
+- attribute inference (``leakage._Matrix.homomorphic``): same-key learning on
+  ``coefficient_view`` of the attacker's own templates under the users' key;
+  ``reid_rank1``: linking users by that view, query and gallery under key A.
+- ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
+  from the key holder's revealed scores, and from its top-``TOP_K`` ids.
+
+Keys are fresh (TenSEAL cannot seed a key pair): these rows do not repeat bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..ciphers import create_cipher
+from ..ciphers.ckks import PRIMES, SCALE_BITS, CkksKey, EncryptedScores, KeyHolder, score, tenseal
+from ..errors import ShuffleBitsError
+from ..reid import distance_matrix, evaluate, evaluate_ranking
+from .iso30136 import FMR, dsys
+from .reconstruction_eval import rank1, rank1_chance
+from .scorereveal import inner_products, score_reveal_curve
+from .types import LabelledFeatures, LeakageRow
+
+QUERIES = 200  # queries matched through CKKS: one flipped rank-1 is 0.5 points
+WRONG_KEY_QUERIES = 100  # of those, matched again under the renewed key
+ATTACKER_POOL = 1024  # the attacker's templates enrolled beside the users' gallery (prior and score-reveal pool)
+ATTRIBUTE_ATTACKER = 500  # attacker templates encrypted one per ciphertext for same-key learning
+LINK_GALLERY = 300  # gallery templates encrypted one per ciphertext (under B, and A for linking), queries' people first
+COEFFICIENTS = 256  # per polynomial: the ciphertext's fixed-size view
+TOP_K = 5  # ids the key holder releases in the top-k score-reveal row
+
+
+@dataclass(frozen=True)
+class CkksViews:
+    """What same-key learning sees: ``coefficient_view`` of the attacker's templates and of the sampled users."""
+
+    attacker: LabelledFeatures
+    attacker_view: np.ndarray
+    users: LabelledFeatures
+    users_view: np.ndarray
+
+
+def take(features: LabelledFeatures, rows: np.ndarray) -> LabelledFeatures:
+    """The labelled rows ``rows`` of ``features`` (no images)."""
+    return LabelledFeatures(
+        features=features.features[rows],
+        labels=features.labels[rows],
+        attribute_names=features.attribute_names,
+        num_classes=features.num_classes,
+        pids=features.pids[rows],
+        camids=features.camids[rows],
+    )
+
+
+def coefficient_view(key: CkksKey, features) -> np.ndarray:
+    """Each row encrypted alone under ``key``; the first ``COEFFICIENTS`` of both polynomials, in [0, 1).
+
+    SEAL keeps CKKS ciphertexts in NTT form, where every coefficient is an
+    evaluation of the whole polynomial and so depends on every slot: a slice
+    holds as much of the template per coefficient as the full 2 x N. The words
+    are read where the serialized ciphertext stores them verbatim (zstd keeps
+    random words as raw blocks), found by the first word of each polynomial.
+    """
+    ts = tenseal()
+    context = key.secret_context()
+    out = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ciphertext"
+        for row in np.asarray(features, np.float64):
+            (ciphertext,) = ts.ckks_vector(context, row.tolist(), 2.0**SCALE_BITS).ciphertext()
+            ciphertext.save(str(path))
+            blob, n = path.read_bytes(), ciphertext.poly_modulus_degree()
+            start = blob.find(struct.pack("<Q", ciphertext.data(0)))
+            if start < 0 or blob[start + 8 * n : start + 8 * n + 8] != struct.pack("<Q", ciphertext.data(1)):
+                raise ShuffleBitsError("SEAL compressed this ciphertext's words: no coefficients to read")
+            words = np.frombuffer(blob, "<u8", 2 * n, start).reshape(2, n)
+            out.append(words[:, :COEFFICIENTS].ravel() / 2.0 ** PRIMES[0])  # the data prime sits just below
+    return np.asarray(out, np.float64).reshape(len(out), 2 * COEFFICIENTS)
+
+
+def read_with(key: CkksKey, scores: EncryptedScores) -> np.ndarray:
+    """What ``key``'s secret reads from score ciphertexts made under another key (relabelled, as an attacker would)."""
+    return KeyHolder(key).decrypt(dataclasses.replace(scores, key_fingerprint=key.fingerprint))
+
+
+def _ranking(similarity: np.ndarray) -> np.ndarray:
+    return np.argsort(-similarity, axis=1, kind="stable")
+
+
+def _figures(order: np.ndarray, users: LabelledFeatures, gallery: LabelledFeatures) -> dict:
+    return evaluate_ranking(order, users.pids, gallery.pids, users.camids, gallery.camids)
+
+
+def _mated(scores: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    same = q_pids[:, None] == g_pids[None, :]
+    return scores[same], scores[~same]
+
+
+def ckks_rows(
+    name: str, attacker: LabelledFeatures, query: LabelledFeatures, gallery: LabelledFeatures, seed: int
+) -> tuple[list[LeakageRow], CkksViews]:
+    """The CKKS rows of the matrix (module docstring) and the views the attribute attack learns from."""
+    rng = np.random.default_rng(seed)
+    first, renewed = create_cipher(name), create_cipher(name)
+    users = take(query, np.sort(rng.permutation(len(query))[:QUERIES]))
+    enrolled = attacker.features[np.sort(rng.permutation(len(attacker))[:ATTACKER_POOL])].astype(np.float64)
+    q, g = users.features.astype(np.float64), gallery.features.astype(np.float64)
+    sizes = {"n_query": len(q), "n_gallery": len(g)}
+
+    packed = first.encrypt_gallery(np.concatenate([g, enrolled]))
+    release = first.key_holder().release(score(packed, q), top_k=packed.count, reveal_scores=True)
+    order = release.ids[release.ids < len(g)].reshape(len(q), len(g))  # the users' rows, in the key holder's order
+    shuffled = rng.permutation(len(q))
+    real, chance = _figures(order, users, gallery), _figures(order[shuffled], users, gallery)
+    plain = evaluate(q, g, users.pids, gallery.pids, users.camids, gallery.camids, metric="euclidean")
+    scale = packed.norm_scale
+    pooled = np.concatenate([g, enrolled]) / scale
+    expected = 2 * (q / scale) @ pooled.T - (pooled**2).sum(1)[None]
+    expected /= np.maximum(np.linalg.norm(q / scale, axis=1, keepdims=True), 1.0)
+    common = dict(cipher=name, attack="key holder ranks", n=len(q))
+    details = {
+        "comparison": "CKKS euclidean scores, decrypted by the key holder",
+        **sizes,
+        "score_error_max": float(np.abs(release.scores - expected).max()),
+    }
+    rows = [
+        LeakageRow(
+            metric="reid_rank1_ciphertext",
+            value=float(real["cmc"][0]),
+            chance=float(chance["cmc"][0]),
+            details={**details, "plaintext_rank1": float(plain["cmc"][0])},
+            **common,
+        ),
+        LeakageRow(
+            metric="reid_map_ciphertext",
+            value=float(real["mAP"]),
+            chance=float(chance["mAP"]),
+            details={**details, "plaintext_map": float(plain["mAP"])},
+            **common,
+        ),
+    ]
+
+    wrong = take(users, np.arange(min(WRONG_KEY_QUERIES, len(users))))
+    renewed_scores = score(renewed.encrypt_gallery(g), q[: len(wrong)])
+    noise = read_with(first.key, renewed_scores)
+    noise_order = _ranking(noise)
+    rows.append(
+        LeakageRow(
+            cipher=name,
+            attack="old secret key on renewed gallery",
+            metric="renewability_rank1",
+            value=float(_figures(noise_order, wrong, gallery)["cmc"][0]),
+            chance=float(_figures(noise_order[rng.permutation(len(wrong))], wrong, gallery)["cmc"][0]),
+            n=len(wrong),
+            details={
+                "comparison": "scores under key B decrypted with key A's secret",
+                "renewed_key_rank1": float(
+                    _figures(_ranking(renewed.key_holder().decrypt(renewed_scores)), wrong, gallery)["cmc"][0]
+                ),
+                "n_gallery": len(g),
+            },
+        )
+    )
+
+    mine = np.isin(gallery.pids, users.pids)
+    linked = np.concatenate([np.flatnonzero(mine), rng.permutation(np.flatnonzero(~mine))])[:LINK_GALLERY]
+    linked_gallery = take(gallery, np.sort(linked))
+    users_view = coefficient_view(first.key, q)
+    gallery_view = coefficient_view(renewed.key, linked_gallery.features)
+    link = dsys(*_mated(-distance_matrix(users_view, gallery_view, "cosine"), users.pids, linked_gallery.pids))
+    rows.append(
+        LeakageRow(
+            cipher=name,
+            attack="cross-key (ciphertext coefficients)",
+            metric="unlinkability_dsys",
+            value=link,
+            chance=0.0,
+            n=len(q) * len(linked_gallery),
+            details={
+                "views": {"coefficients": link},
+                "comparison": "cosine",
+                "wrong_key_scores_dsys": dsys(*_mated(noise, wrong.pids, gallery.pids)),
+                "n_query": len(q),
+                "n_gallery": len(linked_gallery),
+                "coefficients": 2 * COEFFICIENTS,
+            },
+        )
+    )
+
+    impostor = distance_matrix(q, g, "cosine")[users.pids[:, None] != gallery.pids[None, :]]
+    threshold = 1.0 - float(np.quantile(impostor, FMR))
+    inner = inner_products(release.scores, pooled) * scale**2  # a query longer than the largest template: scaled
+    curve = score_reveal_curve(enrolled, q, g, top_k=TOP_K, threshold=threshold, seed=seed, inner=inner)
+    for metric, attack, cosine, success in (
+        ("score_reveal_cosine", "score-reveal", "cosine", "success"),
+        ("score_reveal_topk_cosine", f"score-reveal on top-{TOP_K} ids", "topk_cosine", "topk_success"),
+    ):
+        rows.append(
+            LeakageRow(
+                cipher=name,
+                attack=attack,
+                metric=metric,
+                value=curve[-1][cosine],
+                chance=curve[-1]["chance"],
+                n=len(q),
+                details={
+                    "enrolled": curve[-1]["n"],
+                    "curve": [[r["n"], r[cosine]] for r in curve],
+                    "success_curve": [[r["n"], r[success]] for r in curve],
+                    "threshold": threshold,
+                    "top_k": TOP_K,
+                    "n_gallery": len(g),
+                },
+            )
+        )
+
+    own = take(attacker, np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER]))
+    views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view)
+    same_key = coefficient_view(first.key, linked_gallery.features)
+    null = rank1_chance(users_view, same_key, users, linked_gallery, seed)
+    rows.append(
+        LeakageRow(
+            cipher=name,
+            attack="same-key-coefficients",
+            metric="reid_rank1",
+            value=rank1(users_view, same_key, users, linked_gallery),
+            chance=null.pop("chance"),
+            n=len(q),
+            details={
+                **null,
+                "validation": rank1(views.attacker_view, views.attacker_view, own, own),
+                "n_gallery": len(linked_gallery),
+            },
+        )
+    )
+    return rows, views
