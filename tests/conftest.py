@@ -43,3 +43,20 @@ def one_torch_thread():
 # Hypothesis draws from a seed derived from each test, so a run is repeatable (and no example database).
 settings.register_profile("shufflebits", derandomize=True, database=None)
 settings.load_profile("shufflebits")
+
+
+@pytest.fixture()
+def no_torch_compile(monkeypatch):
+    """torch.compile as on a machine without a C++ compiler: the compiled function fails when called."""
+    import torch
+
+    from shufflebits.ciphers import kernels_torch
+
+    def no_compiler(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(kernels_torch, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", no_compiler)

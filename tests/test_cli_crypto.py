@@ -240,21 +240,10 @@ def test_cli_says_whether_ciphertext_is_authenticated(tmp_path, capsys, plain):
     assert np.load(tmp_path / "d.npy").tobytes() == x.tobytes()
 
 
-def test_bench_compiled_rows_only_when_asked_and_named_for_the_kernel_that_ran(monkeypatch):
+def test_bench_compiled_rows_only_when_asked_and_named_for_the_kernel_that_ran(no_torch_compile):
     """Without a working compiler the opt-in rows still come, labelled as the eager fallback they timed."""
-    import torch
-
-    from shufflebits.ciphers import kernels_torch
     from shufflebits.ciphers.bench import run_benchmark
 
-    def no_compiler(fn, **kwargs):
-        def fail(*args):
-            raise RuntimeError("no C++ compiler")
-
-        return fail
-
-    monkeypatch.setattr(kernels_torch, "_COMPILED", {})
-    monkeypatch.setattr(torch, "compile", no_compiler)
     assert not any("compiled" in row["name"] for row in run_benchmark(size_mib=0.01, progress=False))
     with pytest.warns(UserWarning, match="torch.compile unavailable"):
         rows = {row["name"]: row for row in run_benchmark(size_mib=0.01, progress=False, compiled=True)}

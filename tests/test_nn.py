@@ -217,15 +217,7 @@ def test_torch_chacha_pad_eager_and_compiled_equal_openssl(compiled, dtype, d, c
         assert got[i].numpy().view(np.uint8).tobytes() == want.tobytes()
 
 
-def test_torch_chacha_falls_back_to_eager_once_when_compile_fails(monkeypatch):
-    def no_compiler(fn, **kwargs):
-        def fail(*args):
-            raise RuntimeError("no C++ compiler")
-
-        return fail
-
-    monkeypatch.setattr(kernels_torch, "_COMPILED", {})
-    monkeypatch.setattr(torch, "compile", no_compiler)
+def test_torch_chacha_falls_back_to_eager_once_when_compile_fails(no_torch_compile):
     key, nonces = kernels_torch.key_tensor(bytes(32), "cpu"), torch.zeros((2, 16), dtype=torch.uint8)
     with pytest.warns(UserWarning, match="torch.compile unavailable"):
         assert kernels_torch.compiled_keystream() is None
