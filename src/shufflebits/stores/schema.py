@@ -154,12 +154,17 @@ def binary_rows(column: pa.Array | pa.ChunkedArray, what: str, path: Path) -> np
     return data[column.offset * width : (column.offset + len(column)) * width].reshape(len(column), width)
 
 
+PAGE_BYTES = 4 << 20
+
+
 @contextlib.contextmanager
 def parquet_writer(path: str | os.PathLike, schema: pa.Schema, *, bulk: tuple[str, ...]) -> Iterator[pq.ParquetWriter]:
     """A ``ParquetWriter`` on a temporary file that replaces ``path`` if the block succeeds.
 
     ``bulk`` columns (vectors, ciphertext, nonces) are written plain: random
     words do not compress, and dictionaries or statistics on them only cost time.
+    Pages of ``PAGE_BYTES``: reading fixed-size binary ciphertext in 1 MiB pages
+    (Arrow's default) runs at about half the speed of 4 MiB ones.
     """
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -173,6 +178,7 @@ def parquet_writer(path: str | os.PathLike, schema: pa.Schema, *, bulk: tuple[st
             use_dictionary=small,
             write_statistics=small,
             data_page_version="2.0",
+            data_page_size=PAGE_BYTES,
         )
         try:
             yield writer
