@@ -69,16 +69,57 @@ def test_ranking_on_ciphertexts_equals_plaintext(key, data, metric):
         np.testing.assert_array_equal(release.ids[:, 0], distances.argmin(1))
 
 
-def test_packing_one_ciphertext_per_dimension_for_half_the_ring(key, data):
+def test_packing_two_columns_per_ciphertext_in_complex_slots(key, data):
     _, _, gallery, _ = data
     encrypted = ckks.encrypt_gallery(key, gallery)
-    assert len(encrypted.groups) == 1 and len(encrypted.groups[0]) == DIM + 1  # + the squared norms
+    columns = DIM + 1  # + the squared norms
+    assert len(encrypted.groups) == 1 and len(encrypted.groups[0]) == -(-columns // 2)
     assert encrypted.slots == ckks.POLY_DEGREE // 2
     bigger = ckks.encrypt_gallery(key, np.ones((encrypted.slots + 1, 4)))
-    assert [len(group) for group in bigger.groups] == [5, 5]
+    assert [len(group) for group in bigger.groups] == [3, 3]
     ciphertext = len(encrypted.groups[0][0])
-    assert encrypted.nbytes == (DIM + 1) * ciphertext
+    assert encrypted.nbytes == -(-columns // 2) * ciphertext
     assert ciphertext < 2 * ckks.POLY_DEGREE * 8 * 1.01  # two polynomials, one 60-bit prime, 8 bytes each
+    # What the slots hold, read with SEAL's own decryptor: column k real, column k + h imaginary
+    seal = ckks.sealapi()
+    decryptor, encoder = seal.Decryptor(key.context(), key.secret_key()), seal.CKKSEncoder(key.context())
+    g = gallery.astype(np.float64) / encrypted.norm_scale
+    full = np.concatenate([g, (g**2).sum(1, keepdims=True)], axis=1)
+    half = -(-columns // 2)
+    for k in (0, half - 1):
+        plain = seal.Plaintext()
+        decryptor.decrypt(ckks.from_bytes("Ciphertext", key.context(), encrypted.groups[0][k]), plain)
+        slots = np.asarray(encoder.decode_complex(plain))[: len(g)]
+        np.testing.assert_allclose(slots.real, full[:, k], atol=3e-4)  # CKKS noise at scale 2^26
+        imaginary = full[:, k + half] if k + half < columns else np.zeros(len(g))
+        np.testing.assert_allclose(slots.imag, imaginary, atol=3e-4)
+
+
+def test_512_d_template_takes_8_kib_when_the_slots_are_full():
+    key = ckks.generate_key(seed=3)
+    slots = ckks.POLY_DEGREE // 2
+    full = ckks.encrypt_gallery(key, np.random.default_rng(0).standard_normal((slots, 512)))
+    assert len(full.groups[0]) == 257
+    # 257 ciphertexts of 2 x 8192 words (8 bytes) for 4096 templates: 8,224 bytes each, plus SEAL's headers
+    assert full.bytes_per_template <= 8 * 1024 * 1.01
+
+
+def test_seeded_keys_repeat_and_fresh_keys_do_not(data, tmp_path):
+    _, _, gallery, _ = data
+    first, again, other = ckks.generate_key(seed=7), ckks.generate_key(seed=7), ckks.generate_key(seed=8)
+    assert first.fingerprint == again.fingerprint != other.fingerprint
+    assert ckks.encrypt_gallery(first, gallery).groups == ckks.encrypt_gallery(again, gallery).groups
+    assert ckks.encrypt_gallery(first, gallery).groups != ckks.encrypt_gallery(first, gallery[::-1]).groups
+    fresh = ckks.generate_key()
+    assert ckks.encrypt_gallery(fresh, gallery).groups != ckks.encrypt_gallery(fresh, gallery).groups
+    # A reused seeded generator would repeat the noise: the second polynomial (pk1 u + e1) does not depend
+    # on the message, so its tail would repeat across ciphertexts of one gallery
+    words = {blob[-4096:] for blob in ckks.encrypt_gallery(first, gallery).groups[0]}
+    assert len(words) == len(ckks.encrypt_gallery(first, gallery).groups[0])
+    with pytest.raises(ShuffleBitsError, match="seeded CKKS key is insecure"):
+        save_key(tmp_path / "seeded.key", first)
+    with pytest.raises(InvalidInputError, match="seed"):
+        ckks.generate_key(seed=-1)
 
 
 def test_top_k_and_threshold_release_ids_only(key, data):
@@ -104,9 +145,10 @@ def test_encrypted_query_scores_equal_plaintext_query(key, data):
 def test_one_line_errors(key, data, tmp_path):
     query, _, gallery, _ = data
     encrypted = ckks.encrypt_gallery(key, gallery[:5])
-    public = ckks.CkksKey(encrypted.context, key.secret_id)
-    with pytest.raises(ShuffleBitsError, match="no secret key"):
-        ckks.KeyHolder(public)
+    with pytest.raises(TypeError, match="CkksKey"):
+        ckks.KeyHolder(encrypted)
+    with pytest.raises(ShuffleBitsError, match="not a CKKS Ciphertext"):
+        ckks.from_bytes("Ciphertext", key.context(), encrypted.groups[0][0][:1000])
     with pytest.raises(InvalidInputError, match="-d but the CKKS gallery is"):
         ckks.score(encrypted, query[:, :5])
     other = ckks.generate_key()
@@ -150,6 +192,15 @@ def test_files_round_trip_and_tamper(key, data, tmp_path):
     (tmp_path / "bad.npz").write_bytes(bytes(raw))
     with pytest.raises(ShuffleBitsError):
         load_gallery(tmp_path / "bad.npz", loaded_key)
+
+
+def test_a_version_1_key_file_is_a_one_line_error(tmp_path):
+    import json
+
+    header = {"format": "shufflebits-ckks-key", "version": 1, "cipher": "ckks", "key_fingerprint": "00"}
+    np.savez(tmp_path / "old.npz", header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+    with pytest.raises(ShuffleBitsError, match="unsupported shufflebits-ckks-key version 1"):
+        load_key(tmp_path / "old.npz")
 
 
 def test_cli_reid_on_a_ckks_gallery_equals_plaintext(data, tmp_path, capsys):

@@ -12,8 +12,8 @@ run on subsamples, their sizes in each row:
   scores computed on the gallery re-enrolled under key B: noise, rank-1 at chance.
 - ``unlinkability_dsys``: without a secret key the adversary can only compare
   ciphertexts. In the column layout no ciphertext belongs to one template, so
-  each template is encrypted alone (TenSEAL's row layout, one ciphertext per
-  template: the most an adversary could get), query under A, gallery under B,
+  each template is encrypted alone (one ciphertext per template, its values in
+  the real slots: the most an adversary could get), query under A, gallery under B,
   compared by the cosine of ``coefficient_view``.
 - attribute inference (``leakage._Matrix.homomorphic``): same-key learning on
   ``coefficient_view`` of the attacker's own templates under the users' key;
@@ -21,21 +21,29 @@ run on subsamples, their sizes in each row:
 - ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
   from the key holder's revealed scores, and from its top-``TOP_K`` ids.
 
-Keys are fresh (TenSEAL cannot seed a key pair): these rows do not repeat bit for bit.
+Keys and encryption noise come from ``seed`` (``ckks.generate_key(seed=...)``, the
+insecure reproducible mode), so the rows repeat bit for bit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import struct
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..ciphers import create_cipher
-from ..ciphers.ckks import PRIMES, SCALE_BITS, CkksKey, EncryptedScores, KeyHolder, score, tenseal
+from ..ciphers.ckks import (
+    PRIMES,
+    Ckks,
+    CkksKey,
+    EncryptedScores,
+    KeyHolder,
+    encrypt_slots,
+    generate_key,
+    score,
+    to_bytes,
+)
 from ..errors import ShuffleBitsError
 from ..reid import distance_matrix, evaluate, evaluate_ranking
 from .iso30136 import FMR, dsys
@@ -83,20 +91,15 @@ def coefficient_view(key: CkksKey, features) -> np.ndarray:
     are read where the serialized ciphertext stores them verbatim (zstd keeps
     random words as raw blocks), found by the first word of each polynomial.
     """
-    ts = tenseal()
-    context = key.secret_context()
     out = []
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "ciphertext"
-        for row in np.asarray(features, np.float64):
-            (ciphertext,) = ts.ckks_vector(context, row.tolist(), 2.0**SCALE_BITS).ciphertext()
-            ciphertext.save(str(path))
-            blob, n = path.read_bytes(), ciphertext.poly_modulus_degree()
-            start = blob.find(struct.pack("<Q", ciphertext.data(0)))
-            if start < 0 or blob[start + 8 * n : start + 8 * n + 8] != struct.pack("<Q", ciphertext.data(1)):
-                raise ShuffleBitsError("SEAL compressed this ciphertext's words: no coefficients to read")
-            words = np.frombuffer(blob, "<u8", 2 * n, start).reshape(2, n)
-            out.append(words[:, :COEFFICIENTS].ravel() / 2.0 ** PRIMES[0])  # the data prime sits just below
+    for row in np.asarray(features, np.float64):
+        ciphertext = encrypt_slots(key, row)
+        blob, n = to_bytes(ciphertext), ciphertext.poly_modulus_degree()
+        start = blob.find(struct.pack("<Q", ciphertext.data(0)))
+        if start < 0 or blob[start + 8 * n : start + 8 * n + 8] != struct.pack("<Q", ciphertext.data(1)):
+            raise ShuffleBitsError("SEAL compressed this ciphertext's words: no coefficients to read")
+        words = np.frombuffer(blob, "<u8", 2 * n, start).reshape(2, n)
+        out.append(words[:, :COEFFICIENTS].ravel() / 2.0 ** PRIMES[0])  # the data prime sits just below
     return np.asarray(out, np.float64).reshape(len(out), 2 * COEFFICIENTS)
 
 
@@ -123,7 +126,7 @@ def ckks_rows(
 ) -> tuple[list[LeakageRow], CkksViews]:
     """The CKKS rows of the matrix (module docstring) and the views the attribute attack learns from."""
     rng = np.random.default_rng(seed)
-    first, renewed = create_cipher(name), create_cipher(name)
+    first, renewed = (Ckks(generate_key(seed=(2 * seed + k) % 2**64)) for k in range(2))
     users = take(query, np.sort(rng.permutation(len(query))[:QUERIES]))
     enrolled = attacker.features[np.sort(rng.permutation(len(attacker))[:ATTACKER_POOL])].astype(np.float64)
     q, g = users.features.astype(np.float64), gallery.features.astype(np.float64)

@@ -1,9 +1,9 @@
 """CKKS key files and encrypted gallery files (``.npz``, members stored raw, written atomically).
 
-The key file (0600, never overwritten) holds the secret TenSEAL context and the
+The key file (0600, never overwritten) holds SEAL's secret and public key and the
 secret id. A gallery file holds a JSON header (format, version, cipher
-``ckks``, key fingerprint, count, dim, metric, norm scale, slots), the public
-evaluation context, the ciphertexts (one byte string, with offsets), the
+``ckks``, key fingerprint, ring degree, count, dim, metric, norm scale, slots),
+the ciphertexts (one byte string, with offsets; SEAL's serialization), the
 passthrough columns (paths, pids, camids) and an HMAC-SHA256 tag under the
 key's MAC key over all of it. The matcher reads it without the key
 (``load_gallery(path)``, tag not checked, like ``matching.load_matchable``); the
@@ -27,9 +27,10 @@ from ..errors import IntegrityError, ShuffleBitsError, WrongKeyError
 from .ckks import CkksGallery, CkksKey
 from .files import _canonical, _check_members
 
+DEGREES = (8192, 16384)  # ring degrees whose 128-bit-secure modulus holds the two 60-bit primes
 KEY_FORMAT = "shufflebits-ckks-key"
 GALLERY_FORMAT = "shufflebits-ckks-gallery"
-VERSION = 1
+VERSION = 2  # 2: SEAL keys, complex column packing (version 1 held TenSEAL contexts, real packing)
 
 
 def _read(path: Path, what: str) -> dict[str, np.ndarray]:
@@ -51,7 +52,10 @@ def _header(path: Path, arrays: dict, expected: str) -> dict:
     if not isinstance(header, dict) or header.get("format") != expected:
         raise ShuffleBitsError(f"{path} is not a {expected} file")
     if header.get("version") != VERSION:
-        raise ShuffleBitsError(f"{path}: unsupported {expected} version {header.get('version')!r} (supported: 1)")
+        raise ShuffleBitsError(
+            f"{path}: unsupported {expected} version {header.get('version')!r} (supported: {VERSION}; "
+            "make a new key with ckks-keygen and encrypt the gallery again)"
+        )
     return header
 
 
@@ -71,12 +75,21 @@ def is_ckks_gallery(path: str | os.PathLike) -> bool:
 
 
 def save_key(path: str | os.PathLike, key: CkksKey) -> None:
-    """Write the key holder's key file: 0600, refusing to replace an existing file."""
-    header = {"format": KEY_FORMAT, "version": VERSION, "cipher": "ckks", "key_fingerprint": key.fingerprint}
+    """Write the key holder's key file: 0600, refusing to replace an existing file (and a seeded key)."""
+    if key.seed is not None:
+        raise ShuffleBitsError("a seeded CKKS key is insecure (reproducible studies only) and is never saved")
+    header = {
+        "format": KEY_FORMAT,
+        "version": VERSION,
+        "cipher": "ckks",
+        "key_fingerprint": key.fingerprint,
+        "poly_degree": key.poly_degree,
+    }
     arrays = {
         "header": np.frombuffer(json.dumps(header).encode(), np.uint8),
         "secret_id": np.frombuffer(key.secret_id, np.uint8),
-        "context": np.frombuffer(key.context, np.uint8),
+        "secret": np.frombuffer(key.secret, np.uint8),
+        "public": np.frombuffer(key.public, np.uint8),
     }
     with atomic_write(path, overwrite=False, permissions=0o600) as handle:
         np.savez(handle, **arrays)
@@ -86,10 +99,26 @@ def load_key(path: str | os.PathLike) -> CkksKey:
     path = Path(path)
     arrays = _read(path, "CKKS key file")
     header = _header(path, arrays, KEY_FORMAT)
-    key = CkksKey(arrays["context"].tobytes(), arrays["secret_id"].tobytes())
+    try:
+        key = CkksKey(
+            arrays["secret"].tobytes(),
+            arrays["public"].tobytes(),
+            arrays["secret_id"].tobytes(),
+            _degree(path, header),
+        )
+    except KeyError as error:
+        raise ShuffleBitsError(f"{path}: malformed CKKS key file (no {error} member)") from None
+    key.secret_key()  # SEAL checks the key against the parameters: a damaged one is a one-line error
     if key.fingerprint != header.get("key_fingerprint"):
         raise IntegrityError(f"{path}: the key does not match its recorded fingerprint (damaged key file)")
     return key
+
+
+def _degree(path: Path, header: dict) -> int:
+    degree = header.get("poly_degree")
+    if degree not in DEGREES:
+        raise ShuffleBitsError(f"{path}: CKKS ring degree {degree!r} is not one of {', '.join(map(str, DEGREES))}")
+    return degree
 
 
 def _tag(key: CkksKey, arrays: dict[str, np.ndarray]) -> bytes:
@@ -120,6 +149,7 @@ def save_gallery(
         "version": VERSION,
         "cipher": "ckks",
         "key_fingerprint": gallery.key_fingerprint,
+        "poly_degree": gallery.poly_degree,
         "count": gallery.count,
         "dim": gallery.dim,
         "metric": gallery.metric,
@@ -130,7 +160,6 @@ def save_gallery(
     blobs = [ct for group in gallery.groups for ct in group]
     arrays = {
         "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8),
-        "context": np.frombuffer(gallery.context, np.uint8),
         "ciphertexts": np.frombuffer(b"".join(blobs), np.uint8),
         "offsets": np.cumsum([0, *map(len, blobs)]).astype(np.int64),
         "image_paths": np.asarray(list(image_paths) if image_paths is not None else [""] * gallery.count, dtype=str),
@@ -165,7 +194,7 @@ def load_gallery(path: str | os.PathLike, key: CkksKey | None = None) -> tuple[C
         blobs = [data[a:b] for a, b in itertools.pairwise(offsets.tolist())]
         per_group, groups = len(blobs) // header["groups"], header["groups"]
         gallery = CkksGallery(
-            arrays["context"].tobytes(),
+            _degree(path, header),
             tuple(tuple(blobs[k * per_group : (k + 1) * per_group]) for k in range(groups)),
             int(header["count"]),
             int(header["dim"]),
