@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
-bash scripts/setup-browser.sh || echo "note: headless chromium unavailable; browser tests will skip"
+bash scripts/setup-browser.sh || echo "note: no headless chromium (or SHUFFLEBITS_SKIP_BROWSER=1); browser tests will skip"
 .venv/bin/ruff check src tests scripts
 .venv/bin/ruff format --check src tests scripts
 if [ "$#" -eq 0 ]; then

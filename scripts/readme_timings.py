@@ -26,16 +26,17 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- walkthrough: tested by tests/test_readme.py -->"
+STORES_MARKER = "<!-- stores: run after the walk-through by tests/test_readme.py -->"
 
 
-def walkthrough(text: str) -> list[str]:
-    """The commands of the ```bash block right after the marker: comments dropped, ``\\`` continuations joined."""
-    after = text.split(MARKER, 1)
+def walkthrough(text: str, marker: str = MARKER) -> list[str]:
+    """The commands of the ```bash block right after ``marker``: comments dropped, ``\\`` continuations joined."""
+    after = text.split(marker, 1)
     if len(after) != 2:
-        raise SystemExit(f"README.md has no {MARKER!r}")
+        raise SystemExit(f"README.md has no {marker!r}")
     block = re.match(r"\s*```bash\n(.*?)\n```", after[1], re.S)
     if block is None:
-        raise SystemExit("the walk-through marker is not followed by a ```bash block")
+        raise SystemExit(f"{marker!r} is not followed by a ```bash block")
     joined = block.group(1).replace("\\\n", " ")
     commands = []
     for line in joined.splitlines():

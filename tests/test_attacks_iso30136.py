@@ -76,3 +76,22 @@ def test_inversion_success_is_the_plaintext_acceptance_rate_at_the_fmr():
     assert itself["success"] > 0.9 and itself["fmr"] == 1e-3
     someone_else = query.features[np.roll(np.arange(len(query)), 1)]  # another person's real template
     assert inversion_success(someone_else, query, gallery)["success"] < 0.1
+
+
+def test_rank1_chance_levels_are_random_rankings_mean_not_one_shuffle():
+    """Renewability's and ciphertext re-ID's rank-1 chance: the mean of many query shuffles (one is often 0)."""
+    from shufflebits.attacks.protection import ciphertext_reid_rows
+    from shufflebits.attacks.reconstruction_eval import rank1_chance
+
+    query, gallery = _people(ids=120, per=4)
+    expected = rank1_chance(query.features, gallery.features, query, gallery, 0, "euclidean", n_shuffles=200)
+    assert expected["chance"] == pytest.approx(1 / 120, abs=0.004)  # 3 matches among 360 gallery rows
+    linked = cross_key(query.features, gallery.features, query, gallery, seed=0)
+    assert linked["rank1_chance"] == expected["chance"]
+    rank1_row, map_row = ciphertext_reid_rows(
+        "plaintext", query.features, gallery.features, "euclidean", query, gallery, 0
+    )
+    assert rank1_row.metric == "reid_rank1_ciphertext" and rank1_row.chance == expected["chance"]
+    assert rank1_row.details["chance_ci"] == expected["chance_ci"] and rank1_row.details["p_value"] < 0.01
+    assert rank1_row.details["comparison"] == map_row.details["comparison"] == "euclidean"
+    assert 0 < map_row.chance < 0.1

@@ -38,6 +38,21 @@ def shrink(command: str) -> str:
     return command
 
 
+def test_stores_block_uses_only_what_it_or_the_walkthrough_makes():
+    timings, readme = _timings_script(), (ROOT / "README.md").read_text()
+    made = {"world", "victim.pt", "user.key", "q.npz", "g.npz"}
+    for command in timings.walkthrough(readme, timings.STORES_MARKER):
+        words = command.split()
+        inputs = [words[i + 1] for i, w in enumerate(words) if w in ("--query", "--gallery", "--key", "--weights")]
+        if words[1] in ("encrypt", "inspect"):
+            inputs.append(words[-2] if words[1] == "encrypt" else words[-1])
+        assert all(name in made for name in inputs), command
+        if "--out" in words:
+            made.add(words[words.index("--out") + 1])
+        if words[1] == "encrypt":
+            made.add(words[-1])
+
+
 def test_walkthrough_is_complete():
     commands = _timings_script().walkthrough((ROOT / "README.md").read_text())
     verbs = [command.split()[1] for command in commands]
@@ -52,7 +67,9 @@ def test_walkthrough_is_complete():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_readme_walkthrough_runs_as_typed(tmp_path):
-    commands = [shrink(command) for command in _timings_script().walkthrough((ROOT / "README.md").read_text())]
+    timings, readme = _timings_script(), (ROOT / "README.md").read_text()
+    stores = timings.walkthrough(readme, timings.STORES_MARKER)  # the Parquet block, in the walk-through's folder
+    commands = [shrink(command) for command in [*timings.walkthrough(readme), *stores]]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     launcher = bin_dir / "shufflebits"
@@ -74,6 +91,9 @@ def test_readme_walkthrough_runs_as_typed(tmp_path):
     plain, decrypted = load_features(work / "q.npz"), load_features(work / "q.dec.npz")
     assert decrypted.features.tobytes() == plain.features.tobytes()  # the walk-through's round trip is bit-exact
     assert decrypted.pids.tolist() == plain.pids.tolist() and len(load_features(work / "g.npz").pids) > 0
-    reid = next(line for line in done.stdout.splitlines() if line.startswith("rank-1 "))
-    assert "mAP" in reid and "%" not in reid
+    reids = [line for line in done.stdout.splitlines() if line.startswith("rank-1 ")]
+    assert len(reids) == 3 and all("mAP" in line and "%" not in line for line in reids)
+    figures = [line.split("  (")[0] for line in reids]
+    assert figures[1] == figures[0]  # the encrypted stores, decrypted as read, rank as the decrypted .npz does
+    assert "ranked by faiss" in reids[2]  # the approximate IVF index (its figures may differ)
     assert "million float32/s" in done.stdout

@@ -471,3 +471,54 @@ def test_frontier_is_absent_without_its_rows_and_says_when_the_sweep_has_no_prob
     lean = {"points": [_sweep_point("dcpe", 0.5, 0.5, attributes=False, beta=1.0, beta_relative=0.5)]}
     frontier = build_figures(_results(frontier={**lean, "attribute_probe": False}), {})["frontier"]
     assert frontier.count("data:image/png;base64,") == 1 and "right panel only" in frontier
+
+
+def test_full_table_names_every_figure_in_words_and_key_recovery_counts_its_words():
+    key_pair = {**KEY_ROW, "attack": "known-pairs", "pairs": 1, "n": 512, "value": 30.0, "words_exact": 1.0}
+    protection = [
+        {
+            "cipher": "rotation",
+            "attack": "scheme-comparison",
+            "metric": metric,
+            "value": 0.79,
+            "chance": 0.0024,
+            "n": 972,
+        }
+        for metric in ("reid_rank1_ciphertext", "reid_map_ciphertext", "renewability_rank1")
+    ] + [
+        {
+            "cipher": "rotation",
+            "attack": "cross-key",
+            "metric": "unlinkability_dsys",
+            "value": 0.06,
+            "chance": 0.0,
+            "n": 9,
+        },
+        {
+            "cipher": "rotation",
+            "attack": "procrustes",
+            "metric": "known_pair_cosine",
+            "value": 1.0,
+            "chance": 0.5,
+            "n": 9,
+        },
+        {
+            "cipher": "rotation",
+            "attack": "none",
+            "metric": "irreversibility_success",
+            "value": 0.8,
+            "chance": 0.003,
+            "n": 9,
+        },
+    ]
+    page = html.unescape(render_html(_results(leakage=[*ROWS, KEY_ROW, key_pair, *protection]), {}))
+    full = page.split('<table id="leakage-all">')[1].split("</table>")[0]
+    figures = [re.findall(r"<td[^>]*>(.*?)</td>", line)[2] for line in full.split("<tr>")[2:]]
+    raw = {row["metric"] for row in [*ROWS, KEY_ROW, *protection]}
+    assert not raw & set(figures), figures  # no figure named by its raw leakage.json key
+    assert "re-ID on ciphertexts (rank-1, the scheme's comparison)" in figures
+    assert "key recovery, bit positions correct of 32 (user samples: ciphertext words)" in figures
+    assert "known-pairs (1 pair)" in full
+    matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
+    assert "from 1 known plaintext–ciphertext pair (512 ciphertext words)" in matrix
+    assert "1 known pairs" not in matrix and "· 1 known pair" in matrix

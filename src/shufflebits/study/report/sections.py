@@ -69,8 +69,14 @@ METRIC_WORDS = {  # the same figures, in one line (the full table)
     "recon_success_rate_transfer": "reconstruction accepted by a second re-ID model at FMR 1e-3",
     "recon_attr_bacc_mean": "attributes of the reconstructed image (pixel probe), mean balanced accuracy",
     "reid_rank1": "linking users, re-ID rank-1",
-    "key_bits_recovered": "key recovery, bit positions correct of 32",
+    "key_bits_recovered": "key recovery, bit positions correct of 32 (user samples: ciphertext words)",
+    **{metric: title.replace("<br>", " ") for metric, title in PROTECTION_TITLES.items()},
 }
+
+
+def _pairs(count) -> str:
+    """``1 known pair``, ``64 known pairs``."""
+    return f"{figure(count)} known pair{'' if count == 1 else 's'}"
 
 
 SHADED = {
@@ -113,7 +119,8 @@ def _key_recovery(row: dict) -> tuple[str, str]:
     source = (
         f"{figure(row.get('n'))} ciphertext words"
         if row.get("pairs") is None
-        else f"{figure(row['pairs'])} known plaintext–ciphertext pairs, ties placed by ciphertext statistics"
+        else f"{_pairs(row['pairs']).replace('known pair', 'known plaintext–ciphertext pair')} "
+        f"({figure(row.get('n'))} ciphertext words), ties placed by ciphertext statistics"
     )
     detail = (
         f"bit positions placed correctly (mean over the key's permutations), from {source}; "
@@ -143,7 +150,7 @@ def _cell(row: dict | None, compact: bool = False) -> str:
     if not compact and row.get("attack"):
         detail += f" · {html.escape(str(row['attack']))}"
     if not compact and row.get("pairs") is not None:
-        detail += f" · {fmt(row['pairs'])} known pairs"
+        detail += f" · {html.escape(_pairs(row['pairs']))}"
     if not compact and row.get("single_class"):
         left_out = ", ".join(html.escape(str(name)) for name in row["single_class"])
         detail += f" · left out of the mean (one class among the users): {left_out}"
@@ -226,7 +233,10 @@ def _all_rows(rows: list[dict]) -> list[tuple]:
             if row["metric"] == "key_bits_recovered"
             else row["value"]
         )
-        attack = row["attack"] if row.get("pairs") is None else f"{row['attack']} ({row['pairs']} pairs)"
+        pairs = row.get("pairs")
+        attack = (
+            row["attack"] if pairs is None else f"{row['attack']} ({figure(pairs)} pair{'' if pairs == 1 else 's'})"
+        )
         lines.append(
             (
                 row["cipher"],
