@@ -254,3 +254,37 @@ def test_bench_compiled_rows_only_when_asked_and_named_for_the_kernel_that_ran(n
     ):
         assert rows[name]["kernel"] == "torch ops on cpu (torch.compile unavailable)", name
     assert rows["ChaChaPad, compiled device kernel (1/16 of the data)"]["extrapolated"]
+
+
+def test_odd_key_and_feature_files_are_one_line_errors(tmp_path, capsys, plain):
+    """A key file nested too deep, string pids and encrypted members declaring huge shapes: exit 2, one line."""
+    import io
+    import zipfile
+
+    path, _ = plain
+    key = tmp_path / "k.json"
+    run(capsys, "keygen", "--cipher", "chacha20", "--out", key)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for argv in (("inspect", deep), ("encrypt", "--key", deep, path, tmp_path / "o.npz")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "not a shufflebits key file" in err and err.count("\n") == 1, err
+    strings = tmp_path / "strings.npz"
+    np.savez(strings, accumulated_feature_array=np.zeros((2, 4), np.float32), pids=np.array(["a", "b"]))
+    code, _, err = run(capsys, "encrypt", "--key", key, strings, tmp_path / "o.npz")
+    assert code == 2 and "pids must be" in err and err.count("\n") == 1 and not (tmp_path / "o.npz").exists()
+    assert run(capsys, "encrypt", "--key", key, path, tmp_path / "e.npz")[0] == 0
+    huge = tmp_path / "huge.npz"  # members stored raw (as encrypt writes them), one declaring 2**40 words
+    with zipfile.ZipFile(tmp_path / "e.npz") as source, zipfile.ZipFile(huge, "w") as target:
+        for name in source.namelist():
+            blob = source.read(name)
+            if name == "ciphertext.npy":
+                header = {"descr": "<u4", "fortran_order": False, "shape": (2**20, 2**20)}
+                buffer = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buffer, header)
+                blob = buffer.getvalue() + bytes(64)
+            target.writestr(name, blob)
+    for argv in (("inspect", huge), ("decrypt", "--key", key, huge, tmp_path / "d.npz")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "cannot read" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "d.npz").exists()

@@ -15,7 +15,7 @@ from conftest import shared_file  # noqa: E402
 from shufflebits.ciphers import Sealed, cipher_names, generate_key, prf, save_key, spec  # noqa: E402
 from shufflebits.ciphers.onnx_ops import MIN_OPSET, append_cipher, exportable_names  # noqa: E402
 from shufflebits.cli import main  # noqa: E402
-from shufflebits.errors import ShuffleBitsError  # noqa: E402
+from shufflebits.errors import IntegrityError, ShuffleBitsError  # noqa: E402
 from shufflebits.models import build_extractor  # noqa: E402
 from shufflebits.models.export import export_encrypting_model  # noqa: E402
 from shufflebits.registry import create_cipher  # noqa: E402
@@ -137,7 +137,9 @@ def test_cli_export_and_serve_answer_ciphertext(tmp_path, capsys):
     assert "contains the key" in capsys.readouterr().err
     extractor = build_extractor(f"onnx:{out}")
     with BackgroundServer(create_app(extractor, "token")) as server:
-        answer = HttpBlackBox(server.url, "token").features(
+        with pytest.raises(IntegrityError, match="allow_untagged"):  # in-graph ciphertext carries no seal
+            HttpBlackBox(server.url, "token").features([np.full((*SIZE, 3), 100, dtype=np.uint8)])
+        answer = HttpBlackBox(server.url, "token", allow_untagged=True).features(
             [np.full((*SIZE, 3), 100 + k, dtype=np.uint8) for k in range(2)]
         )
     assert isinstance(answer, Sealed) and answer.cipher == "chacha20" and answer.nonces.shape == (2, 16)

@@ -57,3 +57,42 @@ def test_npy_files_must_be_2d_whatever_their_name(tmp_path):
         load_features(renamed)
     np.save(tmp_path / "ok.npy", np.ones((2, 3), np.float32))
     assert load_features(tmp_path / "ok.npy").features.shape == (2, 3)
+
+
+def _npy_declaring(shape: tuple[int, ...]) -> bytes:
+    """A .npy whose header declares ``shape`` of float32 but holds 64 bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(64)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_files_declaring_huge_shapes_are_one_line_errors(tmp_path, suffix):
+    import zipfile
+
+    path = tmp_path / f"huge{suffix}"
+    blob = _npy_declaring((10**12, 512))
+    if suffix == ".npy":
+        path.write_bytes(blob)
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("accumulated_feature_array.npy", blob)
+    with pytest.raises(ShuffleBitsError, match="cannot read feature file"):
+        load_features(path)
+
+
+def test_labels_and_paths_of_the_wrong_kind_are_one_line_errors(tmp_path):
+    feats = np.zeros((3, 2), np.float32)
+    np.savez(tmp_path / "s.npz", accumulated_feature_array=feats, pids=np.array(["a", "b", "c"]))
+    with pytest.raises(ShuffleBitsError, match="pids must be a 1-D array of integers"):
+        load_features(tmp_path / "s.npz")
+    np.savez(tmp_path / "f.npz", accumulated_feature_array=feats, camids=np.array([1.0, 2.5, 3.0]))
+    with pytest.raises(ShuffleBitsError, match="camids must be"):
+        load_features(tmp_path / "f.npz")
+    np.savez(tmp_path / "p.npz", accumulated_feature_array=feats, accumulated_image_file_paths=np.zeros((3, 2)))
+    with pytest.raises(ShuffleBitsError, match="1-D"):
+        load_features(tmp_path / "p.npz")
+    np.savez(tmp_path / "ok.npz", accumulated_feature_array=feats, pids=np.array([1.0, 2.0, 3.0]))
+    assert load_features(tmp_path / "ok.npz").pids.dtype == np.int64  # integral floats still read

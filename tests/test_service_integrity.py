@@ -232,3 +232,45 @@ def test_approximate_ciphers_serve_sealed_answers_and_refuse_non_finite_features
             f"{server.url}/v1/features", files=files, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
     assert answer.status_code == 500 and "cannot be encrypted" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("cipher_name", cipher_names(exact=True, authenticated=False, format_preserving=True))
+def test_the_client_refuses_answers_whose_seals_were_stripped(cipher_name):
+    """Over plain HTTP a relay can drop the seals, clear the flag and flip bit 31: the client must not hand that on."""
+    cipher = create_cipher(cipher_name)
+    images = make_images(ROWS, seed=23)
+    with BackgroundServer(create_app(FakeExtractor(), TOKEN, cipher)) as real:
+
+        async def stripping(scope, receive, send):
+            from fastapi.responses import JSONResponse
+            from starlette.requests import Request
+
+            request = Request(scope, receive)
+            headers = {key: value for key, value in request.headers.items() if key in ("authorization", "content-type")}
+            headers[REQUEST_ID_HEADER] = request.headers[REQUEST_ID_HEADER]
+            async with httpx.AsyncClient() as client:
+                body = await request.body()
+                answer = (await client.post(f"{real.url}/v1/features", content=body, headers=headers)).json()
+            words, nonces = rows_of(answer)
+            words = words.copy()
+            words[0, 0] ^= words.dtype.type(1 << (8 * words.dtype.itemsize - 1))
+            answer = with_rows(answer, words, nonces)
+            answer["encryption"]["seals"], answer["encryption"]["authenticated"] = [], False
+            await JSONResponse(answer)(scope, receive, send)
+
+        with BackgroundServer(stripping) as relay:
+            with HttpBlackBox(relay.url, TOKEN) as box, pytest.raises(IntegrityError, match="untagged"):
+                box.features(images)
+            with HttpBlackBox(relay.url, TOKEN, allow_untagged=True) as box:  # the caller's explicit choice
+                assert box.features(images).authenticated is False
+
+
+def test_the_client_reports_answers_nested_too_deep_in_one_line():
+    from starlette.responses import Response
+
+    async def deep(scope, receive, send):
+        await Response("[" * 100_000 + "]" * 100_000, media_type="application/json")(scope, receive, send)
+
+    with BackgroundServer(deep) as server, HttpBlackBox(server.url, TOKEN, retries=0) as box:
+        with pytest.raises(ShuffleBitsError, match="not JSON"):
+            box.features(make_images(1))

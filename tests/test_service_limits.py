@@ -235,3 +235,33 @@ def test_a_half_sent_body_is_answered_408_and_frees_its_slot():
             reply = client.recv(4096).decode(errors="replace")
             assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 10
         assert post(server.url, [encoded(noise(32, 16))]).status_code == 200
+
+
+def test_connections_that_never_finish_their_headers_are_closed():
+    """uvicorn alone keeps a half-sent request (or a silent connection) open for ever; a trickle must not help."""
+    with BackgroundServer(create_app(Recording(), TOKEN), header_timeout=0.5) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        silent = socket.create_connection((host, int(port)))
+        half = socket.create_connection((host, int(port)))
+        half.sendall(b"POST /v1/features HTTP/1.1\r\nHost: x\r\n")
+        trickle = socket.create_connection((host, int(port)))
+        started = time.monotonic()
+        for byte in b"GET /v1/health HTTP/1.1\r\nHost: x\r\n":  # one byte every 0.1 s: never done in 0.5 s
+            try:
+                trickle.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+        for connection in (silent, half, trickle):
+            connection.settimeout(5)
+            try:
+                assert connection.recv(100) == b""  # closed by the server, nothing answered
+            except ConnectionResetError:
+                pass
+            connection.close()
+        assert time.monotonic() - started < 5
+        # a client that keeps its connection between requests is still answered
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get("/v1/health").status_code == 200
+            time.sleep(0.2)
+            assert client.get("/v1/health").status_code == 200

@@ -82,13 +82,34 @@ def load_features(path: str | os.PathLike) -> FeatureFile:
                     "encrypted files need `shufflebits decrypt` first)"
                 )
             features = archive[FEATURES_KEY]
-            paths = [str(p) for p in archive[PATHS_KEY]] if PATHS_KEY in archive.files else [""] * len(features)
+            paths = archive[PATHS_KEY] if PATHS_KEY in archive.files else None
             pids = archive["pids"] if "pids" in archive.files else None
             camids = archive["camids"] if "camids" in archive.files else None
+    except MemoryError as error:  # a header can declare any shape; numpy allocates it before reading
+        raise ShuffleBitsError(
+            f"cannot read feature file {path}: it declares an array too large to load ({error})"
+        ) from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
         raise ShuffleBitsError(f"cannot read feature file {path}: {error}") from error
     _check_2d(path, features)
-    return FeatureFile(features, paths, pids, camids)
+    if paths is not None and paths.ndim != 1:
+        raise ShuffleBitsError(f"{path}: {PATHS_KEY} must be 1-D (one path per row), got shape {list(paths.shape)}")
+    paths = [str(p) for p in paths] if paths is not None else [""] * len(features)
+    return FeatureFile(features, paths, _labels(path, "pids", pids), _labels(path, "camids", camids))
+
+
+def _labels(path: Path, name: str, values: np.ndarray | None) -> np.ndarray | None:
+    """``pids`` / ``camids`` as 1-D int64; strings, objects or fractional values are refused in one line."""
+    if values is None:
+        return None
+    integral = values.dtype.kind in "iu" or (
+        values.dtype.kind == "f" and bool(np.all(np.isfinite(values))) and bool(np.all(values == np.round(values)))
+    )
+    if values.ndim != 1 or not integral:
+        raise ShuffleBitsError(
+            f"{path}: {name} must be a 1-D array of integers, got {values.dtype} of shape {list(values.shape)}"
+        )
+    return values.astype(np.int64)
 
 
 def _check_2d(path: Path, features: np.ndarray) -> None:

@@ -139,7 +139,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             raise ShuffleBitsError(f"{path} is not an encrypted shufflebits feature file")
         with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile) as error:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+        MemoryError,  # a member's .npy header declares a shape larger than memory
+        zipfile.BadZipFile,
+    ) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ShuffleBitsError(f"cannot read {path}: truncated or not an .npz file ({detail})") from error
     if "header" not in arrays or "tag" not in arrays:

@@ -128,8 +128,8 @@ def read_key_record(path: str | os.PathLike) -> dict:
         raise ShuffleBitsError(f"key file {path} does not exist")
     try:
         record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ShuffleBitsError(f"{path} is not a shufflebits key file ({error})") from error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:  # RecursionError: nested too deep
+        raise ShuffleBitsError(f"{path} is not a shufflebits key file ({str(error)[:80]})") from None
     if not isinstance(record, dict) or record.get("format") != KEY_FORMAT:
         raise ShuffleBitsError(f"{path} is not a shufflebits key file")
     if record.get("version") != KEY_VERSION:

@@ -5,7 +5,10 @@ answers are retried with exponential backoff (features are idempotent, so a
 repeated request is harmless); 4xx answers are the caller's mistake and are
 reported at once, never retried. Every answer must hold one row per image sent
 and the width of the first answer: a server that drops, adds or reshapes rows
-is reported, never silently combined.
+is reported, never silently combined. Encrypted answers must be sealed unless
+``allow_untagged=True`` (an exported model that encrypts in its own graph holds
+no MAC key): over plain HTTP, anything in between can strip the seals and flip
+bits, and the key holder's default ``decrypt`` accepts untagged ciphertext.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class HttpBlackBox:
         retries: int = 3,
         timeout: float = 60.0,
         backoff: float = 0.5,
+        *,
+        allow_untagged: bool = False,
     ):
         if batch_size < 1 or retries < 0 or timeout <= 0 or backoff < 0:
             raise ShuffleBitsError("batch_size and timeout must be positive, retries and backoff non-negative")
@@ -44,6 +49,7 @@ class HttpBlackBox:
         self.batch_size = batch_size
         self.retries = retries
         self.backoff = backoff
+        self.allow_untagged = allow_untagged
         self._client = httpx.Client(base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
     def __enter__(self) -> HttpBlackBox:
@@ -79,11 +85,17 @@ class HttpBlackBox:
         response = self._request("POST", "/v1/features", files=files, headers={REQUEST_ID_HEADER: request_id})
         try:
             body = response.json()
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
             raise ShuffleBitsError(f"{self.url} answered something that is not JSON") from error
         result = decode_result(body)
         if isinstance(body, dict) and body.get("version") is not None and body.get("response_id") != request_id:
             raise IntegrityError(f"{self.url} answered request {request_id} with the answer to another request")
+        if getattr(result, "authenticated", True) is False and not self.allow_untagged:  # plaintext has none
+            raise IntegrityError(
+                f"{self.url} answered untagged {result.cipher} ciphertext (authenticated=False): its seals were "
+                "stripped on the way, or the model encrypts in its own graph; pass allow_untagged=True to accept "
+                "raw ciphertext that cannot be checked for tampering"
+            )
         rows, width = (result.shape[0], result.shape[1]) if len(result.shape) == 2 else (None, None)
         if rows != len(files) or not width:
             raise ShuffleBitsError(
@@ -120,5 +132,5 @@ def _uploads(images: Sequence[ImageSource]) -> list:
 def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail", response.text))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return response.text[:200] or response.reason_phrase
