@@ -58,6 +58,12 @@ def main() -> None:
         revealed["curve"], revealed["success_curve"], top_k["curve"], top_k["success_curve"], strict=True
     ):
         print(f"  {n:>8} {figure(cosine):>8} {figure(ok):>9} {figure(k_cosine):>13} {figure(k_ok):>9}")
+    irreversible = rows["irreversibility_success"]
+    print(
+        f"irreversibility (ISO/IEC 30136, FMR {irreversible['fmr']}; {irreversible['enrolled']} enrolled): "
+        f"{irreversible['attack']} accepted {figure(irreversible['value'])} (chance {figure(irreversible['chance'])})"
+        f"; from revealed scores {figure(irreversible['reveal_scores_mode'])}"
+    )
     seconds = sum(results["leakage_seconds"]["ckks"].values())
     stage = results["stages"]["leakage"]
     computed = stage.get("computed", stage)  # a cached stage: the run that computed it

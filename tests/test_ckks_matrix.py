@@ -109,6 +109,24 @@ def test_score_reveal_curve_recovers_from_scores_not_from_top_k(rows):
     assert score_reveal_html([by_metric["reid_rank1_ciphertext"].as_dict()]) is None
 
 
+def test_irreversibility_judges_the_score_reveal_inversions_like_every_cipher(rows):
+    from shufflebits.attacks.iso30136 import inversion_success
+
+    by_metric, _, query, gallery = rows
+    row = by_metric["irreversibility_success"]
+    genuine = inversion_success(query.features, query, gallery)["success"]  # the true query as the "inversion"
+    assert row.details["fmr"] == 1e-3 and row.details["enrolled"] >= query.features.shape[1]
+    assert row.details["reveal_scores_mode"] >= genuine - 2 / len(query.features)  # d scores: recovered
+    assert row.value < row.details["reveal_scores_mode"] and row.chance < genuine
+
+
+def test_rows_repeat_bit_for_bit_with_the_seed(rows):
+    by_metric, _, _, _ = rows
+    attacker, query, gallery, _ = make_world(identities=60, per_id=4, d=24, size=(16, 8))
+    again, _ = ckks_rows("ckks", attacker, query, gallery, seed=0)
+    assert {row.metric: row.as_dict() for row in again} == {m: row.as_dict() for m, row in by_metric.items()}
+
+
 def test_the_readme_script_prints_every_ckks_row(rows, tmp_path):
     import json
     import subprocess
@@ -131,4 +149,5 @@ def test_the_readme_script_prints_every_ckks_row(rows, tmp_path):
     out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True).stdout
     reid = by_metric["reid_rank1_ciphertext"]
     assert f"rank-1 ckks {reid.value:.3f}" in out and "seconds in the leakage stage: 2.000 of 9.000" in out
-    assert len(out.splitlines()) == 11 + len(by_metric["score_reveal_cosine"].details["curve"])
+    assert len(out.splitlines()) == 12 + len(by_metric["score_reveal_cosine"].details["curve"])
+    assert "irreversibility (ISO/IEC 30136, FMR 0.001" in out

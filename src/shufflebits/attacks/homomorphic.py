@@ -20,6 +20,10 @@ run on subsamples, their sizes in each row:
   ``reid_rank1``: linking users by that view, query and gallery under key A.
 - ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
   from the key holder's revealed scores, and from its top-``TOP_K`` ids.
+- ``irreversibility_success``: those inversions (the most enrolled templates)
+  judged as every cipher's are (``iso30136.inversion_success``, FMR 1e-3): the
+  top-``TOP_K`` ones, what the default deployment releases; the revealed-score
+  ones in ``details``.
 
 Keys and encryption noise come from ``seed`` (``ckks.generate_key(seed=...)``, the
 insecure reproducible mode), so the rows repeat bit for bit.
@@ -46,7 +50,7 @@ from ..ciphers.ckks import (
 )
 from ..errors import ShuffleBitsError
 from ..reid import distance_matrix, evaluate, evaluate_ranking
-from .iso30136 import FMR, dsys
+from .iso30136 import FMR, dsys, inversion_success
 from .reconstruction_eval import rank1, rank1_chance
 from .scorereveal import inner_products, score_reveal_curve
 from .types import LabelledFeatures, LeakageRow
@@ -119,6 +123,31 @@ def _figures(order: np.ndarray, users: LabelledFeatures, gallery: LabelledFeatur
 def _mated(scores: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     same = q_pids[:, None] == g_pids[None, :]
     return scores[same], scores[~same]
+
+
+def _irreversibility(name: str, last: dict, users, gallery, enrolled: int, rng) -> LeakageRow:
+    """ISO/IEC 30136 irreversibility: the share of score-reveal inversions the plaintext system accepts as
+    their person (``iso30136.inversion_success``, FMR 1e-3), for what the default deployment releases (top-k
+    ids); the ``reveal_scores`` mode's inversions beside it. Chance: someone else's template."""
+    released = inversion_success(last["top_k"], users, gallery)
+    revealed = inversion_success(last["scores"], users, gallery)
+    chance = inversion_success(users.features[rng.permutation(len(users.features))], users, gallery)
+    return LeakageRow(
+        cipher=name,
+        attack=f"score-reveal on top-{TOP_K} ids",
+        metric="irreversibility_success",
+        value=released["success"],
+        chance=chance["success"],
+        n=len(users.features),
+        details={
+            "fmr": FMR,
+            "threshold": released["threshold"],
+            "enrolled": enrolled,
+            "inversions": {f"score-reveal on top-{TOP_K} ids": released["success"]},
+            "reveal_scores_mode": revealed["success"],
+            "n_gallery": len(gallery.features),
+        },
+    )
 
 
 def ckks_rows(
@@ -215,7 +244,8 @@ def ckks_rows(
     impostor = distance_matrix(q, g, "cosine")[users.pids[:, None] != gallery.pids[None, :]]
     threshold = 1.0 - float(np.quantile(impostor, FMR))
     inner = inner_products(release.scores, pooled) * scale**2  # a query longer than the largest template: scaled
-    curve = score_reveal_curve(enrolled, q, g, top_k=TOP_K, threshold=threshold, seed=seed, inner=inner)
+    last: dict = {}
+    curve = score_reveal_curve(enrolled, q, g, top_k=TOP_K, threshold=threshold, seed=seed, inner=inner, estimates=last)
     for metric, attack, cosine, success in (
         ("score_reveal_cosine", "score-reveal", "cosine", "success"),
         ("score_reveal_topk_cosine", f"score-reveal on top-{TOP_K} ids", "topk_cosine", "topk_success"),
@@ -238,6 +268,8 @@ def ckks_rows(
                 },
             )
         )
+
+    rows.append(_irreversibility(name, last, users, gallery, curve[-1]["n"], rng))
 
     own = take(attacker, np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER]))
     views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view)

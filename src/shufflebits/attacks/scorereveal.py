@@ -84,6 +84,7 @@ def score_reveal_curve(
     threshold: float | None = None,
     seed: int = 0,
     inner=None,
+    estimates: dict | None = None,
 ) -> list[dict]:
     """Per ``n`` enrolled attacker templates: recovered-vs-true cosine from scores and from top-k ids.
 
@@ -93,6 +94,8 @@ def score_reveal_curve(
     ``[gallery; attacker]`` as the key holder revealed them (CKKS scores through
     ``inner_products``); None: exact plaintext ones. With ``threshold`` (the
     victim's cosine similarity at FMR 1e-3), the fraction of recoveries accepted.
+    ``estimates``: a dict that receives the largest ``n``'s recovered templates
+    (``"scores"``, ``"top_k"``), for scoring them another way (irreversibility).
     """
     attacker, victim, gallery = (np.asarray(a, np.float64) for a in (attacker, victim, gallery))
     pool = np.concatenate([gallery, attacker])  # the attacker's templates join the users' gallery
@@ -122,6 +125,8 @@ def score_reveal_curve(
             row["success"] = success_rate(recovered, victim, threshold)
             row["topk_success"] = success_rate(guessed, victim, threshold)
         rows.append(row)
+        if estimates is not None:
+            estimates.update(scores=recovered, top_k=guessed)
     return rows
 
 
