@@ -147,7 +147,8 @@ def test_ckks_rows_and_their_chance_levels(matrix):
     result, _ = matrix
     rows = [r.as_dict() for r in result.rows if r.cipher == "ckks"]
     expected = {"reid_rank1_ciphertext", "reid_map_ciphertext", "renewability_rank1", "unlinkability_dsys"}
-    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | {"attr_bacc_mean", "attr_bacc", "reid_rank1"}
+    linking_rows = {"attr_bacc_mean", "attr_bacc", "reid_rank1", "irreversibility_success"}
+    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | linking_rows
     assert all(np.isfinite(r["chance"]) and 0 <= r["value"] <= 1 for r in rows)
     reid = _one(rows, "ckks", "reid_rank1_ciphertext")
     assert abs(reid["value"] - reid["plaintext_rank1"]) <= 0.005 and reid["score_error_max"] < 1e-3
@@ -162,6 +163,8 @@ def test_ckks_rows_and_their_chance_levels(matrix):
     revealed, top_k = _one(rows, "ckks", "score_reveal_cosine"), _one(rows, "ckks", "score_reveal_topk_cosine")
     assert revealed["curve"][-1] == [revealed["enrolled"], revealed["value"]] and revealed["value"] > 0.99  # n > d
     assert top_k["value"] < revealed["value"] and revealed["chance"] == top_k["chance"]
+    inverted = _one(rows, "ckks", "irreversibility_success")  # all d scores recover a template the system accepts
+    assert inverted["value"] <= inverted["reveal_scores_mode"] and inverted["fmr"] == 1e-3
     assert "encrypted matching, renewal, linkage, score reveal" in result.seconds["ckks"]
 
 
