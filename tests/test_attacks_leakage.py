@@ -22,6 +22,7 @@ METRICS = {"attr_bacc_mean", "attr_bacc", "key_bits_recovered", "reid_rank1", *R
 PROTECTION = {"reid_rank1_ciphertext", "reid_map_ciphertext", "known_pair_cosine", "ciphertext_only_cosine"}
 ISO = {"unlinkability_dsys", "renewability_rank1", "irreversibility_success"}
 SCORE_REVEAL = {"score_reveal_cosine", "score_reveal_topk_cosine"}
+LEARNED_AND_LOOKUP = ("nn-lookup", "recon-autoencoder")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_rows_follow_the_schema(matrix):
 def test_every_reconstruction_cell_holds_the_lookup_and_is_chosen_on_validation(matrix):
     result, _ = matrix
     rows = [row.as_dict() for row in result.rows]
-    for cipher in ("plaintext", *CIPHERS):
+    for cipher in ("plaintext", *CIPHERS, *(("ckks",) if installed("ckks") else ())):
         cells = [_one(rows, cipher, metric) for metric in sorted(RECON)]
         assert len({cell["attack"] for cell in cells}) == 1  # one reconstruction behind every figure of a cipher
         candidates = cells[0]["candidates"]
@@ -148,7 +149,7 @@ def test_ckks_rows_and_their_chance_levels(matrix):
     rows = [r.as_dict() for r in result.rows if r.cipher == "ckks"]
     expected = {"reid_rank1_ciphertext", "reid_map_ciphertext", "renewability_rank1", "unlinkability_dsys"}
     linking_rows = {"attr_bacc_mean", "attr_bacc", "reid_rank1", "irreversibility_success"}
-    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | linking_rows
+    assert {r["metric"] for r in rows} == expected | SCORE_REVEAL | linking_rows | RECON
     assert all(np.isfinite(r["chance"]) and 0 <= r["value"] <= 1 for r in rows)
     reid = _one(rows, "ckks", "reid_rank1_ciphertext")
     assert abs(reid["value"] - reid["plaintext_rank1"]) <= 0.005 and reid["score_error_max"] < 1e-3
@@ -163,6 +164,10 @@ def test_ckks_rows_and_their_chance_levels(matrix):
     revealed, top_k = _one(rows, "ckks", "score_reveal_cosine"), _one(rows, "ckks", "score_reveal_topk_cosine")
     assert revealed["curve"][-1] == [revealed["enrolled"], revealed["value"]] and revealed["value"] > 0.99  # n > d
     assert top_k["value"] < revealed["value"] and revealed["chance"] == top_k["chance"]
+    recon = {metric: _one(rows, "ckks", metric) for metric in RECON}  # decoders on the attacker's own coefficients
+    assert {cell["attack"] for cell in recon.values()} < {f"same-key-coefficients+{a}" for a in LEARNED_AND_LOOKUP}
+    distance, plain = recon["recon_cosine_distance"], _one(result, "plaintext", "recon_cosine_distance")
+    assert distance["value"] >= distance["chance"] - 0.05 > plain["value"] and recon["recon_rank1"]["n"] == reid["n"]
     inverted = _one(rows, "ckks", "irreversibility_success")  # all d scores recover a template the system accepts
     assert inverted["value"] <= inverted["reveal_scores_mode"] and inverted["fmr"] == 1e-3
     assert "encrypted matching, renewal, linkage, score reveal" in result.seconds["ckks"]

@@ -15,8 +15,9 @@ run on subsamples, their sizes in each row:
   each template is encrypted alone (one ciphertext per template, its values in
   the real slots: the most an adversary could get), query under A, gallery under B,
   compared by the cosine of ``coefficient_view``.
-- attribute inference (``leakage._Matrix.homomorphic``): same-key learning on
-  ``coefficient_view`` of the attacker's own templates under the users' key;
+- attribute inference and reconstruction (``leakage._Matrix.homomorphic``):
+  same-key learning on ``coefficient_view`` of the attacker's own templates under
+  the users' key (``CkksViews.key``: the encrypting black box);
   ``reid_rank1``: linking users by that view, query and gallery under key A.
 - ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
   from the key holder's revealed scores, and from its top-``TOP_K`` ids.
@@ -66,16 +67,21 @@ TOP_K = 5  # ids the key holder releases in the top-k score-reveal row
 
 @dataclass(frozen=True)
 class CkksViews:
-    """What same-key learning sees: ``coefficient_view`` of the attacker's templates and of the sampled users."""
+    """What same-key learning sees: ``coefficient_view`` of the attacker's templates and of the sampled users.
+
+    ``key`` is the users' key, used only as the encrypting black box is: to
+    encrypt more of the attacker's own templates (``coefficient_view``).
+    """
 
     attacker: LabelledFeatures
     attacker_view: np.ndarray
-    users: LabelledFeatures
+    users: LabelledFeatures  # the sampled queries, with their images where the query set has them
     users_view: np.ndarray
+    key: CkksKey
 
 
 def take(features: LabelledFeatures, rows: np.ndarray) -> LabelledFeatures:
-    """The labelled rows ``rows`` of ``features`` (no images)."""
+    """The labelled rows ``rows`` of ``features``, with their images if it has them."""
     return LabelledFeatures(
         features=features.features[rows],
         labels=features.labels[rows],
@@ -83,6 +89,7 @@ def take(features: LabelledFeatures, rows: np.ndarray) -> LabelledFeatures:
         num_classes=features.num_classes,
         pids=features.pids[rows],
         camids=features.camids[rows],
+        images=None if features.images is None else features.images[rows],
     )
 
 
@@ -272,7 +279,7 @@ def ckks_rows(
     rows.append(_irreversibility(name, last, users, gallery, curve[-1]["n"], rng))
 
     own = take(attacker, np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER]))
-    views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view)
+    views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view, first.key)
     same_key = coefficient_view(first.key, linked_gallery.features)
     null = rank1_chance(users_view, same_key, users, linked_gallery, seed)
     rows.append(

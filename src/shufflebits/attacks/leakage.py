@@ -26,7 +26,7 @@ from ..errors import ShuffleBitsError
 from ..registry import create_attack
 from ..runtime import blas_threads, torch_threads
 from .attribute import AttributeInference, validation_score
-from .homomorphic import ckks_rows
+from .homomorphic import CkksViews, ckks_rows, coefficient_view
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
@@ -43,6 +43,8 @@ SELECTED_BY_VALIDATION = "validation"  # details["selected_by"]: best of the can
 ONLY_ATTACK = "only attack"  # one candidate: nothing was chosen
 RANK1_SHUFFLES = 200  # query shuffles behind each rank-1 chance level and its interval
 PIXEL_PROBE_SIZE = (32, 16)  # (H, W): enough for colours, sleeves and accessories, small enough for an MLP
+CKKS_RECON_TRAIN = 1000  # attacker training templates encrypted one per ciphertext (about 10 ms each) to fit decoders
+CKKS_RECON_VALIDATION = 256  # and held-out ones, to choose between them
 
 
 def pixels(images: np.ndarray) -> np.ndarray:
@@ -149,11 +151,16 @@ class _Matrix:
     def reconstructor(self, variant: str, view: str | None = None) -> Reconstructor:
         return clone(self.templates[f"recon-{variant}"]).set_params(view=view)
 
-    def fit_reconstruction(self, name: str, view: str | None, X_attacker):
-        """A reconstruction attack (``nn-lookup`` or a decoder variant) fitted on the attacker's training identities."""
+    def fit_reconstruction(self, name: str, view: str | None, X_attacker, train: np.ndarray | None = None):
+        """A reconstruction attack (``nn-lookup`` or a decoder variant) fitted on the attacker's training identities.
+
+        ``X_attacker`` has a row per attacker image, or, with ``train``, one per
+        attacker row listed there (a subsample of ``recon_train``).
+        """
         model = clone(self.templates["nn-lookup"]) if name == "nn-lookup" else self.reconstructor(name)
-        train = self.recon_train
-        return model.set_params(view=view).fit(X_attacker[train], self.attacker.images[train])
+        if train is None:
+            X_attacker, train = X_attacker[self.recon_train], self.recon_train
+        return model.set_params(view=view).fit(X_attacker, self.attacker.images[train])
 
     def fit_attribute(self, config: str, view: str | None, X_attacker, hidden: int | None = None) -> AttributeInference:
         a = self.attacker
@@ -226,14 +233,20 @@ class _Matrix:
         """The pixel probe's attribute predictions for images (reconstructions, judged as the paper does)."""
         return self.pixel_model.predict(pixels(images))
 
-    def add_reconstruction_rows(self, cipher: str, candidates: dict[str, Candidate], attribute_model) -> None:
-        """The validation-chosen reconstruction's rows (``reconstruction_cells``) and every candidate's grid."""
+    def add_reconstruction_rows(
+        self, cipher: str, candidates: dict[str, Candidate], attribute_model, validation_rows=None, query=None
+    ) -> None:
+        """The validation-chosen reconstruction's rows (``reconstruction_cells``) and every candidate's grid.
+
+        ``validation_rows`` and ``query`` default to the attacker's whole held-out
+        split and every user query; a cipher attacked on subsamples passes its own.
+        """
         rows, grids = reconstruction_rows(
             cipher,
             candidates,
             attacker=self.attacker,
-            validation_rows=self.recon_validation,
-            query=self.query,
+            validation_rows=self.recon_validation if validation_rows is None else validation_rows,
+            query=self.query if query is None else query,
             gallery=self.gallery,
             embed=self.embed,
             attribute_model=attribute_model,
@@ -415,7 +428,7 @@ class _Matrix:
         with self.timed(name, "reconstruction rows"):
             self.add_reconstruction_rows(name, candidates, plain_model)
 
-    def homomorphic(self, name: str) -> None:
+    def homomorphic(self, name: str, plain_model: AttributeInference) -> None:
         """A homomorphic scheme (``attacks.homomorphic``): its rows, and same-key learning on its ciphertexts."""
         with self.timed(name, "encrypted matching, renewal, linkage, score reveal"):
             rows, views = ckks_rows(name, self.attacker, self.query, self.gallery, self.seed)
@@ -432,6 +445,29 @@ class _Matrix:
             candidates = {"same-key-coefficients": (model.validation_score_, model.predict(views.users_view))}
         with self.timed(name, "attribute rows"):
             self.add_attribute_rows(name, candidates, views.users)
+        if self.can_reconstruct:
+            self.homomorphic_reconstruction(name, views, plain_model)
+
+    def homomorphic_reconstruction(self, name: str, views: CkksViews, plain_model: AttributeInference) -> None:
+        """Same-key reconstruction: decoders fitted on the coefficients of the attacker's own templates.
+
+        Subsamples of the attacker's training and held-out identities are
+        encrypted one template per ciphertext under the users' key (as the
+        black box would); the users are the sampled queries of ``views``.
+        """
+        rng = np.random.default_rng(self.seed)
+        train = np.sort(rng.permutation(self.recon_train)[:CKKS_RECON_TRAIN])
+        val = np.sort(rng.permutation(self.recon_validation)[:CKKS_RECON_VALIDATION])
+        with self.timed(name, "coefficients for reconstruction"):
+            X_train, X_val = (coefficient_view(views.key, self.attacker.features[rows]) for rows in (train, val))
+        candidates = {}
+        for variant in ("nn-lookup", "autoencoder"):
+            attack = f"same-key-coefficients+{_attack_name(variant)}"
+            with self.timed(name, f"fit {attack}"):
+                model = self.fit_reconstruction(variant, None, X_train, train=train)
+            candidates[attack] = Candidate(model, X_val, views.users_view)
+        with self.timed(name, "reconstruction rows"):
+            self.add_reconstruction_rows(name, candidates, plain_model, validation_rows=val, query=views.users)
 
     def key_recovery(self, name, cipher, A, Q, U, plain_model, candidates, estimates):
         """Ciphertext-only key recovery where the catalogue's ``permutation`` allows it; returns its ``decrypt``."""
@@ -561,7 +597,7 @@ def leakage_matrix(
                     matrix.pixel_probe()
                 plain_model, decoders = matrix.plaintext()
             elif spec(step).homomorphic:
-                matrix.homomorphic(step)
+                matrix.homomorphic(step, plain_model)
             else:
                 matrix.cipher(step, plain_model, decoders)
     return LeakageResult(rows=tuple(matrix.rows), grids=matrix.grids, seconds=matrix.seconds)
