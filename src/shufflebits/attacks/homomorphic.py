@@ -17,7 +17,7 @@ run on subsamples, their sizes in each row:
   compared by the cosine of ``coefficient_view``.
 - attribute inference and reconstruction (``leakage._Matrix.homomorphic``):
   same-key learning on ``coefficient_view`` of the attacker's own templates under
-  the users' key (``CkksViews.key``: the encrypting black box);
+  the users' key (the encrypting black box);
   ``reid_rank1``: linking users by that view, query and gallery under key A.
 - ``score_reveal_cosine`` / ``score_reveal_topk_cosine``: ``attacks.scorereveal``
   from the key holder's revealed scores, and from its top-``TOP_K`` ids.
@@ -67,17 +67,13 @@ TOP_K = 5  # ids the key holder releases in the top-k score-reveal row
 
 @dataclass(frozen=True)
 class CkksViews:
-    """What same-key learning sees: ``coefficient_view`` of the attacker's templates and of the sampled users.
-
-    ``key`` is the users' key, used only as the encrypting black box is: to
-    encrypt more of the attacker's own templates (``coefficient_view``).
-    """
+    """What same-key learning sees: ``coefficient_view`` of the attacker's templates and of the sampled users."""
 
     attacker: LabelledFeatures
+    attacker_rows: np.ndarray  # the rows of the attacker's set that ``attacker`` holds, in order
     attacker_view: np.ndarray
     users: LabelledFeatures  # the sampled queries, with their images where the query set has them
     users_view: np.ndarray
-    key: CkksKey
 
 
 def take(features: LabelledFeatures, rows: np.ndarray) -> LabelledFeatures:
@@ -278,8 +274,9 @@ def ckks_rows(
 
     rows.append(_irreversibility(name, last, users, gallery, curve[-1]["n"], rng))
 
-    own = take(attacker, np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER]))
-    views = CkksViews(own, coefficient_view(first.key, own.features), users, users_view, first.key)
+    own_rows = np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER])
+    own = take(attacker, own_rows)
+    views = CkksViews(own, own_rows, coefficient_view(first.key, own.features), users, users_view)
     same_key = coefficient_view(first.key, linked_gallery.features)
     null = rank1_chance(users_view, same_key, users, linked_gallery, seed)
     rows.append(

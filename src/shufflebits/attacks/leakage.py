@@ -26,7 +26,7 @@ from ..errors import ShuffleBitsError
 from ..registry import create_attack
 from ..runtime import blas_threads, torch_threads
 from .attribute import AttributeInference, validation_score
-from .homomorphic import CkksViews, ckks_rows, coefficient_view
+from .homomorphic import CkksViews, ckks_rows
 from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
@@ -43,8 +43,6 @@ SELECTED_BY_VALIDATION = "validation"  # details["selected_by"]: best of the can
 ONLY_ATTACK = "only attack"  # one candidate: nothing was chosen
 RANK1_SHUFFLES = 200  # query shuffles behind each rank-1 chance level and its interval
 PIXEL_PROBE_SIZE = (32, 16)  # (H, W): enough for colours, sleeves and accessories, small enough for an MLP
-CKKS_RECON_TRAIN = 1000  # attacker training templates encrypted one per ciphertext (about 10 ms each) to fit decoders
-CKKS_RECON_VALIDATION = 256  # and held-out ones, to choose between them
 
 
 def pixels(images: np.ndarray) -> np.ndarray:
@@ -451,23 +449,23 @@ class _Matrix:
     def homomorphic_reconstruction(self, name: str, views: CkksViews, plain_model: AttributeInference) -> None:
         """Same-key reconstruction: decoders fitted on the coefficients of the attacker's own templates.
 
-        Subsamples of the attacker's training and held-out identities are
-        encrypted one template per ciphertext under the users' key (as the
-        black box would); the users are the sampled queries of ``views``.
+        The templates ``views`` encrypted for same-key learning are split as every
+        reconstruction's are (training identities fit, held-out ones choose); the
+        users are the sampled queries of ``views``. Without both halves there is
+        nothing to fit or choose with, and no rows.
         """
-        rng = np.random.default_rng(self.seed)
-        train = np.sort(rng.permutation(self.recon_train)[:CKKS_RECON_TRAIN])
-        val = np.sort(rng.permutation(self.recon_validation)[:CKKS_RECON_VALIDATION])
-        with self.timed(name, "coefficients for reconstruction"):
-            X_train, X_val = (coefficient_view(views.key, self.attacker.features[rows]) for rows in (train, val))
+        rows = views.attacker_rows
+        fit, held_out = np.isin(rows, self.recon_train), np.isin(rows, self.recon_validation)
+        if not (fit.any() and held_out.any()):
+            return
         candidates = {}
         for variant in ("nn-lookup", "autoencoder"):
             attack = f"same-key-coefficients+{_attack_name(variant)}"
             with self.timed(name, f"fit {attack}"):
-                model = self.fit_reconstruction(variant, None, X_train, train=train)
-            candidates[attack] = Candidate(model, X_val, views.users_view)
+                model = self.fit_reconstruction(variant, None, views.attacker_view[fit], train=rows[fit])
+            candidates[attack] = Candidate(model, views.attacker_view[held_out], views.users_view)
         with self.timed(name, "reconstruction rows"):
-            self.add_reconstruction_rows(name, candidates, plain_model, validation_rows=val, query=views.users)
+            self.add_reconstruction_rows(name, candidates, plain_model, rows[held_out], views.users)
 
     def key_recovery(self, name, cipher, A, Q, U, plain_model, candidates, estimates):
         """Ciphertext-only key recovery where the catalogue's ``permutation`` allows it; returns its ``decrypt``."""
