@@ -28,6 +28,28 @@ def test_each_shuffle_scores_as_reid_evaluate_does(users):
     assert shuffled_rank1(query.features, gallery.features, query, gallery, seed=3, n_shuffles=20) == null["chance"]
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_map_chance_is_reid_evaluate_on_the_same_shuffles(users, metric):
+    from shufflebits.attacks.protection import ciphertext_reid_rows, map_chance
+    from shufflebits.reid import evaluate
+
+    query, gallery = users
+    qf, gf = query.features, gallery.features
+    null = map_chance(qf, gf, metric, query, gallery, seed=5, n_shuffles=12)
+    rng = np.random.default_rng(5)
+    expected = [
+        evaluate(qf[rng.permutation(len(qf))], gf, query.pids, gallery.pids, query.camids, gallery.camids, metric)[
+            "mAP"
+        ]
+        for _ in range(12)
+    ]
+    assert null["chance"] == pytest.approx(np.mean(expected), abs=1e-12) and null["shuffles"] == 12
+    assert null["chance_ci"] == pytest.approx(list(np.percentile(expected, [2.5, 97.5])), abs=1e-12)
+    _, map_row = ciphertext_reid_rows("plaintext", qf, gf, metric, query, gallery, seed=5)
+    assert map_row.chance == map_chance(qf, gf, metric, query, gallery, seed=5)["chance"]
+    assert map_row.details["chance_ci"][1] < map_row.value  # informative features: above the interval
+
+
 def test_informative_features_sit_above_the_interval_and_noise_inside(users):
     query, gallery = users
     null = rank1_chance(query.features, gallery.features, query, gallery, n_shuffles=200)

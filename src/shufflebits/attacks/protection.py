@@ -7,7 +7,8 @@ Which attack applies is the catalogue's call: a ``matchable`` cipher's
 - ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``: re-ID with the scheme's
   own comparison on ciphertexts (plaintext: Euclidean on the features), chance
   = the same with the query templates handed to the wrong people (rank-1: the
-  mean over ``RANK1_SHUFFLES`` shuffles, with its interval and p-value; mAP: one shuffle).
+  mean over ``RANK1_SHUFFLES`` shuffles, with its interval and p-value; mAP: the
+  mean over ``MAP_SHUFFLES``, with its interval).
 - ``known_pair_cosine``: mean cosine of the users' inverted query templates to
   the truth after fitting on the attacker's largest number of pairs;
   ``details["pairs_used"]`` is that number and ``details["curve"]`` has
@@ -28,7 +29,7 @@ from ..ciphers.catalogue import spec
 from ..ciphers.dcpe import SHUFFLE_MODE
 from ..ciphers.matching import match_view
 from ..registry import create_attack
-from ..reid import evaluate
+from ..reid import distance_matrix, evaluate, evaluate_ranking
 from . import iso30136
 from .reconstruction_eval import rank1_chance
 from .searchable import mean_cosine
@@ -39,6 +40,7 @@ CIPHERTEXT_ONLY = {"rotation": "align-procrustes", "dcpe": "align-moments"}
 PAIR_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 CIPHERTEXT_COUNTS = (100, 1000, 10_000, 100_000)
 RANK1_SHUFFLES = 200  # query shuffles behind a rank-1 chance level (a single shuffle's rank-1 is often 0)
+MAP_SHUFFLES = 20  # behind a mAP chance level: an average over every query already, and each shuffle costs a full pass
 
 
 def _counts(grid: tuple[int, ...], available: int, also: int | None = None) -> list[int]:
@@ -56,8 +58,8 @@ def ciphertext_reid_rows(cipher: str, qf, gf, metric: str, query, gallery, seed:
         return evaluate(features, gf, query.pids, gallery.pids, query.camids, gallery.camids, metric=metric)
 
     real = figures(qf)
-    chance = figures(np.asarray(qf)[np.random.default_rng(seed).permutation(len(qf))])
     null = rank1_chance(qf, gf, query, gallery, seed, metric, n_shuffles=RANK1_SHUFFLES)  # one shuffle is often 0
+    map_null = map_chance(qf, gf, metric, query, gallery, seed)
     attack = "scheme-comparison" if cipher != "plaintext" else "features"
     common = dict(cipher=cipher, attack=attack, n=len(qf))
     return [
@@ -71,11 +73,32 @@ def ciphertext_reid_rows(cipher: str, qf, gf, metric: str, query, gallery, seed:
         LeakageRow(
             metric="reid_map_ciphertext",
             value=real["mAP"],
-            chance=chance["mAP"],
-            details={"comparison": metric},
+            chance=map_null.pop("chance"),
+            details={**map_null, "comparison": metric},
             **common,
         ),
     ]
+
+
+def map_chance(qf, gf, metric: str, query, gallery, seed: int, n_shuffles: int = MAP_SHUFFLES) -> dict:
+    """mAP of the query rankings handed to the wrong people, ``n_shuffles`` times: the mean and 95% interval.
+
+    One ranking per query (ties broken by gallery order, as ``evaluate``);
+    each shuffle reassigns the rankings to the queries' identities and cameras.
+    """
+    distances = distance_matrix(np.asarray(qf, np.float64), np.asarray(gf, np.float64), metric)
+    order = np.argsort(distances, axis=1, kind="stable")
+    rng = np.random.default_rng(seed)
+    null = np.array(
+        [
+            evaluate_ranking(
+                order[rng.permutation(len(order))], query.pids, gallery.pids, query.camids, gallery.camids
+            )["mAP"]
+            for _ in range(n_shuffles)
+        ]
+    )
+    lo, hi = np.percentile(null, [2.5, 97.5])
+    return {"chance": float(null.mean()), "chance_ci": [float(lo), float(hi)], "shuffles": int(n_shuffles)}
 
 
 def searchable_rows(name: str, sealed_attacker, sealed_query, sealed_gallery, attacker, query, gallery, seed: int):
