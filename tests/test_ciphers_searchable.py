@@ -260,10 +260,11 @@ def test_files_empty_arrays_and_wrong_keys(tmp_path, name):
 
 
 def test_cost_rows_cover_every_cipher_with_its_storage_and_comparison():
-    from shufflebits.ciphers.cost import DIM, cost_lines, cost_rows
+    from shufflebits.ciphers.cost import CKKS_ENCRYPTED_QUERY, DIM, cost_lines, cost_rows
 
     rows = cost_rows(gallery=64, repeats=2)
     he = [name for name in cipher_names(homomorphic=True) if installed(name)]  # the optional `he` extra
+    he += [CKKS_ENCRYPTED_QUERY] if "ckks" in he else []
     assert [row["cipher"] for row in rows] == ["plaintext", *cipher_names(homomorphic=False), *he]
     by_name = {row["cipher"]: row for row in rows}
     for name in cipher_names(homomorphic=False):
@@ -273,6 +274,10 @@ def test_cost_rows_cover_every_cipher_with_its_storage_and_comparison():
         assert by_name[name]["comparison"].endswith("on ciphertexts") == record.matchable
         assert all(by_name[name][k] > 0 for k in ("encrypt_us_per_vector", "compare_1to1_us", "search_1toN_ms"))
     assert by_name["plaintext"]["bytes_per_vector"] == DIM * 4
+    if CKKS_ENCRYPTED_QUERY in by_name:  # 257 full ciphertexts per 512-d query: 2 polynomials of N 8-byte words
+        full = -(-(DIM + 1) // 2) * 2 * 8192 * 8
+        assert 0.9 * full < by_name[CKKS_ENCRYPTED_QUERY]["bytes_per_vector"] < 1.01 * full
+        assert all(by_name[CKKS_ENCRYPTED_QUERY][k] > 0 for k in ("encrypt_us_one", "search_1toN_ms"))
     assert all(row["batch"] == 64 and row["gallery"] == 64 for row in rows)  # a smaller gallery is its own batch
     lines = cost_lines(rows)
     assert len(lines) == len(rows) + 2 and "1:N over 64 512-d templates" in lines[-1]

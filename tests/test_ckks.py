@@ -142,6 +142,21 @@ def test_encrypted_query_scores_equal_plaintext_query(key, data):
     np.testing.assert_allclose(hidden, plain, atol=1e-3)
 
 
+def test_an_encrypted_query_scores_only_the_gallery_scale_it_was_made_for(key, data):
+    query, _, gallery, _ = data
+    small, large = ckks.encrypt_gallery(key, gallery[:5]), ckks.encrypt_gallery(key, 3 * gallery[:5])
+    hidden = ckks.encrypt_query(key, small, query[:1])
+    assert hidden.norm_scale == small.norm_scale != large.norm_scale
+    with pytest.raises(InvalidInputError, match="norm scale"):
+        ckks.score(large, hidden)
+    with pytest.raises(InvalidInputError, match="query of zeros"):
+        ckks.encrypt_query(key, small, np.zeros((1, DIM)))
+    plain = ckks.KeyHolder(key).decrypt(ckks.score(small, query[:2]))
+    for bad in ({"top_k": 0}, {"top_k": 1.5}, {"top_k": True}, {"threshold": float("nan")}):
+        with pytest.raises(InvalidInputError):
+            ckks.release_from(plain, **bad)
+
+
 def test_one_line_errors(key, data, tmp_path):
     query, _, gallery, _ = data
     encrypted = ckks.encrypt_gallery(key, gallery[:5])

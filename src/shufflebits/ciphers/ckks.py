@@ -40,7 +40,8 @@ products are summed and decrypted without relinearisation, at the same scale.
 It costs ``ceil((d + 1) / 2)`` full ciphertexts per query (``N * 16`` bytes each).
 
 Raw scores reveal the query (``attacks.scorereveal``): the key holder releases
-only top-k gallery rows by default; ``reveal_scores=True`` is the attack's mode.
+only the top ``TOP_K`` gallery rows by default, optionally only those whose score
+passes a threshold; ``reveal_scores=True`` is the attack's mode.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ POLY_DEGREE = 8192
 PRIMES = (60, 60)
 SCALE_BITS = 26
 METRICS = ("euclidean", "cosine")
+TOP_K = 1  # gallery rows a key holder releases per query unless told otherwise
 _FINGERPRINT_LABEL = b"shufflebits/ckks/fingerprint\0"
 _SEEDED_LABEL = b"shufflebits/ckks/insecure-seeded/"
 
@@ -295,12 +297,26 @@ def encrypt_gallery(key: CkksKey, features, metric: str = "euclidean") -> CkksGa
 
 @dataclass(frozen=True, eq=False)
 class EncryptedQuery:
-    """Query weights encrypted by the key holder, one replicated ciphertext each (``encrypt_query``)."""
+    """Query weights encrypted by the key holder, one replicated ciphertext each (``encrypt_query``).
 
-    weights: tuple[tuple[bytes, ...], ...]  # per query: one ciphertext per gallery column
+    ``norm_scale`` is the gallery's: the weights are scaled by it, so the query
+    scores only galleries of that scale.
+    """
+
+    weights: tuple[tuple[bytes, ...], ...]  # per query: one ciphertext per complex gallery column
     dim: int
     metric: str
     key_fingerprint: str
+    norm_scale: float
+    poly_degree: int
+
+    @property
+    def count(self) -> int:
+        return len(self.weights)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(ct) for row in self.weights for ct in row)
 
 
 def _weights(query: np.ndarray, metric: str) -> np.ndarray:
@@ -317,7 +333,7 @@ def encrypt_query(key: CkksKey, gallery: CkksGallery, query) -> EncryptedQuery:
     """Encrypt query features for ``gallery`` (the key holder does this; the matcher never sees them)."""
     if key.fingerprint != gallery.key_fingerprint:
         raise WrongKeyError("this CKKS key did not encrypt the gallery: its query could not be compared")
-    q = _features("query features", query, gallery.dim)
+    q = _nonzero(_features("query features", query, gallery.dim))
     scale = 1.0 if gallery.metric == "cosine" else gallery.norm_scale
     weights = np.conj(_paired(_weights(q / scale, gallery.metric)))
     return EncryptedQuery(
@@ -325,7 +341,34 @@ def encrypt_query(key: CkksKey, gallery: CkksGallery, query) -> EncryptedQuery:
         gallery.dim,
         gallery.metric,
         key.fingerprint,
+        gallery.norm_scale,
+        gallery.poly_degree,
     )
+
+
+def _nonzero(q: np.ndarray) -> np.ndarray:
+    if (np.linalg.norm(q, axis=1) == 0).any():
+        raise InvalidInputError("a query of zeros has no similarity to rank by")
+    return q
+
+
+def comparable(gallery: CkksGallery, query: EncryptedQuery) -> None:
+    """Refuse, in one line, an encrypted query that ``gallery``'s ciphertexts cannot be scored against."""
+    if query.key_fingerprint != gallery.key_fingerprint:
+        raise InvalidInputError(
+            f"query and gallery were encrypted under different CKKS keys ({query.key_fingerprint[:16]}… vs "
+            f"{gallery.key_fingerprint[:16]}…): their ciphertexts cannot be compared"
+        )
+    if (query.dim, query.metric, query.poly_degree) != (gallery.dim, gallery.metric, gallery.poly_degree):
+        raise InvalidInputError(
+            f"the encrypted query is {query.metric} {query.dim}-d at N = {query.poly_degree}, the gallery "
+            f"{gallery.metric} {gallery.dim}-d at N = {gallery.poly_degree}"
+        )
+    if query.norm_scale != gallery.norm_scale:
+        raise InvalidInputError(
+            f"the query was encrypted for a gallery of norm scale {query.norm_scale:g}, not this one "
+            f"({gallery.norm_scale:g}): encrypt it again for this gallery"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,22 +408,12 @@ def score(gallery: CkksGallery, query) -> EncryptedScores:
     evaluator = seal.Evaluator(context)
     groups = gallery.ciphertexts()
     if isinstance(query, EncryptedQuery):
-        if query.key_fingerprint != gallery.key_fingerprint:
-            raise InvalidInputError(
-                f"query and gallery were encrypted under different CKKS keys ({query.key_fingerprint[:16]}… vs "
-                f"{gallery.key_fingerprint[:16]}…): their ciphertexts cannot be compared"
-            )
-        if query.dim != gallery.dim or query.metric != gallery.metric:
-            raise InvalidInputError(
-                f"the encrypted query is {query.metric} {query.dim}-d, the gallery {gallery.metric} {gallery.dim}-d"
-            )
+        comparable(gallery, query)
         rows = [[from_bytes("Ciphertext", context, ct) for ct in row] for row in query.weights]
         multiply = evaluator.multiply
     else:
-        q = _features("query features", query, gallery.dim)
+        q = _nonzero(_features("query features", query, gallery.dim))
         scale = 1.0 if gallery.metric == "cosine" else gallery.norm_scale
-        if (np.linalg.norm(q, axis=1) == 0).any():
-            raise InvalidInputError("a query of zeros has no similarity to rank by")
         parms_id = groups[0][0].parms_id()
         weights = np.conj(_paired(_weights(q / scale, gallery.metric)))
         rows = [_plain_constants(row, parms_id, gallery.poly_degree) for row in weights]
@@ -440,16 +473,25 @@ class KeyHolder:
         return np.asarray(self._encoder.decode_complex(plain)).real
 
     def release(
-        self, scores: EncryptedScores, top_k: int = 1, threshold: float | None = None, reveal_scores: bool = False
+        self, scores: EncryptedScores, top_k: int = TOP_K, threshold: float | None = None, reveal_scores: bool = False
     ) -> Release:
-        """The ``top_k`` best gallery rows per query (those above ``threshold``, if given; -1 pads)."""
-        if not 1 <= top_k:
-            raise InvalidInputError(f"top_k must be at least 1, got {top_k}")
-        plain = self.decrypt(scores)
-        order = np.argsort(-plain, axis=1, kind="stable")[:, :top_k]
-        if threshold is not None:
-            order = np.where(np.take_along_axis(plain, order, axis=1) >= threshold, order, -1)
-        return Release(order.astype(np.int64), plain if reveal_scores else None)
+        """The ``top_k`` best gallery rows per query (those scoring at least ``threshold``, if given; -1 pads)."""
+        return release_from(self.decrypt(scores), top_k, threshold, reveal_scores)
+
+
+def release_from(
+    plain: np.ndarray, top_k: int = TOP_K, threshold: float | None = None, reveal_scores: bool = False
+) -> Release:
+    """``KeyHolder.release`` on scores it has already decrypted (one decryption for its own figures and the
+    release)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise InvalidInputError(f"top_k must be an integer of at least 1, got {top_k!r}")
+    if threshold is not None and not np.isfinite(threshold):
+        raise InvalidInputError(f"a release threshold must be finite, got {threshold!r}")
+    order = np.argsort(-plain, axis=1, kind="stable")[:, :top_k]
+    if threshold is not None:
+        order = np.where(np.take_along_axis(plain, order, axis=1) >= threshold, order, -1)
+    return Release(order.astype(np.int64), plain if reveal_scores else None)
 
 
 class Ckks:

@@ -3,8 +3,10 @@
 ``shufflebits bench --cost``. Matchable ciphers compare ciphertexts directly
 (``matching.match_view``, the gallery kept in its matching form); the others
 must be decrypted by the key holder first, which their comparison rows include
-(query and, for 1:N, the whole gallery). Times are medians of repeated runs on
-512-d float32 features, one process; the load average is recorded beside them.
+(query and, for 1:N, the whole gallery). CKKS has two rows: a plaintext query,
+and an encrypted one (``CKKS_ENCRYPTED_QUERY``, whose encryption and bytes are per
+query). Times are medians of repeated runs on 512-d float32 features, one
+process; the load average is recorded beside them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .matching import match_view
 DIM = 512
 GALLERY = 10_000
 BATCH = 1_000
+CKKS_ENCRYPTED_QUERY = "ckks (encrypted query)"  # the row name of CKKS matching an encrypted query
 
 
 def _median(run: Callable[[], object], repeats: int) -> float:
@@ -80,26 +83,23 @@ def cost_rows(gallery: int = GALLERY, repeats: int = 20) -> list[dict]:
         row["search_1toN_ms"] *= 1e3
         rows.append(row)
     if installed("ckks"):
-        rows.append(_ckks_row(gallery_plain, query, repeats))
+        rows.extend(_ckks_rows(gallery_plain, query, repeats))
     load = os.getloadavg()[0]
     for row in rows:
         row.update(gallery=gallery, batch=min(BATCH, gallery), dim=DIM, load_average=load, cpu_count=os.cpu_count())
     return rows
 
 
-def _ckks_row(gallery_plain: np.ndarray, query: np.ndarray, repeats: int) -> dict:
-    """CKKS (optional ``he`` extra): encryptions are timed once (the packed gallery takes seconds at 10,000)."""
+def _ckks_rows(gallery_plain: np.ndarray, query: np.ndarray, repeats: int) -> list[dict]:
+    """CKKS (optional ``he`` extra), plaintext then encrypted query, over one encrypted gallery; encryptions are
+    timed once (the packed gallery takes seconds at 10,000, an encrypted 512-d query is 257 ciphertexts)."""
     from . import ckks
 
     key = ckks.generate_key()
     holder = ckks.KeyHolder(key)
-    start = time.perf_counter()
-    encrypted = ckks.encrypt_gallery(key, gallery_plain)
-    encrypt_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    one = ckks.encrypt_gallery(key, query)  # one template alone still fills d + 1 ciphertexts: timed once
-    encrypt_one_seconds = time.perf_counter() - start
-    return {
+    encrypted, encrypt_seconds = _timed(lambda: ckks.encrypt_gallery(key, gallery_plain))
+    one, encrypt_one_seconds = _timed(lambda: ckks.encrypt_gallery(key, query))  # one template: d + 1 columns
+    plain_query = {
         "cipher": "ckks",
         "comparison": "CKKS scores (plaintext query), key holder decrypts and releases top-1",
         "encrypt_us_per_vector": encrypt_seconds / len(gallery_plain) * 1e6,
@@ -108,6 +108,25 @@ def _ckks_row(gallery_plain: np.ndarray, query: np.ndarray, repeats: int) -> dic
         "search_1toN_ms": _median(lambda: holder.release(ckks.score(encrypted, query)), 3) * 1e3,
         "bytes_per_vector": encrypted.nbytes / len(gallery_plain),
     }
+    hidden, query_seconds = _timed(lambda: ckks.encrypt_query(key, encrypted, query))
+    hidden_one, query_one_seconds = _timed(lambda: ckks.encrypt_query(key, one, query))
+    encrypted_query = {
+        "cipher": CKKS_ENCRYPTED_QUERY,
+        "comparison": "CKKS scores (encrypted query: ciphertext products), key holder decrypts and releases "
+        "top-1; encryption and bytes per query",
+        "encrypt_us_per_vector": query_seconds * 1e6,
+        "encrypt_us_one": query_one_seconds * 1e6,
+        "compare_1to1_us": _median(lambda: holder.release(ckks.score(one, hidden_one)), 3) * 1e6,
+        "search_1toN_ms": _median(lambda: holder.release(ckks.score(encrypted, hidden)), 3) * 1e3,
+        "bytes_per_vector": float(hidden.nbytes),
+    }
+    return [plain_query, encrypted_query]
+
+
+def _timed(run: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    value = run()
+    return value, time.perf_counter() - start
 
 
 def cost_lines(rows: list[dict]) -> list[str]:
@@ -115,11 +134,12 @@ def cost_lines(rows: list[dict]) -> list[str]:
     from ..study.numbers import figure
 
     columns = ("encrypt µs/vector", "1 vector µs", "1:1 µs", "1:N ms", "bytes")
-    lines = [f"{'cipher':<16}" + "".join(f"{c:>19}" for c in columns) + "  comparison"]
+    width = max(16, *(len(row["cipher"]) + 2 for row in rows))
+    lines = [f"{'cipher':<{width}}" + "".join(f"{c:>19}" for c in columns) + "  comparison"]
     for row in rows:
         keys = ("encrypt_us_per_vector", "encrypt_us_one", "compare_1to1_us", "search_1toN_ms")
         cells = [figure(row[key]) for key in keys] + [f"{row['bytes_per_vector']:,.0f}"]
-        lines.append(f"{row['cipher']:<16}" + "".join(f"{c:>19}" for c in cells) + f"  {row['comparison']}")
+        lines.append(f"{row['cipher']:<{width}}" + "".join(f"{c:>19}" for c in cells) + f"  {row['comparison']}")
     first = rows[0]
     lines.append(
         f"(1:N over {first['gallery']:,} {first['dim']}-d templates; load average {figure(first['load_average'])} "

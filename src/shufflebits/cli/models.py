@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from ..errors import ShuffleBitsError
 from . import options
+from .he import add_release_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 # Market-1501 ("0001_c1s1_001051_00.jpg") and DukeMTMC-reID ("0001_c2_f0046182.jpg") names.
@@ -56,10 +57,17 @@ def register(subparsers) -> None:
     reid = subparsers.add_parser(
         "reid",
         help="rank-1/5/10, mAP and mINP of query vs gallery feature files (plaintext, or ciphertexts of a "
-        "matchable cipher, ranked by the scheme's own comparison without the key)",
+        "matchable cipher, ranked by the scheme's own comparison without the key, or a CKKS gallery)",
+        description="With a CKKS --gallery (ckks-encrypt) and its --key the command plays both roles: the matcher "
+        "scores the query (plaintext, or a ckks-encrypt-query file) against the ciphertexts without a key, the key "
+        "holder decrypts the scores, prints the figures it computes from its full ranking and releases only what "
+        "the options below allow.",
     )
     reid.add_argument(
-        "--query", required=True, help="query .npz (plaintext or encrypted) or .parquet store, with pids/camids"
+        "--query",
+        required=True,
+        help="query .npz (plaintext or encrypted; for a CKKS gallery also a ckks-encrypt-query file) or .parquet "
+        "store, with pids/camids",
     )
     reid.add_argument(
         "--gallery", required=True, help="gallery .npz (plaintext or encrypted) or .parquet store, with pids/camids"
@@ -85,6 +93,7 @@ def register(subparsers) -> None:
     )
     reid.add_argument("--ivf-lists", type=int, help="approximate FAISS IVF index with this many lists (default: exact)")
     reid.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_release_options(reid)
     reid.set_defaults(func=run_reid)
 
 
@@ -217,13 +226,16 @@ def run_reid(args) -> int:
     from ..study.numbers import figure
 
     if is_ckks_gallery(args.gallery):
-        from ..reid import evaluate_ranking
         from .he import ckks_reid
 
-        ranked, metric = ckks_reid(args)
-        result = {**evaluate_ranking(ranked["order"], *ranked["labels"], max_rank=args.max_rank)}
+        result, metric = ckks_reid(args)
+        if result is None:  # no pids/camids: the release was all there was to do
+            return 0
         result.update(metric=metric, backend="ckks")
     else:
+        from .he import refuse_ckks_inputs
+
+        refuse_ckks_inputs(args)
         files, metric = _reid_inputs(args)
         (qf, qp, qc), (gf, gp, gc) = files["query"], files["gallery"]
         result = evaluate(
