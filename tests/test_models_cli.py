@@ -183,3 +183,23 @@ def test_reid_bad_input_exits_2(tmp_path, capsys):
     # Same identities only in the same camera: nothing valid to find.
     assert main(["reid", "--query", str(tmp_path / "labelled.npz"), "--gallery", str(tmp_path / "labelled.npz")]) == 2
     assert "no query has a valid gallery match" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gallery_views", [1, 2])
+def test_reid_says_why_map_equals_minp_only_with_one_match_per_query(tmp_path, capsys, gallery_views):
+    rng = np.random.default_rng(0)
+    people = rng.normal(size=(6, 8)).astype(np.float32)
+    query = people + 0.3 * rng.normal(size=people.shape).astype(np.float32)
+    gallery = np.concatenate([people + 0.3 * rng.normal(size=people.shape).astype(np.float32)] * gallery_views)
+    gallery_pids = np.tile(np.arange(6), gallery_views)
+    save_features(tmp_path / "q.npz", query, pids=np.arange(6), camids=np.zeros(6, int))
+    save_features(tmp_path / "g.npz", gallery, pids=gallery_pids, camids=np.ones(len(gallery), int))
+    files = ["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz")]
+    assert main([*files, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["matches_per_query"] == [gallery_views, gallery_views]
+    assert main(files) == 0
+    said = "mAP = mINP: each query has one correct gallery match" in capsys.readouterr().out
+    assert said == (gallery_views == 1)
+    if gallery_views == 1:  # one match: AP and INP are both 1 / its rank
+        assert figures["mAP"] == pytest.approx(figures["mINP"], abs=1e-12)

@@ -223,6 +223,7 @@ def _reid_inputs(args) -> tuple[dict, str]:
 def run_reid(args) -> int:
     from ..ciphers.ckks_files import is_ckks_gallery
     from ..reid import evaluate
+    from ..reid.metrics import matches_per_query
     from ..study.numbers import figure
 
     if is_ckks_gallery(args.gallery):
@@ -250,10 +251,13 @@ def run_reid(args) -> int:
             backend=args.backend,
             ivf_lists=args.ivf_lists,
         )
+        result["matches_per_query"] = matches_per_query(qp, gp, qc, gc)
     if args.json:
         print(json.dumps({**result, "cmc": [float(v) for v in result["cmc"]]}))
         return 0
     shown = "  ".join(f"{name} {figure(result[key])}" for name, key in REID_FIGURES)
+    if result.get("matches_per_query") == [1, 1]:
+        shown += "  (mAP = mINP: each query has one correct gallery match)"
     print(
         f"{shown}  (fractions; {metric}, ranked by {result['backend']}; {result['num_query']} queries, "
         f"{result['num_skipped']} skipped without a valid match)"

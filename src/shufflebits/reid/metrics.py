@@ -118,6 +118,18 @@ def evaluate(
     return result
 
 
+def matches_per_query(query_ids, gallery_ids, query_cams, gallery_cams) -> list[int]:
+    """[fewest, most] correct gallery matches of a query (same identity, other camera: the Market protocol).
+
+    ``[1, 1]`` is where mAP equals mINP: with one match, average precision and
+    the inverse negative penalty are both 1 / (rank of that match).
+    """
+    same_pid = np.asarray(query_ids)[:, None] == np.asarray(gallery_ids)[None, :]
+    other_camera = np.asarray(query_cams)[:, None] != np.asarray(gallery_cams)[None, :]
+    counts = (same_pid & other_camera).sum(axis=1)
+    return [int(counts.min()), int(counts.max())] if counts.size else [0, 0]
+
+
 def evaluate_ranking(order, query_ids, gallery_ids, query_cams, gallery_cams, max_rank: int = 50) -> dict:
     """``evaluate``'s figures from a ranking the caller made: ``order[i]`` = gallery rows, nearest first.
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..attacks.types import LeakageResult
+from ..reid.metrics import matches_per_query
 from .config import StudyConfig, checked
 from .load import busiest, load_sample, overloaded
 from .realism import realism_stages
@@ -146,16 +147,8 @@ def _reid(victim: VictimData) -> dict:
         "decrypted": decrypted,
         "n_query": len(query),
         "n_gallery": len(gallery),
-        "matches_per_query": _matches_per_query(query, gallery),
+        "matches_per_query": matches_per_query(query.pids, gallery.pids, query.camids, gallery.camids),
     }
-
-
-def _matches_per_query(query, gallery) -> list[int]:
-    """[fewest, most] correct gallery matches of a query (same identity, other camera: the Market protocol)."""
-    same_pid = query.pids[:, None] == gallery.pids[None, :]
-    other_camera = query.camids[:, None] != gallery.camids[None, :]
-    counts = (same_pid & other_camera).sum(axis=1)
-    return [int(counts.min()), int(counts.max())] if counts.size else [0, 0]
 
 
 def _cpu_model() -> str:
