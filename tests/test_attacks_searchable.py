@@ -80,3 +80,27 @@ def test_procrustes_alignment_runs_and_estimators_refuse_before_fit():
     for name in ("invert-procrustes", "invert-shuffle", "invert-biohash", "align-moments", "align-procrustes"):
         with pytest.raises(NotFittedError):
             create_attack(name).predict(U[:2])
+
+
+def test_nearest_neighbours_in_blocks_are_the_brute_force_ones(monkeypatch):
+    from shufflebits.attacks import searchable
+
+    monkeypatch.setattr(searchable, "NEAREST_BLOCK", 7)  # 100 rows: 15 blocks, the last one short
+    X, P = USERS[:100].astype(np.float64), ATTACKER[:300].astype(np.float64)
+    brute = np.argmin(((X[:, None, :] - P[None, :, :]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(searchable._nearest(X, P), brute)
+
+
+def test_ciphertext_only_attack_knows_the_scheme_and_its_curve_fits_the_first_n_ciphertexts():
+    from shufflebits.attacks.protection import alignment_curve, ciphertext_only_attack, mean_guess_cosine
+
+    assert ciphertext_only_attack("biohash") is None  # nothing aligns hash bits without pairs
+    assert ciphertext_only_attack("dcpe").get_params() == {"shuffled": False}
+    template = ciphertext_only_attack("dcpe-shuffle")
+    U = encrypted("dcpe-shuffle", USERS)
+    curve, last = alignment_curve(template, U, ATTACKER, U[:500], USERS[:500], [100, 3000])
+    assert [n for n, _ in curve] == [100, 3000] and curve[1][1] > curve[0][1]
+    assert np.array_equal(last.source_, MomentAlignment().fit(U, reference=ATTACKER).source_)
+    assert not hasattr(template, "source_")  # each count fits a clone; the template stays unfitted
+    # 100 ciphertexts misplace dimensions: worse than the attacker's mean feature for everyone; 3,000 beat it
+    assert curve[0][1] < mean_guess_cosine(ATTACKER, USERS[:500]) < curve[1][1]

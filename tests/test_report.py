@@ -329,6 +329,41 @@ def test_known_pairs_curve_is_drawn_and_tabled():
     assert "known_pairs" not in build_figures(_results(), {})
 
 
+def _curve_row(cipher, attack, metric, curve, chance):
+    """A known-pair or ciphertext-only row as leakage.json holds it: ``curve`` is ``[count, cosine]`` points."""
+    row = {"cipher": cipher, "attack": attack, "metric": metric, "value": curve[-1][1], "chance": chance, "n": 50}
+    return {**row, "curve": curve}
+
+
+CURVE_ROWS = [
+    _curve_row("rotation", "invert-procrustes", "known_pair_cosine", [[8, 0.412], [64, 0.937], [512, 0.9999]], 0.61),
+    _curve_row("biohash", "invert-biohash", "known_pair_cosine", [[8, 0.583], [512, 0.824]], 0.61),
+    _curve_row("dcpe-shuffle", "align-moments", "ciphertext_only_cosine", [[100, 0.702], [1000, 0.918]], 0.605),
+]
+
+
+def test_inversion_curves_draw_and_table_every_point_of_every_cipher():
+    results = _results(leakage=[*ROWS, *CURVE_ROWS])
+    curves = build_figures(results, {})["inversion_curves"]
+    assert curves.count("data:image/png;base64,") == 1
+    table = curves.split('<table id="inversion-curves-table">')[1].split("</table>")[0]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", line) for line in table.split("<tr>")[2:]]  # past the header
+    word = {"known_pair_cosine": "pairs", "ciphertext_only_cosine": "ciphertexts"}
+    expected = [
+        [row["cipher"], row["attack"], f"{figure(n)} {word[row['metric']]}", figure(cosine), figure(row["chance"])]
+        for row in CURVE_ROWS
+        for n, cosine in row["curve"]
+    ]
+    assert sorted(cells) == sorted(expected) and len(cells) == 7
+    assert "1,000 ciphertexts" in table and "0.605" in table  # the ciphertext-only panel, its own chance level
+    page = render_html(results, build_figures(results, {}))
+    assert 'id="inversion-curves"' in page and "from ciphertexts alone" in page
+    assert "inversion_curves" not in build_figures(_results(), {})  # no curve rows, no figure
+    assert 'id="inversion-curves"' not in render_html(_results(), build_figures(_results(), {}))
+    alone = build_figures(_results(leakage=[*ROWS, CURVE_ROWS[-1]]), {})["inversion_curves"]
+    assert "ciphertexts" in alone and " pairs</td>" not in alone  # one panel when one kind of curve ran
+
+
 def test_a_distance_cell_is_beaten_only_by_a_lower_distance():
     from shufflebits.study.report.select import beaten_by
 

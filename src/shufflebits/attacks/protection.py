@@ -14,7 +14,9 @@ Which attack applies is the catalogue's call: a ``matchable`` cipher's
   ``details["pairs_used"]`` is that number and ``details["curve"]`` has
   ``[pairs, cosine]`` for every count tried.
 - ``ciphertext_only_cosine``: the same with no pairs, from the users'
-  ciphertexts and the attacker's own plaintext; ``curve`` over ciphertexts.
+  ciphertexts and the attacker's own plaintext; ``curve`` over ciphertexts, up to
+  as many as the users have (``scripts/ciphertext_only_curve.py`` runs the same
+  ``alignment_curve`` at 1,000 to 100,000).
   Chance for both: the attacker's mean plaintext feature as everyone's guess.
 - ``unlinkability_dsys``, ``renewability_rank1`` and ``irreversibility_success``
   (``attacks.iso30136``); the last one's ``attack`` names the best inversion.
@@ -49,6 +51,35 @@ def _counts(grid: tuple[int, ...], available: int, also: int | None = None) -> l
     if also is not None and also <= available:
         chosen.add(also)
     return sorted(chosen)
+
+
+def mean_guess_cosine(reference, truth) -> float:
+    """Chance for an inversion: the mean cosine to ``truth`` of the attacker's mean plaintext feature."""
+    return mean_cosine(np.tile(np.asarray(reference).mean(0), (len(truth), 1)), truth)
+
+
+def ciphertext_only_attack(name: str):
+    """Cipher ``name``'s ciphertext-only alignment (unfitted), set up as an attacker who knows the scheme; or None."""
+    record = spec(name)
+    if record.family not in CIPHERTEXT_ONLY:
+        return None
+    template = create_attack(CIPHERTEXT_ONLY[record.family])
+    if "shuffled" in template.get_params():  # the attacker knows whether the scheme shuffles
+        template.set_params(shuffled=record.mode == SHUFFLE_MODE)
+    return template
+
+
+def alignment_curve(template, users, reference, query, truth, counts) -> tuple[list[list], object]:
+    """``[n, cosine]`` per ``n`` of ``counts``, and the last fit.
+
+    ``template`` is fitted (a clone per count) on the first ``n`` of ``users``' ciphertexts and the attacker's
+    plaintext ``reference``, and scored on ciphertexts ``query`` against their plaintext ``truth``.
+    """
+    curve = []
+    for n in counts:
+        alignment = clone(template).fit(users[:n], reference=reference)
+        curve.append([n, alignment.score(query, truth)])
+    return curve, alignment
 
 
 def ciphertext_reid_rows(cipher: str, qf, gf, metric: str, query, gallery, seed: int) -> list[LeakageRow]:
@@ -112,7 +143,7 @@ def searchable_rows(name: str, sealed_attacker, sealed_query, sealed_gallery, at
     (VA, metric), (VQ, _), (VG, _) = (match_view(s) for s in (sealed_attacker, sealed_query, sealed_gallery))
     rows = ciphertext_reid_rows(name, VQ, VG, metric, query, gallery, seed)
     truth = query.features
-    baseline = mean_cosine(np.tile(attacker.features.mean(0), (len(truth), 1)), truth)
+    baseline = mean_guess_cosine(attacker.features, truth)
     estimates, inversion = {}, None
     if record.family in KNOWN_PAIRS:
         attack = KNOWN_PAIRS[record.family]
@@ -133,16 +164,12 @@ def searchable_rows(name: str, sealed_attacker, sealed_query, sealed_gallery, at
                 details={"pairs_used": curve[-1][0], "curve": curve},
             )
         )
-    if record.family in CIPHERTEXT_ONLY:
+    template = ciphertext_only_attack(name)
+    if template is not None:
         attack = CIPHERTEXT_ONLY[record.family]
-        template = create_attack(attack)
-        if "shuffled" in template.get_params():  # the attacker knows whether the scheme shuffles
-            template.set_params(shuffled=record.mode == SHUFFLE_MODE)
         users = np.concatenate([VQ, VG])
-        curve = []
-        for n in _counts(CIPHERTEXT_COUNTS, len(users)):
-            alignment = clone(template).fit(users[:n], reference=attacker.features)
-            curve.append([n, alignment.score(VQ, truth)])
+        counts = _counts(CIPHERTEXT_COUNTS, len(users))
+        curve, alignment = alignment_curve(template, users, attacker.features, VQ, truth, counts)
         estimates[f"ciphertext-only ({attack})"] = alignment.predict(VQ)
         rows.append(
             LeakageRow(

@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..registry import register
 
 QUANTILES = np.linspace(0.05, 0.95, 19)
+NEAREST_BLOCK = 4096  # rows per block of the nearest-neighbour search: 100,000 ciphertexts in bounded memory
 
 
 def mean_cosine(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -52,6 +53,13 @@ def _procrustes(P: np.ndarray, C: np.ndarray) -> np.ndarray:
     """The orthogonal ``W`` minimising ``|P W - C|``."""
     u, _, vt = np.linalg.svd(P.T @ C)
     return u @ vt
+
+
+def _nearest(X: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """For each row of ``X`` the index of its nearest row of ``P`` (Euclidean), ``NEAREST_BLOCK`` rows at a time."""
+    squared = (P**2).sum(1)  # |x|^2 is the same for every candidate of a row: left out
+    blocks = range(0, len(X), NEAREST_BLOCK)
+    return np.concatenate([np.argmin(squared - 2 * X[i : i + NEAREST_BLOCK] @ P.T, axis=1) for i in blocks])
 
 
 class _Inversion(BaseEstimator):
@@ -143,9 +151,7 @@ class ProcrustesAlignment(_Inversion):
             axes.append(vectors * np.where(skew == 0, 1.0, skew))
         self.W_ = axes[0] @ axes[1].T  # C = P W
         for _ in range(self.rounds):
-            estimate = C @ self.W_.T
-            distances = (estimate**2).sum(1)[:, None] + (P**2).sum(1)[None, :] - 2 * estimate @ P.T
-            self.W_ = _procrustes(P[np.argmin(distances, axis=1)], C)
+            self.W_ = _procrustes(P[_nearest(C @ self.W_.T, P)], C)
         return self
 
     def predict(self, X):

@@ -188,6 +188,18 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
         *(
             [
                 section(
+                    "Inverting searchable ciphertexts: from known pairs, and from ciphertexts alone",
+                    "inversion-curves",
+                    figures["inversion_curves"],
+                    failures.get("leakage"),
+                )
+            ]
+            if figures.get("inversion_curves")
+            else []
+        ),
+        *(
+            [
+                section(
                     "Template recovery from revealed scores (homomorphic matching)",
                     "score-reveal",
                     figures["score_reveal"],
