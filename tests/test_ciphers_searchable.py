@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from shufflebits.ciphers import BioHash, Dcpe, Key, Rotation, Sealed, cipher_names, create_cipher, spec
+from shufflebits.ciphers import BioHash, Dcpe, Key, Rotation, Sealed, cipher_names, create_cipher, keyed, load_key, spec
 from shufflebits.ciphers.catalogue import installed
 from shufflebits.ciphers.files import load_encrypted, save_encrypted
 from shufflebits.ciphers.hazmat import experiment_nonces
@@ -16,14 +16,14 @@ from shufflebits.ciphers.matching import comparable, load_matchable, match_view
 from shufflebits.cli import main
 from shufflebits.errors import InvalidInputError, ShuffleBitsError, WrongKeyError
 from shufflebits.features import save_features
-from shufflebits.reid import evaluate
+from shufflebits.reid import evaluate, evaluate_ranking
 from shufflebits.reid.metrics import distance_matrix
 
 MATCHABLE = cipher_names(matchable=True, homomorphic=False)  # ckks: test_ckks.py
 
 
-def key(name: str, tag: str = "") -> Key:
-    return Key(name, hashlib.sha256(f"tests/searchable/{name}/{tag}".encode()).digest())
+def key(name: str, tag: str = "", **params) -> Key:
+    return Key(name, hashlib.sha256(f"tests/searchable/{name}/{tag}".encode()).digest(), params=params)
 
 
 def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -34,7 +34,7 @@ def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("name", cipher_names(family="dcpe"))
 def test_dcpe_perturbation_is_uniform_in_the_ball_of_radius_s_beta_over_4(name):
     beta, scale, d = 0.8, 3.0, 64
-    cipher = Dcpe(key(name), beta=beta, scale=scale, nonce_source=experiment_nonces(0))
+    cipher = Dcpe(key(name, beta=beta, scale=scale), nonce_source=experiment_nonces(0))
     x = unit_rows(4000, d)
     c = cipher.encrypt(x).words().view(np.float32).astype(np.float64)
     plain = x[:, cipher.order(d)].astype(np.float64)
@@ -53,7 +53,7 @@ def test_dcpe_perturbation_is_uniform_in_the_ball_of_radius_s_beta_over_4(name):
 def test_dcpe_keeps_every_comparison_separated_by_more_than_beta(name):
     """The paper's guarantee: |x - y| < |x - z| - beta implies |c(x) - c(y)| < |c(x) - c(z)|."""
     beta = 0.5
-    cipher = Dcpe(key(name), beta=beta, scale=2.5, nonce_source=experiment_nonces(1))
+    cipher = Dcpe(key(name, beta=beta, scale=2.5), nonce_source=experiment_nonces(1))
     x = unit_rows(300, 32, seed=1) * np.random.default_rng(2).uniform(0.2, 2.0, (300, 1)).astype(np.float32)
     c = cipher.encrypt(x).words().view(np.float32).astype(np.float64)
     plain = np.linalg.norm(x[:, None] - x[None], axis=-1)
@@ -68,15 +68,15 @@ def test_dcpe_keeps_every_comparison_separated_by_more_than_beta(name):
 
 def test_dcpe_decrypts_approximately_fresh_nonces_and_a_keyed_shuffle():
     x = unit_rows(50, 40)
-    plain_cipher = Dcpe(key("dcpe"), beta=1e-6, nonce_source=experiment_nonces(2))
-    shuffled = Dcpe(key("dcpe-shuffle"), beta=1e-6, nonce_source=experiment_nonces(2))
+    plain_cipher = Dcpe(key("dcpe", beta=1e-6), nonce_source=experiment_nonces(2))
+    shuffled = Dcpe(key("dcpe-shuffle", beta=1e-6), nonce_source=experiment_nonces(2))
     order = shuffled.order(40)
     assert sorted(order.tolist()) == list(range(40)) and order.tolist() != list(range(40))
     assert np.array_equal(Dcpe(key("dcpe-shuffle")).order(40), order)  # the key, not the instance, decides
     assert not np.array_equal(Dcpe(key("dcpe-shuffle", "other")).order(40), order)
     np.testing.assert_allclose(shuffled.encrypt(x).words().view(np.float32), x[:, order], atol=1e-6)
     np.testing.assert_allclose(plain_cipher.encrypt(x).words().view(np.float32), x, atol=1e-6)
-    wide = Dcpe(key("dcpe"), beta=1.0)
+    wide = Dcpe(key("dcpe", beta=1.0))
     first, second = wide.encrypt(x), wide.encrypt(x)
     assert not np.array_equal(first.words(), second.words())  # a fresh nonce per vector
     for sealed in (first, second):
@@ -106,7 +106,7 @@ def test_rotation_is_a_haar_orthogonal_matrix_and_keeps_distances():
     np.testing.assert_allclose(cipher.decrypt(cipher.encrypt(x)), x, atol=1e-5)
     entries = np.concatenate([Rotation(key("rotation", str(i))).matrix(d).ravel() for i in range(20)])
     assert abs(entries.mean()) < 4 / np.sqrt(entries.size * d) and entries.var() == pytest.approx(1 / d, rel=0.05)
-    noisy = Rotation(key("rotation"), noise=0.1, nonce_source=experiment_nonces(3))
+    noisy = Rotation(key("rotation", noise=0.1), nonce_source=experiment_nonces(3))
     added = noisy.encrypt(np.zeros((2000, d), np.float32)).words().view(np.float32)
     assert added.std() == pytest.approx(0.1, rel=0.03) and abs(added.mean()) < 0.005
 
@@ -131,24 +131,24 @@ def test_biohash_bits_are_signs_of_an_orthonormal_projection_and_track_the_angle
     b = np.cos(angle) * a + np.sin(angle) * other
     pair = np.stack([a, b]).astype(np.float32)
     differ = [
-        np.mean(np.diff(BioHash(key("biohash", str(i)), bits=64).hash_bits(pair), axis=0) != 0) for i in range(60)
+        np.mean(np.diff(BioHash(key("biohash", str(i), bits=64)).hash_bits(pair), axis=0) != 0) for i in range(60)
     ]
     assert np.mean(differ) == pytest.approx(angle / np.pi, abs=0.03)
-    short = BioHash(key("biohash"), bits=20).encrypt(x)
+    short = BioHash(key("biohash", bits=20)).encrypt(x)
     assert short.payload().shape == (2, 4) and not np.unpackbits(short.payload(), axis=1)[:, 20:].any()
 
 
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: Dcpe(key("dcpe"), beta=0), "beta must be a positive number"),
-        (lambda: Dcpe(key("dcpe"), beta=-1.5), "beta must be a positive number"),
-        (lambda: Dcpe(key("dcpe"), beta=float("nan")), "beta must be a positive number"),
-        (lambda: Dcpe(key("dcpe"), scale=0), "scale must be a positive number"),
-        (lambda: Rotation(key("rotation"), noise=-0.1), "noise must be a number >= 0"),
-        (lambda: BioHash(key("biohash"), bits=0), r"bits must be an integer in 1\.\.d"),
-        (lambda: BioHash(key("biohash"), bits=2.5), r"bits must be an integer in 1\.\.d"),
-        (lambda: BioHash(key("biohash"), bits=17).encrypt(unit_rows(2, 16)), r"bits must be in 1\.\.d \(d = 16\)"),
+        (lambda: key("dcpe", beta=0), "beta must be a positive number"),
+        (lambda: key("dcpe", beta=-1.5), "beta must be a positive number"),
+        (lambda: key("dcpe", beta=float("nan")), "beta must be a positive number"),
+        (lambda: key("dcpe", scale=0), "scale must be a positive number"),
+        (lambda: key("rotation", noise=-0.1), "noise must be a number >= 0"),
+        (lambda: key("biohash", bits=0), r"bits must be an integer in 1\.\.d"),
+        (lambda: key("biohash", bits=2.5), r"bits must be an integer in 1\.\.d"),
+        (lambda: BioHash(key("biohash", bits=17)).encrypt(unit_rows(2, 16)), r"bits must be in 1\.\.d \(d = 16\)"),
         (lambda: create_cipher("dcpe").encrypt(np.full((2, 4), np.nan, np.float32)), "finite features"),
         (lambda: create_cipher("rotation").encrypt(np.ones((2, 4), np.float16)), "float32 or float64"),
         (lambda: BioHash(key("biohash")).decrypt(BioHash(key("biohash")).encrypt(unit_rows(2, 8))), "decrypted"),
@@ -236,6 +236,42 @@ def test_reid_cli_on_encrypted_files(tmp_path, capsys):
     save_encrypted(tmp_path / "c.npz", chacha, chacha.encrypt(qx), pids=qp, camids=qc)
     code, _, err = reid("c.npz", "c.npz")
     assert code == 2 and "cannot be compared without decrypting" in err
+
+
+@pytest.mark.parametrize(
+    "name, flags, shown",
+    [
+        ("dcpe", ("--beta", "2.0", "--scale", "3.0"), "dcpe (beta=2.0, scale=3.0)"),
+        ("dcpe-shuffle", ("--beta", "1.5"), "dcpe-shuffle (beta=1.5, scale=1.0)"),
+        ("biohash", ("--bits", "12"), "biohash (bits=12)"),
+    ],
+)
+def test_reid_cli_ranks_encrypted_files_by_the_schemes_own_comparison(tmp_path, capsys, name, flags, shown):
+    """keygen with parameters, encrypt, reid on the files: the ranking is numpy's on the same ciphertexts
+    (BioHash: on codes recomputed from the plaintext with the key's projection), ties in gallery order."""
+    (qx, qp, qc), (gx, gp, gc) = _labelled_world()
+    key_path = tmp_path / "key.json"
+    assert main(["keygen", "--cipher", name, *flags, "--out", str(key_path)]) == 0
+    for role, (x, p, c) in (("q", (qx, qp, qc)), ("g", (gx, gp, gc))):
+        plain, encrypted = tmp_path / f"p{role}.npz", tmp_path / f"{role}.npz"
+        save_features(plain, x, pids=p, camids=c)
+        assert main(["encrypt", "--key", str(key_path), str(plain), str(encrypted)]) == 0
+    capsys.readouterr()
+    assert main(["reid", "--query", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"), "--json"]) == 0
+    out = capsys.readouterr()
+    on_ciphertext = json.loads(out.out)
+    assert on_ciphertext["metric"] == spec(name).match_metric and f"comparing {shown} ciphertexts" in out.err
+    if spec(name).match_metric == "hamming":
+        projection = keyed.orthonormal(load_key(key_path).derive("biohash"), qx.shape[1], int(flags[1]))
+        q, g = ((x.astype(np.float64) @ projection > 0).astype(np.int64) for x in (qx, gx))
+        distances = (q[:, None, :] != g[None, :, :]).sum(-1)
+    else:
+        q, g = (np.load(tmp_path / f"{role}.npz")["ciphertext"].view(np.float32).astype(np.float64) for role in "qg")
+        distances = ((q[:, None, :] - g[None, :, :]) ** 2).sum(-1)
+    reference = evaluate_ranking(np.argsort(distances, axis=1, kind="stable"), qp, gp, qc, gc)
+    assert on_ciphertext["cmc"] == reference["cmc"].tolist()
+    assert on_ciphertext["mINP"] == pytest.approx(reference["mINP"])
+    assert on_ciphertext["mAP"] == pytest.approx(reference["mAP"]) and on_ciphertext["rank1"] > 0.2  # chance: 1/40
 
 
 @pytest.mark.parametrize("name", MATCHABLE)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
-from .catalogue import cipher_names, spec
+from .catalogue import ParamValues, check_params, cipher_names, format_params, spec
 from .keys import Key
 from .sealing import BATCH_BYTES, MAX_CONTEXT_BYTES, TAG_BYTES, Seal, check_seals, compute_tag, mac_key, verify
 from .words import WORD_DTYPES, contiguous, from_words, to_words, unsigned
@@ -26,8 +26,11 @@ class Sealed:
     is uint8 ``(n, nonce_bytes)``, or None for ciphers without nonces. ``seals``
     (``sealing.Seal``, one per encrypted batch) bind the rows to their batch and
     context: HMAC tags for format-preserving ciphers encrypted with
-    ``authenticate=True``, the AES-GCM associated data otherwise. Build one with
-    ``from_words``, which checks all of this against the catalogue.
+    ``authenticate=True``, the AES-GCM associated data otherwise. ``params``: the
+    scheme parameters the ciphertext was made under (the key's, ``Key.params``),
+    so that ciphertexts of other parameters are refused by name before any work
+    (the fingerprint covers them too). Build one with ``from_words``, which
+    checks all of this against the catalogue.
     """
 
     data: np.ndarray
@@ -37,6 +40,7 @@ class Sealed:
     dtype: str
     shape: tuple[int, ...]
     seals: tuple[Seal, ...] = ()
+    params: ParamValues = ()
 
     @property
     def authenticated(self) -> bool:
@@ -53,14 +57,18 @@ class Sealed:
         dtype: str,
         nonces: np.ndarray | None = None,
         seals: tuple[Seal, ...] = (),
+        params: Mapping | ParamValues = (),
     ) -> Sealed:
         """The one way to build a ``Sealed``: from ciphertext ``words`` as ``payload()`` gives them.
 
         ``words`` are unsigned integers: the plaintext-shaped words for a
         format-preserving cipher, uint8 rows of ciphertext bytes then tag for the
-        others. A mismatch with ``cipher``'s catalogue entry is an ``InvalidInputError``.
+        others. ``params`` (a mapping or pairs; missing ones are the defaults) are
+        checked by ``catalogue.check_params``. A mismatch with ``cipher``'s catalogue
+        entry is an ``InvalidInputError``.
         """
         record = spec(cipher)
+        params = check_params(cipher, params)
         if dtype not in WORD_DTYPES:
             raise InvalidInputError(f"unknown ciphertext dtype {dtype!r}; expected one of {', '.join(WORD_DTYPES)}")
         word = np.dtype(WORD_DTYPES[dtype])
@@ -93,7 +101,7 @@ class Sealed:
         if seals and not shape:
             raise InvalidInputError("a 0-d ciphertext has no rows to seal")
         check_seals(seals, shape[0] if shape else 0, 0 if record.authenticated else TAG_BYTES)
-        return cls(data, nonces, cipher, key_fingerprint, dtype, shape, seals)
+        return cls(data, nonces, cipher, key_fingerprint, dtype, shape, seals, params)
 
     def payload(self) -> np.ndarray:
         """``data`` as unsigned integers (tag included): what files and ``from_words`` take."""
@@ -174,7 +182,13 @@ class Cipher(ABC):
                 )
                 seals = (Seal(batch, words.shape[0], context, tag),)
         return Sealed.from_words(
-            data, cipher=self.name, key_fingerprint=self.key.fingerprint, dtype=dtype, nonces=nonces, seals=seals
+            data,
+            cipher=self.name,
+            key_fingerprint=self.key.fingerprint,
+            dtype=dtype,
+            nonces=nonces,
+            seals=seals,
+            params=self.key.params,
         )
 
     def decrypt(self, sealed: Sealed, *, require_authenticated: bool = False):
@@ -187,6 +201,11 @@ class Cipher(ABC):
             raise TypeError(f"decrypt expects a Sealed, got {type(sealed).__name__}")
         if sealed.cipher != self.name:
             raise ShuffleBitsError(f"ciphertext was made with {sealed.cipher!r}, this cipher is {self.name!r}")
+        if sealed.params != self.key.params:
+            raise WrongKeyError(
+                f"ciphertext was made with {self.name} {format_params(sealed.params)}, this key has "
+                f"{format_params(self.key.params)} (parameters are part of the key)"
+            )
         if sealed.key_fingerprint != self.key.fingerprint:
             raise WrongKeyError(
                 f"wrong key: ciphertext was sealed with key {sealed.key_fingerprint[:16]}…, "

@@ -1,10 +1,10 @@
 """BioHashing (Teoh, Ngo, Goh 2004): keyed orthonormal projection to ``bits`` bits, matched by Hamming distance.
 
-The feature vector is projected on ``bits`` (default: ``d``) orthonormal random directions
-(``keyed.orthonormal`` under the sub-key ``biohash``: Gram-Schmidt of a
-key-derived Gaussian matrix, here as its QR) and each projection is
-thresholded at 0. One-way and lossy: the catalogue declares it not invertible
-and not exact, so ``decrypt`` refuses.
+The feature vector is projected on ``bits`` (default: ``d``; the key's parameter,
+``keygen --bits``) orthonormal random directions (``keyed.orthonormal`` under
+the sub-key ``biohash``: Gram-Schmidt of a key-derived Gaussian matrix, here as
+its QR) and each projection is thresholded at 0. One-way and lossy: the
+catalogue declares it not invertible and not exact, so ``decrypt`` refuses.
 
 Ciphertext layout: the bits of each row packed most significant first
 (``np.packbits``), zero-padded to whole plaintext words, as uint8 rows like
@@ -26,13 +26,11 @@ from .keys import Key, generate_key
 
 
 class BioHash(Cipher):
-    """``bits`` sign bits of a keyed orthonormal projection (``bits`` in 1..d; None: ``d``)."""
+    """``bits`` sign bits of a keyed orthonormal projection (the key's ``params``: ``bits`` in 1..d; None: ``d``)."""
 
-    def __init__(self, key: Key, *, bits: int | None = None, nonce_source=None) -> None:
+    def __init__(self, key: Key, *, nonce_source=None) -> None:
         super().__init__(key, nonce_source=nonce_source)
-        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int | np.integer) or bits < 1):
-            raise InvalidInputError(f"biohash bits must be an integer in 1..d, got {bits!r}")
-        self.bits = None if bits is None else int(bits)
+        self.bits = dict(key.params)["bits"]
         self._projections: dict[int, np.ndarray] = {}
 
     @classmethod

@@ -11,9 +11,36 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
+import numbers
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
-from ..errors import ShuffleBitsError
+from ..errors import InvalidInputError, ShuffleBitsError
+
+
+@dataclass(frozen=True)
+class Param:
+    """A setting of a scheme that is not key material but part of its secret setup.
+
+    The key carries it (``Key.params``: its fingerprint covers every value other
+    than ``default``), ``keygen`` takes it as ``--<name>``, encrypted files and
+    ciphertexts record it. ``kind``: ``"positive"`` (a finite number > 0),
+    ``"non-negative"`` (a finite number >= 0) or ``"count"`` (an integer >= 1;
+    ``None`` stands for the feature dimension d, checked against d when encrypting).
+    """
+
+    name: str
+    kind: str
+    default: float | int | None
+    help: str
+
+
+ParamValues = tuple[tuple[str, float | int | None], ...]
+_DCPE_PARAMS = (
+    Param("beta", "positive", 1.0, "DCPE approximation (default 1): comparisons apart by more than beta survive"),
+    Param("scale", "positive", 1.0, "DCPE scale s (default 1): c = s * m + noise in a ball of radius s * beta / 4"),
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,7 @@ class CipherSpec:
     encrypted gallery (``ciphers.ckks``): the matcher computes encrypted scores
     that only the key holder decrypts, so there is no ``match_view``.
     ``requires``: the module of an optional extra the scheme needs (``installed``).
+    ``params``: the scheme's settings that keys carry (``Param``, ``check_params``).
     """
 
     name: str
@@ -54,6 +82,7 @@ class CipherSpec:
     seed_keys: bool = False
     homomorphic: bool = False
     requires: str | None = None
+    params: tuple[Param, ...] = ()
 
     def resolve(self) -> type:
         """The cipher class (imports its module on first use)."""
@@ -136,6 +165,7 @@ SPECS: tuple[CipherSpec, ...] = (
         match_metric="euclidean",
         nonce_bytes=16,
         order=60,
+        params=_DCPE_PARAMS,
     ),
     CipherSpec(
         name="dcpe-shuffle",
@@ -150,6 +180,7 @@ SPECS: tuple[CipherSpec, ...] = (
         match_metric="euclidean",
         nonce_bytes=16,
         order=61,
+        params=_DCPE_PARAMS,
     ),
     CipherSpec(
         name="rotation",
@@ -163,6 +194,7 @@ SPECS: tuple[CipherSpec, ...] = (
         matchable=True,
         match_metric="euclidean",
         order=70,
+        params=(Param("noise", "non-negative", 0.0, "rotation noise sigma (default 0), fresh per vector"),),
     ),
     CipherSpec(
         name="biohash",
@@ -178,6 +210,7 @@ SPECS: tuple[CipherSpec, ...] = (
         matchable=True,
         match_metric="hamming",
         order=80,
+        params=(Param("bits", "count", None, "BioHash code length b in 1..d (default d)"),),
     ),
     CipherSpec(
         name="ckks",
@@ -203,6 +236,8 @@ if len(_BY_NAME) != len(SPECS):
 _FIELDS = {f.name for f in fields(CipherSpec)}
 if any(s.matchable != (s.match_metric is not None) for s in SPECS):
     raise RuntimeError("a matchable cipher needs a match_metric, and only a matchable one has one")
+if any(p.kind not in ("positive", "non-negative", "count") for s in SPECS for p in s.params):
+    raise RuntimeError("a parameter's kind is positive, non-negative or count")
 if any(s.homomorphic and (s.format_preserving or s.exact or not s.matchable) for s in SPECS):
     raise RuntimeError("a homomorphic scheme is matched by its encrypted scores: matchable, approximate, not rows")
 
@@ -228,3 +263,46 @@ def cipher_names(**where) -> tuple[str, ...]:
         raise ValueError(f"CipherSpec has no field(s) {', '.join(unknown)}")
     chosen = [s for s in SPECS if all(getattr(s, k) == v for k, v in where.items())]
     return tuple(s.name for s in sorted(chosen, key=lambda s: (s.order, s.name)))
+
+
+def _value(cipher: str, param: Param, value) -> float | int | None:
+    """``value`` of ``param`` normalised (a float; an int for a count); out of range: an ``InvalidInputError``."""
+    if param.kind == "count":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InvalidInputError(f"{cipher} {param.name} must be an integer in 1..d, got {value!r}")
+        return int(value)
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value):
+        number = float(value)
+        if number > 0 or (param.kind == "non-negative" and number == 0):
+            return number
+    rule = "a positive number" if param.kind == "positive" else "a number >= 0"
+    raise InvalidInputError(f"{cipher} {param.name} must be {rule}, got {value!r}")
+
+
+def check_params(name: str, given: Mapping | Iterable = ()) -> ParamValues:
+    """Cipher ``name``'s parameters from ``given`` (a mapping or ``(name, value)`` pairs), checked:
+    ``(name, value)`` pairs in declaration order, defaults filled in. Unknown names are refused."""
+    record = spec(name)
+    try:
+        values = dict(given)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} parameters must map names to values, got {given!r}") from None
+    declared = [param.name for param in record.params]
+    unknown = sorted(str(key) for key in values if key not in declared)
+    if unknown:
+        takes = f"its parameters are {', '.join(declared)}" if declared else "it has none"
+        raise InvalidInputError(f"{name} has no parameter {', '.join(unknown)} ({takes})")
+    return tuple((param.name, _value(name, param, values.get(param.name, param.default))) for param in record.params)
+
+
+def changed_params(name: str, values: ParamValues) -> dict:
+    """The values of ``check_params`` output that differ from their defaults (what a key's fingerprint covers)."""
+    defaults = {param.name: param.default for param in spec(name).params}
+    return {key: value for key, value in values if value != defaults[key]}
+
+
+def format_params(values: Iterable[tuple[str, object]]) -> str:
+    """``beta=1.5, scale=1.0`` for messages; a count of ``None`` is shown as ``d``."""
+    return ", ".join(f"{key}={'d' if value is None else repr(value)}" for key, value in values)

@@ -19,14 +19,13 @@ float64): the catalogue calls it format-preserving, and ``Sealed`` keeps it as
 the float's integer words like every other format-preserving ciphertext. Unlike
 the bit-level ciphers, its values are meant to be read as floats: matching
 computes Euclidean distances on them (``ciphers.matching``). ``beta`` and
-``scale`` are parameters of the cipher object, not of the key: files and the CLI
-use the defaults (``beta=1``, ``scale=1``, IronCore's default scale); a
-ciphertext made with other values decrypts only with the same values.
+``scale`` (defaults 1 and 1, IronCore's default scale) are the key's parameters
+(``Key.params``, ``keygen --beta --scale``): a ciphertext made with other values
+carries another key's fingerprint and is refused.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,17 +42,6 @@ THREADS = min(4, os.cpu_count() or 1)
 FLOAT_DTYPES = ("float32", "float64")
 
 
-def positive(name: str, value) -> float:
-    """``value`` as a float, or an ``InvalidInputError`` unless it is finite and > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
-    return number
-
-
 def float_values(name: str, words: np.ndarray, dtype: str) -> np.ndarray:
     """Plaintext words as finite float32/float64 values; anything else is an ``InvalidInputError``."""
     if dtype not in FLOAT_DTYPES:
@@ -65,12 +53,12 @@ def float_values(name: str, words: np.ndarray, dtype: str) -> np.ndarray:
 
 
 class Dcpe(Cipher):
-    """Scale-and-perturb DCPE; ``beta`` (approximation) and ``scale`` (s) are positive numbers."""
+    """Scale-and-perturb DCPE; ``beta`` (approximation) and ``scale`` (s) come from the key's ``params``."""
 
-    def __init__(self, key: Key, *, beta: float = 1.0, scale: float = 1.0, nonce_source=None) -> None:
+    def __init__(self, key: Key, *, nonce_source=None) -> None:
         super().__init__(key, nonce_source=nonce_source)
-        self.beta = positive("dcpe beta", beta)
-        self.scale = positive("dcpe scale", scale)
+        params = dict(key.params)
+        self.beta, self.scale = params["beta"], params["scale"]
         self.shuffled = spec(key.cipher).mode == SHUFFLE_MODE
         self._noise_key = key.derive("dcpe-noise")
         self._orders: dict[int, np.ndarray] = {}

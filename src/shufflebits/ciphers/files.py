@@ -1,7 +1,10 @@
 """Encrypted feature files (``.npz``): header, ciphertext words, nonces, paths, MAC.
 
-The header (JSON) records format version, cipher, mode, key fingerprint, dtype,
-shape and the ciphertext's seals (``sealing.Seal``: batch ids, contexts, tags).
+The header (JSON) records format version, cipher, mode, key fingerprint, the
+scheme's parameters (``params``, the key's: DCPE beta and scale, rotation noise,
+BioHash bits; a header without them, from before they were recorded, holds the
+defaults), dtype, shape and the ciphertext's seals (``sealing.Seal``: batch ids,
+contexts, tags).
 Ciphertext is stored as unsigned integer words (never floats). An
 HMAC-SHA256 tag under a key-derived MAC key covers header, ciphertext, nonces
 and passthrough columns, so a wrong key, a flipped bit or a truncated file fails
@@ -22,6 +25,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..errors import IntegrityError, InvalidInputError, ShuffleBitsError, WrongKeyError
 from .base import Cipher, Sealed
+from .catalogue import ParamValues, check_params, format_params
 from .sealing import Seal
 
 FILE_FORMAT = "shufflebits-encrypted-features"
@@ -95,14 +99,15 @@ def save_encrypted(
     path = Path(path)
     if path.suffix != ".npz":
         raise ShuffleBitsError(f"encrypted feature files end in .npz, got {path.name}")
-    if sealed.key_fingerprint != cipher.key.fingerprint:
-        raise ShuffleBitsError("sealed features were made with another key than this cipher's")
+    if sealed.key_fingerprint != cipher.key.fingerprint or sealed.params != cipher.key.params:
+        raise ShuffleBitsError("sealed features were made with another key or other parameters than this cipher's")
     header = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
         "cipher": sealed.cipher,
         "mode": cipher.key.mode,
         "key_fingerprint": sealed.key_fingerprint,
+        "params": dict(sealed.params),
         "dtype": sealed.dtype,
         "shape": list(sealed.shape),
         "seals": [seal.as_dict() for seal in sealed.seals],
@@ -177,11 +182,28 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     return header, arrays
 
 
+def recorded_params(path, header: dict) -> ParamValues:
+    """The scheme parameters a header records, checked; none recorded (older files): the defaults."""
+    params = header.get("params", {})
+    try:
+        if not isinstance(params, dict):
+            raise InvalidInputError(f"params must be an object, got {params!r}")
+        return check_params(str(header.get("cipher")), params)
+    except InvalidInputError as error:
+        raise ShuffleBitsError(f"{path}: malformed header ({error})") from None
+
+
 def check_key(path, header: dict, cipher: Cipher) -> None:
-    """The header's cipher and key fingerprint must be ``cipher``'s (files and feature stores alike)."""
+    """The header's cipher, parameters and key fingerprint must be ``cipher``'s (files and feature stores alike)."""
     if header.get("cipher") != cipher.name:
         raise ShuffleBitsError(
             f"{path} was encrypted with {header.get('cipher')!r}, but the key is for {cipher.name!r}"
+        )
+    params = recorded_params(path, header)
+    if params != cipher.key.params:
+        raise WrongKeyError(
+            f"{path} was encrypted with {cipher.name} {format_params(params)}, but this key has "
+            f"{format_params(cipher.key.params)} (parameters are part of the key)"
         )
     if header.get("key_fingerprint") != cipher.key.fingerprint:
         raise WrongKeyError(
@@ -207,6 +229,7 @@ def load_encrypted(path: str | os.PathLike, cipher: Cipher) -> tuple[Sealed, dic
             dtype=header["dtype"],
             nonces=arrays.get("nonces"),
             seals=seals,
+            params=cipher.key.params,
         )
     except (KeyError, TypeError, InvalidInputError) as error:
         raise ShuffleBitsError(f"{path}: malformed encrypted file ({error})") from error

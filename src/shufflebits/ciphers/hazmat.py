@@ -39,7 +39,8 @@ def experiment_cipher(name: str, seed: int, **params):
     """INSECURE: cipher ``name`` under a key and a nonce stream derived from ``seed``, so a rerun
     sees the same ciphertexts (an experiment, not a deployment). The public ``create_cipher``
     takes no nonce source: only this path swaps ``os.urandom`` out. ``params`` are the scheme's
-    own (DCPE's ``beta``, BioHash's ``bits``: the frontier sweep); the key does not depend on them."""
+    own (DCPE's ``beta``, BioHash's ``bits``: the frontier sweep), carried by the key; its
+    material does not depend on them (its fingerprint does)."""
     cipher_class = spec(name).resolve()
     material = hashlib.sha256(f"shufflebits/leakage/{seed}/{name}".encode()).digest()
-    return cipher_class(Key(name, material), nonce_source=experiment_nonces(seed), **params)
+    return cipher_class(Key(name, material, params=params), nonce_source=experiment_nonces(seed))

@@ -5,6 +5,9 @@ be used with a construction it was not made for. Sub-keys for different purposes
 (permutations, one-time streams, file MACs, fingerprints) are derived with
 HMAC-SHA256 under distinct labels, so one purpose never reveals another;
 stream-cipher keys and seal tags use HKDF-SHA256 subkeys (``Key.subkey``).
+A key also carries its scheme's parameters (the catalogue's ``params``: DCPE's
+beta and scale, rotation noise, BioHash bits): they are part of the secret
+setup, so a ciphertext made under other values is another key's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import InvalidInputError, ShuffleBitsError
-from .catalogue import cipher_names, spec
+from .catalogue import ParamValues, changed_params, check_params, cipher_names, spec
 
 KEY_FORMAT = "shufflebits-key"
 KEY_VERSION = 1
@@ -35,11 +38,15 @@ class Key:
     cipher today), except for paper-compatible seed keys (``seed`` set, see
     ``decrepit.seed_key``), whose material is just the seed: they have only the
     seed's entropy and exist to reproduce the authors' published permutation.
+    ``params``: the scheme's parameters, given as a mapping or ``(name, value)``
+    pairs and kept as ``catalogue.check_params`` returns them (every declared
+    parameter, in declaration order, defaults filled in; empty for schemes without).
     """
 
     cipher: str
     material: bytes = field(repr=False)
     seed: int | None = None
+    params: ParamValues = ()
 
     def __post_init__(self) -> None:
         record = spec(self.cipher)
@@ -47,6 +54,7 @@ class Key:
             raise ShuffleBitsError(
                 f"{self.cipher} keys are TenSEAL key pairs, not key material (shufflebits ckks-keygen writes one)"
             )
+        object.__setattr__(self, "params", check_params(self.cipher, self.params))
         if not isinstance(self.material, bytes):
             raise TypeError("key material must be bytes")
         if self.seed is None and len(self.material) != record.key_bytes:
@@ -88,8 +96,16 @@ class Key:
 
     @property
     def fingerprint(self) -> str:
-        """Hex identifier of the key (a labelled hash; reveals nothing about random keys)."""
-        digest = hashlib.sha256(_LABEL + b"fingerprint\0" + self.cipher.encode() + b"\0" + self.material)
+        """Hex identifier of the key (a labelled hash; reveals nothing about random keys).
+
+        Parameters that differ from their defaults are hashed in too (canonical
+        JSON after the material): keys with default parameters keep the
+        fingerprints they had before keys carried parameters, and ciphertext
+        made under other parameters carries another fingerprint.
+        """
+        changed = changed_params(self.cipher, self.params)
+        suffix = b"\0" + json.dumps(changed, sort_keys=True).encode() if changed else b""
+        digest = hashlib.sha256(_LABEL + b"fingerprint\0" + self.cipher.encode() + b"\0" + self.material + suffix)
         return digest.hexdigest()[:32]
 
 
@@ -98,9 +114,9 @@ def hkdf_info(cipher: str, label: str) -> bytes:
     return _LABEL + b"hkdf\0" + cipher.encode() + b"\0" + label.encode()
 
 
-def generate_key(cipher: str = "shufflebits-otp") -> Key:
-    """A fresh random key for ``cipher`` (``key_bytes`` from the OS CSPRNG)."""
-    return Key(cipher, secrets.token_bytes(spec(cipher).key_bytes))
+def generate_key(cipher: str = "shufflebits-otp", **params) -> Key:
+    """A fresh random key for ``cipher`` (``key_bytes`` from the OS CSPRNG) with the scheme's ``params``."""
+    return Key(cipher, secrets.token_bytes(spec(cipher).key_bytes), params=params)
 
 
 def key_to_json(key: Key) -> str:
@@ -113,6 +129,8 @@ def key_to_json(key: Key) -> str:
         "seed": key.seed,
         "fingerprint": key.fingerprint,
     }
+    if key.params:
+        record["params"] = dict(key.params)
     return json.dumps(record, indent=2) + "\n"
 
 
@@ -138,15 +156,25 @@ def read_key_record(path: str | os.PathLike) -> dict:
 
 
 def load_key(path: str | os.PathLike) -> Key:
-    """Read a key file; a corrupted key (fingerprint mismatch) is an error."""
+    """Read a key file; a corrupted key (fingerprint mismatch) is an error.
+
+    A file without ``params`` (written before keys carried them) holds the defaults:
+    the only values ``keygen`` could make, and the ones its fingerprint was computed for.
+    """
     record = read_key_record(path)
     seed = record.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
         raise ShuffleBitsError(f"{path}: malformed key file (seed must be an integer in [0, 2**63), got {seed!r})")
     try:
-        key = Key(record["cipher"], base64.b64decode(record["material"], validate=True), record.get("seed"))
+        params = record.get("params", {})
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be an object, got {params!r}")
+        material = base64.b64decode(record["material"], validate=True)
+        key = Key(record["cipher"], material, record.get("seed"), params=params)
     except (KeyError, TypeError, ValueError) as error:
         raise ShuffleBitsError(f"{path}: malformed key file ({error})") from error
     if record.get("fingerprint") != key.fingerprint:
-        raise ShuffleBitsError(f"{path}: key fingerprint does not match its material (corrupted key file)")
+        raise ShuffleBitsError(
+            f"{path}: key fingerprint does not match its material and parameters (corrupted key file)"
+        )
     return key

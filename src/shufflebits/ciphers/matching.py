@@ -6,7 +6,8 @@ are (DCPE, rotation: their ciphertexts are float vectors by design, so this is
 the one place where ciphertext goes through float arithmetic, after an explicit
 ``.view``); ``"hamming"`` unpacks the ciphertext bytes to 0/1 (BioHash; the zero
 padding adds nothing to a distance). Two ciphertexts are comparable only when
-made by the same cipher under the same key and of the same width.
+made by the same cipher under the same parameters and key and of the same width
+(BioHash codes of different lengths can pad to the same width).
 
 Encrypted files are read here without their key: the matcher cannot check the
 file MAC (it is keyed), so ``load_matchable`` returns unauthenticated ciphertext.
@@ -22,8 +23,8 @@ import numpy as np
 
 from ..errors import InvalidInputError, ShuffleBitsError
 from .base import Sealed
-from .catalogue import cipher_names, spec
-from .files import read_header
+from .catalogue import cipher_names, format_params, spec
+from .files import read_header, recorded_params
 
 
 def match_view(sealed: Sealed) -> tuple[np.ndarray, str]:
@@ -44,9 +45,14 @@ def match_view(sealed: Sealed) -> tuple[np.ndarray, str]:
 
 
 def comparable(query: Sealed, gallery: Sealed) -> None:
-    """Refuse a pair the scheme cannot compare: other cipher, other key or other width."""
+    """Refuse a pair the scheme cannot compare: other cipher, other parameters, other key or other width."""
     if query.cipher != gallery.cipher:
         raise InvalidInputError(f"query ciphertexts are {query.cipher}, gallery ciphertexts are {gallery.cipher}")
+    if query.params != gallery.params:
+        raise InvalidInputError(
+            f"query ciphertexts are {query.cipher} {format_params(query.params)}, gallery ones "
+            f"{format_params(gallery.params)}: their ciphertexts cannot be compared"
+        )
     if query.key_fingerprint != gallery.key_fingerprint:
         raise InvalidInputError(
             f"query and gallery were encrypted under different keys ({query.key_fingerprint[:16]}… vs "
@@ -80,6 +86,7 @@ def load_matchable(path: str | os.PathLike) -> tuple[Sealed, dict[str, np.ndarra
             key_fingerprint=header["key_fingerprint"],
             dtype=header["dtype"],
             nonces=arrays.get("nonces"),
+            params=recorded_params(path, header),
         )
     except KeyError as error:
         raise ShuffleBitsError(f"{path}: malformed encrypted feature file (no {error})") from None

@@ -7,20 +7,18 @@ key for each dimension ``d`` (``keyed.orthonormal`` under the sub-key
 rounding), so matching needs no key, and so does the attack: orthogonal
 Procrustes recovers ``R`` from about ``d`` known pairs (``attacks.searchable``).
 
-``noise`` (sigma, default 0) adds fresh N(0, sigma^2 I) noise per vector from
-the nonce source (a ChaCha20 stream under 32 fresh bytes); it is not stored, so
-decryption ``R^T c`` returns the plaintext plus rotated noise. The ciphertext is
+``noise`` (sigma, default 0; the key's parameter, ``keygen --noise``) adds
+fresh N(0, sigma^2 I) noise per vector from the nonce source (a ChaCha20
+stream under 32 fresh bytes); it is not stored, so decryption ``R^T c``
+returns the plaintext plus rotated noise. The ciphertext is
 a float vector of the plaintext's shape and dtype, kept in ``Sealed`` as its
 integer words (see ``dcpe`` for why the catalogue calls that format-preserving).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..errors import InvalidInputError
 from . import keyed, prf
 from .base import Cipher, Sealed
 from .dcpe import float_values
@@ -28,16 +26,11 @@ from .keys import Key, generate_key
 
 
 class Rotation(Cipher):
-    """``c = R m + noise * N(0, I)``; ``noise`` is a number >= 0."""
+    """``c = R m + noise * N(0, I)``; ``noise`` (>= 0) comes from the key's ``params``."""
 
-    def __init__(self, key: Key, *, noise: float = 0.0, nonce_source=None) -> None:
+    def __init__(self, key: Key, *, nonce_source=None) -> None:
         super().__init__(key, nonce_source=nonce_source)
-        try:
-            self.noise = float(noise)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"rotation noise must be a number >= 0, got {noise!r}") from None
-        if not math.isfinite(self.noise) or self.noise < 0:
-            raise InvalidInputError(f"rotation noise must be a number >= 0, got {noise!r}")
+        self.noise = dict(key.params)["noise"]
         self._matrices: dict[int, np.ndarray] = {}
 
     @classmethod

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..ciphers.catalogue import cipher_names, spec
+from ..ciphers.catalogue import Param, check_params, cipher_names, format_params, spec
 from ..errors import ShuffleBitsError
 from . import options
 
@@ -23,6 +23,9 @@ def register(subparsers) -> None:
     keygen.add_argument("--cipher", required=True, choices=cipher_names())
     seeded = ", ".join(cipher_names(seed_keys=True))
     keygen.add_argument("--seed", type=int, help=f"paper-compatible INSECURE key ({seeded} only)")
+    for name, (param, ciphers) in scheme_params().items():
+        kind = int if param.kind == "count" else float
+        keygen.add_argument(f"--{name}", type=kind, help=f"{param.help} ({', '.join(ciphers)} keys only)")
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
     keygen.set_defaults(func=keygen_command)
 
@@ -67,6 +70,15 @@ def register(subparsers) -> None:
     bench.set_defaults(func=bench_command)
 
 
+def scheme_params() -> dict[str, tuple[Param, list[str]]]:
+    """Each scheme parameter (the catalogue's ``params``) by name: its declaration and the ciphers that take it."""
+    found: dict[str, tuple[Param, list[str]]] = {}
+    for name in cipher_names():
+        for param in spec(name).params:
+            found.setdefault(param.name, (param, []))[1].append(name)
+    return found
+
+
 def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
 
@@ -103,6 +115,13 @@ def refuse_overwrite(args: argparse.Namespace) -> None:
 def keygen_command(args: argparse.Namespace) -> int:
     from ..ciphers.keys import generate_key, save_key
 
+    offered = scheme_params()
+    given = {name: getattr(args, name) for name in offered if getattr(args, name) is not None}
+    declared = [param.name for param in spec(args.cipher).params]
+    stray = [name for name in given if name not in declared]
+    if stray:
+        takers = ", ".join(offered[stray[0]][1])
+        raise ShuffleBitsError(f"--{stray[0]} is a parameter of {takers} keys, not of {args.cipher}")
     if args.seed is not None:
         if not spec(args.cipher).seed_keys:
             seeded = ", ".join(map(repr, cipher_names(seed_keys=True)))
@@ -116,9 +135,10 @@ def keygen_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     else:
-        key = generate_key(args.cipher)
+        key = generate_key(args.cipher, **given)
     save_key(args.out, key)
-    print(f"wrote {args.out} ({key.cipher}, mode {key.mode}, fingerprint {key.fingerprint})")
+    params = f"{format_params(key.params)}, " if key.params else ""
+    print(f"wrote {args.out} ({key.cipher}, mode {key.mode}, {params}fingerprint {key.fingerprint})")
     return 0
 
 
@@ -218,6 +238,9 @@ def inspect_command(args: argparse.Namespace) -> int:
     print(f"key file {path}")
     for name in ("version", "cipher", "mode", "fingerprint"):
         print(f"  {name}: {record.get(name)}")
+    params = check_params(str(record.get("cipher")), record.get("params", {}))
+    if params:
+        print(f"  params: {format_params(params)}")
     if record.get("seed") is not None:
         print("  seed key: yes (paper-compatible, INSECURE)")
     return 0
@@ -226,7 +249,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 def _describe_features(path: Path) -> list[str]:
     import zipfile
 
-    from ..ciphers.files import read_header
+    from ..ciphers.files import read_header, recorded_params
 
     encrypted = False
     if path.suffix == ".npz":
@@ -240,6 +263,10 @@ def _describe_features(path: Path) -> list[str]:
         lines = [f"encrypted feature file {path}"]
         fields = ("version", "cipher", "mode", "key_fingerprint", "dtype", "shape")
         lines += [f"  {name}: {header.get(name)}" for name in fields]
+        params = recorded_params(path, header)
+        if params:
+            older = "" if "params" in header else " (not recorded: an older file, read with the defaults)"
+            lines.append(f"  params: {format_params(params)}{older}")
         nonces = arrays.get("nonces")
         if nonces is not None and nonces.ndim != 2:
             raise ShuffleBitsError(f"{path}: nonces must be (n, bytes), got shape {list(nonces.shape)}")

@@ -170,6 +170,7 @@ REID_FIGURES = (("rank-1", "rank1"), ("rank-5", "rank5"), ("rank-10", "rank10"),
 
 def _reid_inputs(args) -> tuple[dict, str]:
     """Query and gallery ``(features, pids, camids)`` and the metric: plaintext files, or matchable ciphertexts."""
+    from ..ciphers.catalogue import format_params
     from ..ciphers.matching import comparable, is_encrypted_file, load_matchable, match_view
     from ..features import load_features
     from ..stores import is_store, read_store
@@ -212,8 +213,9 @@ def _reid_inputs(args) -> tuple[dict, str]:
         comparable(sealed["query"], sealed["gallery"])
         if args.metric is not None and args.metric != metric:
             raise ShuffleBitsError(f"{sealed['query'].cipher} ciphertexts are compared by {metric}, not {args.metric}")
+        params = f" ({format_params(sealed['query'].params)})" if sealed["query"].params else ""
         print(
-            f"comparing {sealed['query'].cipher} ciphertexts by {metric} without the key "
+            f"comparing {sealed['query'].cipher}{params} ciphertexts by {metric} without the key "
             "(so their file MACs are not checked)",
             file=sys.stderr,
         )

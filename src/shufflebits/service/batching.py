@@ -150,6 +150,7 @@ def _split(output: Any, counts: list[int]) -> list:
             key_fingerprint=output.key_fingerprint,
             dtype=output.dtype,
             nonces=None if output.nonces is None else output.nonces[start:stop],
+            params=output.params,
         )
         for start, stop in itertools.pairwise(bounds)
     ]

@@ -7,6 +7,9 @@ id echoed) and, when encrypted, the seals binding the ciphertext to that answer
 Never JSON floats: ciphertext words are often NaN or Inf bit patterns, which JSON
 cannot carry and float parsing would canonicalise. Bytes are produced and read
 through unsigned-integer views, so no value is ever touched by float arithmetic.
+The only floats in JSON are a key's scheme parameters (``encryption.params``,
+finite by construction): they read back as written, and the key fingerprint the
+answer carries covers them, so a value read back differently would be refused.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def encode_result(result: Any, response_id: str) -> dict:
         "cipher": result.cipher,
         "mode": spec(result.cipher).mode,
         "key_fingerprint": result.key_fingerprint,
+        "params": dict(result.params),
         "plaintext_dtype": result.dtype,
         "plaintext_shape": list(result.shape),
         "nonces": None,
@@ -147,6 +151,7 @@ def decode_answer(payload: dict) -> Any:
             dtype=str(encryption["plaintext_dtype"]),
             nonces=nonces,
             seals=seals,
+            params=encryption.get("params") or {},
         )
         declared = tuple(int(size) for size in encryption["plaintext_shape"])
     except (KeyError, TypeError, ValueError) as error:
@@ -171,10 +176,13 @@ def concatenate_results(parts: list[Any]) -> Any:
         return np.concatenate(parts)
     first = parts[0]
     sealed = [part for part in parts if not isinstance(part, np.ndarray)]
-    same = [(part.cipher, part.key_fingerprint, part.dtype, part.shape[1:], part.authenticated) for part in sealed]
+    same = [
+        (part.cipher, part.params, part.key_fingerprint, part.dtype, part.shape[1:], part.authenticated)
+        for part in sealed
+    ]
     if len(same) != len(parts) or len(set(same)) != 1:
         raise ShuffleBitsError(
-            "the service changed cipher, key, feature shape or authentication between batches; "
+            "the service changed cipher, parameters, key, feature shape or authentication between batches; "
             "the answers cannot be combined"
         )
     if len(parts) == 1:
@@ -186,4 +194,5 @@ def concatenate_results(parts: list[Any]) -> Any:
         dtype=first.dtype,
         nonces=None if first.nonces is None else np.concatenate([part.nonces for part in parts]),
         seals=tuple(seal for part in parts for seal in part.seals),
+        params=first.params,
     )
