@@ -350,3 +350,26 @@ def test_black_box_is_asked_once_per_distinct_image():
     mixed = np.concatenate([images[:2], fresh, fresh[:1]])  # only the two unseen images go, once each
     assert np.array_equal(remembered(mixed), reference(mixed)) and calls == [5, 2]
     assert remembered(images[:0]).shape == (0, 4)
+
+
+def test_the_protection_table_script_prints_each_ciphers_rows(matrix, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shufflebits.study.numbers import figure
+
+    result, _ = matrix
+    rows = [row.as_dict() for row in result.rows]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"leakage": rows}))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "protection_table.py"
+    out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True).stdout
+    lines = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    assert set(lines) == {r["cipher"] for r in rows if r["metric"] == "unlinkability_dsys"}
+    for cipher, line in lines.items():
+        for metric in ("unlinkability_dsys", "renewability_rank1", "irreversibility_success"):
+            row = _one(rows, cipher, metric)
+            assert f"{figure(row['value'])} / {figure(row['chance'])}" in line, (cipher, metric)
+    rotation = _one(rows, "rotation", "known_pair_cosine")
+    assert f"({rotation['pairs_used']}p)" in lines["rotation"] and lines["chacha20"].count(" - ") >= 1

@@ -1,0 +1,56 @@
+"""Template-protection figures of a study's results.json, one line per cipher: matching on ciphertexts,
+inversion from known pairs and from ciphertexts alone, ISO/IEC 30136 unlinkability, renewability, irreversibility.
+
+python scripts/protection_table.py quick-out/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from shufflebits.study.numbers import figure
+
+COLUMNS = (
+    ("reid_rank1_ciphertext", "rank-1 on ciphertexts"),
+    ("reid_map_ciphertext", "mAP on ciphertexts"),
+    ("known_pair_cosine", "known pairs (cosine)"),
+    ("ciphertext_only_cosine", "no pairs (cosine)"),
+    ("unlinkability_dsys", "D_sys"),
+    ("renewability_rank1", "cross-key rank-1"),
+    ("irreversibility_success", "inversions accepted"),
+)
+
+
+def cell(row: dict | None) -> str:
+    """``value / chance``, and how many pairs or ciphertexts an inversion curve reached."""
+    if row is None:
+        return "-"
+    text = f"{figure(row['value'])} / {figure(row['chance'])}"
+    if row["metric"] == "known_pair_cosine":
+        text += f" ({row['pairs_used']}p)"
+    elif row["metric"] == "ciphertext_only_cosine":
+        text += f" ({row['curve'][-1][0]}c)"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args()
+    leakage = json.loads(args.results.read_text())["leakage"]
+    rows = {(r["cipher"], r["metric"]): r for r in leakage if r.get("pairs") is None and "attribute" not in r}
+    ciphers = list(dict.fromkeys(r["cipher"] for r in leakage if (r["cipher"], COLUMNS[4][0]) in rows))
+    if not ciphers:
+        raise SystemExit(f"{args.results} has no template-protection rows")
+    table = [["cipher", *(label for _, label in COLUMNS)]]
+    table += [[name, *(cell(rows.get((name, metric))) for metric, _ in COLUMNS)] for name in ciphers]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())
+    print("(value / chance; D_sys chance 0; p: known pairs used, c: ciphertexts seen; irreversibility at FMR 0.001)")
+
+
+if __name__ == "__main__":
+    main()
