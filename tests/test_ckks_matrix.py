@@ -151,3 +151,23 @@ def test_the_readme_script_prints_every_ckks_row(rows, tmp_path):
     assert f"rank-1 ckks {reid.value:.3f}" in out and "seconds in the leakage stage: 2.000 of 9.000" in out
     assert len(out.splitlines()) == 12 + len(by_metric["score_reveal_cosine"].details["curve"])
     assert "irreversibility (ISO/IEC 30136, FMR 0.001" in out
+
+
+def test_reconstruction_on_a_query_subsample_keeps_every_model_on_the_same_rows(monkeypatch):
+    """More queries than the CKKS rows sample: the victim's and the second model's figures use the same rows."""
+    from shufflebits.attacks import TransferModel, homomorphic
+    from shufflebits.attacks.leakage import leakage_matrix
+    from shufflebits.study.profiles import PROFILES
+    from test_attacks_helpers import ToyEmbed
+
+    attacker, query, gallery, embed = make_world(identities=60, per_id=4, d=24, size=(16, 8))
+    monkeypatch.setattr(homomorphic, "QUERIES", len(query) // 3)
+    other = ToyEmbed(16, (16, 8), seed=5)
+    transfer = TransferModel("toy-5", other, other(query.images), other(gallery.images))
+    result = leakage_matrix(
+        attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, seed=0, ciphers=("ckks",), transfer=transfer
+    )
+    rows = {row.metric: row for row in result.rows if row.cipher == "ckks" and row.metric.startswith("recon_")}
+    assert {"recon_rank1", "recon_rank1_transfer", "recon_success_rate_transfer"} <= set(rows)
+    assert {row.n for row in rows.values()} == {len(query) // 3}
+    assert rows["recon_rank1_transfer"].value <= rows["recon_rank1_transfer"].chance + 3 / (len(query) // 3)

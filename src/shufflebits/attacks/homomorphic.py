@@ -73,6 +73,7 @@ class CkksViews:
     attacker_rows: np.ndarray  # the rows of the attacker's set that ``attacker`` holds, in order
     attacker_view: np.ndarray
     users: LabelledFeatures  # the sampled queries, with their images where the query set has them
+    users_rows: np.ndarray  # the rows of the query set that ``users`` holds, in order
     users_view: np.ndarray
 
 
@@ -159,7 +160,8 @@ def ckks_rows(
     """The CKKS rows of the matrix (module docstring) and the views the attribute attack learns from."""
     rng = np.random.default_rng(seed)
     first, renewed = (Ckks(generate_key(seed=(2 * seed + k) % 2**64)) for k in range(2))
-    users = take(query, np.sort(rng.permutation(len(query))[:QUERIES]))
+    users_rows = np.sort(rng.permutation(len(query))[:QUERIES])
+    users = take(query, users_rows)
     enrolled = attacker.features[np.sort(rng.permutation(len(attacker))[:ATTACKER_POOL])].astype(np.float64)
     q, g = users.features.astype(np.float64), gallery.features.astype(np.float64)
     sizes = {"n_query": len(q), "n_gallery": len(g)}
@@ -276,7 +278,7 @@ def ckks_rows(
 
     own_rows = np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER])
     own = take(attacker, own_rows)
-    views = CkksViews(own, own_rows, coefficient_view(first.key, own.features), users, users_view)
+    views = CkksViews(own, own_rows, coefficient_view(first.key, own.features), users, users_rows, users_view)
     same_key = coefficient_view(first.key, linked_gallery.features)
     null = rank1_chance(users_view, same_key, users, linked_gallery, seed)
     rows.append(

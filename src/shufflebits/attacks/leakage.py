@@ -232,25 +232,31 @@ class _Matrix:
         return self.pixel_model.predict(pixels(images))
 
     def add_reconstruction_rows(
-        self, cipher: str, candidates: dict[str, Candidate], attribute_model, validation_rows=None, query=None
+        self, cipher: str, candidates: dict[str, Candidate], attribute_model, validation_rows=None, users=None
     ) -> None:
         """The validation-chosen reconstruction's rows (``reconstruction_cells``) and every candidate's grid.
 
-        ``validation_rows`` and ``query`` default to the attacker's whole held-out
-        split and every user query; a cipher attacked on subsamples passes its own.
+        ``validation_rows`` and ``users`` (``(LabelledFeatures, rows of the query set)``)
+        default to the attacker's whole held-out split and every user query; a
+        cipher attacked on subsamples passes its own.
         """
+        query, transfer = self.query, self.transfer
+        if users is not None:
+            query, rows = users
+            if transfer is not None:
+                transfer = replace(transfer, query_features=transfer.query_features[rows])
         rows, grids = reconstruction_rows(
             cipher,
             candidates,
             attacker=self.attacker,
             validation_rows=self.recon_validation if validation_rows is None else validation_rows,
-            query=self.query if query is None else query,
+            query=query,
             gallery=self.gallery,
             embed=self.embed,
             attribute_model=attribute_model,
             image_attributes=None if self.pixel_model is None else self.image_attributes,
             image_ceiling=self.image_ceiling,
-            transfer=self.transfer,
+            transfer=transfer,
             seed=self.seed,
         )
         self.rows.extend(rows)
@@ -465,7 +471,8 @@ class _Matrix:
                 model = self.fit_reconstruction(variant, None, views.attacker_view[fit], train=rows[fit])
             candidates[attack] = Candidate(model, views.attacker_view[held_out], views.users_view)
         with self.timed(name, "reconstruction rows"):
-            self.add_reconstruction_rows(name, candidates, plain_model, rows[held_out], views.users)
+            users = (views.users, views.users_rows)
+            self.add_reconstruction_rows(name, candidates, plain_model, rows[held_out], users)
 
     def key_recovery(self, name, cipher, A, Q, U, plain_model, candidates, estimates):
         """Ciphertext-only key recovery where the catalogue's ``permutation`` allows it; returns its ``decrypt``."""
