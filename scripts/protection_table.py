@@ -1,5 +1,6 @@
 """Template-protection figures of a study's results.json, one line per cipher: matching on ciphertexts,
-inversion from known pairs and from ciphertexts alone, ISO/IEC 30136 unlinkability, renewability, irreversibility.
+inversion from known pairs and from ciphertexts alone, ISO/IEC 30136 unlinkability, renewability, irreversibility;
+then the inversion curves (cosine to the truth per number of known pairs or ciphertexts).
 
 python scripts/protection_table.py quick-out/results.json
 """
@@ -50,6 +51,12 @@ def main() -> None:
     for line in table:
         print("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())
     print("(value / chance; D_sys chance 0; p: known pairs used, c: ciphertexts seen; irreversibility at FMR 0.001)")
+    for metric, label in COLUMNS[2:4]:
+        for name in ciphers:
+            row = rows.get((name, metric))
+            if row is not None:
+                points = "  ".join(f"{count}: {figure(cosine)}" for count, cosine in row["curve"])
+                print(f"{name} {label.split(' (')[0]}: {points}")
 
 
 if __name__ == "__main__":

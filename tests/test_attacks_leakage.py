@@ -365,7 +365,10 @@ def test_the_protection_table_script_prints_each_ciphers_rows(matrix, tmp_path):
     path.write_text(json.dumps({"leakage": rows}))
     script = Path(__file__).resolve().parents[1] / "scripts" / "protection_table.py"
     out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True).stdout
-    lines = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    printed = out.splitlines()
+    footnote = next(i for i, line in enumerate(printed) if line.startswith("("))
+    lines = {line.split()[0]: line for line in printed[1:footnote]}
+    curves = printed[footnote + 1 :]
     assert set(lines) == {r["cipher"] for r in rows if r["metric"] == "unlinkability_dsys"}
     for cipher, line in lines.items():
         for metric in ("unlinkability_dsys", "renewability_rank1", "irreversibility_success"):
@@ -373,3 +376,6 @@ def test_the_protection_table_script_prints_each_ciphers_rows(matrix, tmp_path):
             assert f"{figure(row['value'])} / {figure(row['chance'])}" in line, (cipher, metric)
     rotation = _one(rows, "rotation", "known_pair_cosine")
     assert f"({rotation['pairs_used']}p)" in lines["rotation"] and lines["chacha20"].count(" - ") >= 1
+    first, last = rotation["curve"][0], rotation["curve"][-1]
+    pairs_line = next(line for line in curves if line.startswith("rotation known pairs:"))
+    assert f"{first[0]}: {figure(first[1])}" in pairs_line and pairs_line.endswith(f"{last[0]}: {figure(last[1])}")
