@@ -133,6 +133,7 @@ def test_searchable_and_iso_rows(matrix):
         "dcpe",
         "dcpe-shuffle",
         "rotation",
+        "biohash",
     }
     for cipher in ("chacha20", "aes-gcm"):  # fresh pads: nothing links two keys' templates
         assert _one(rows, cipher, "unlinkability_dsys")["value"] < 0.15

@@ -77,7 +77,14 @@ def test_procrustes_alignment_runs_and_estimators_refuse_before_fit():
     U = encrypted("rotation", USERS)
     attack = ProcrustesAlignment(rounds=2).fit(U[:500], reference=ATTACKER)
     np.testing.assert_allclose(attack.W_ @ attack.W_.T, np.eye(D), atol=1e-9)
-    for name in ("invert-procrustes", "invert-shuffle", "invert-biohash", "align-moments", "align-procrustes"):
+    for name in (
+        "invert-procrustes",
+        "invert-shuffle",
+        "invert-biohash",
+        "align-moments",
+        "align-procrustes",
+        "align-biohash",
+    ):
         with pytest.raises(NotFittedError):
             create_attack(name).predict(U[:2])
 
@@ -94,7 +101,7 @@ def test_nearest_neighbours_in_blocks_are_the_brute_force_ones(monkeypatch):
 def test_ciphertext_only_attack_knows_the_scheme_and_its_curve_fits_the_first_n_ciphertexts():
     from shufflebits.attacks.protection import alignment_curve, ciphertext_only_attack, mean_guess_cosine
 
-    assert ciphertext_only_attack("biohash") is None  # nothing aligns hash bits without pairs
+    assert ciphertext_only_attack("chacha20") is None  # not matchable: nothing to align
     assert ciphertext_only_attack("dcpe").get_params() == {"shuffled": False}
     template = ciphertext_only_attack("dcpe-shuffle")
     U = encrypted("dcpe-shuffle", USERS)
@@ -104,3 +111,19 @@ def test_ciphertext_only_attack_knows_the_scheme_and_its_curve_fits_the_first_n_
     assert not hasattr(template, "source_")  # each count fits a clone; the template stays unfitted
     # 100 ciphertexts misplace dimensions: worse than the attacker's mean feature for everyone; 3,000 beat it
     assert curve[0][1] < mean_guess_cosine(ATTACKER, USERS[:500]) < curve[1][1]
+
+
+def test_biohash_alignment_aligns_the_hashes_as_signs_and_refuses_other_widths():
+    from shufflebits.attacks.protection import ciphertext_only_attack
+    from shufflebits.attacks.searchable import BioHashAlignment
+    from shufflebits.errors import InvalidInputError
+
+    bits = encrypted("biohash", USERS)  # b = d: every bit one direction of the keyed projection
+    attack = ciphertext_only_attack("biohash").fit(bits[:2000], reference=ATTACKER)
+    assert isinstance(attack, BioHashAlignment)
+    signs = ProcrustesAlignment().fit(2 * bits[:2000] - 1, reference=ATTACKER)  # the rotation's alignment on +-1
+    np.testing.assert_array_equal(attack.alignment_.W_, signs.W_)
+    np.testing.assert_array_equal(attack.predict(bits[:5]), (2 * bits[:5] - 1) @ signs.W_.T)
+    with pytest.raises(InvalidInputError, match="align-biohash aligns 64-bit hashes") as error:
+        BioHashAlignment().fit(bits[:100, :32], reference=ATTACKER)
+    assert "\n" not in str(error.value)

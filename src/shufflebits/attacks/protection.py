@@ -38,7 +38,7 @@ from .searchable import mean_cosine
 from .types import LeakageRow
 
 KNOWN_PAIRS = {"rotation": "invert-procrustes", "dcpe": "invert-shuffle", "biohash": "invert-biohash"}
-CIPHERTEXT_ONLY = {"rotation": "align-procrustes", "dcpe": "align-moments"}
+CIPHERTEXT_ONLY = {"rotation": "align-procrustes", "dcpe": "align-moments", "biohash": "align-biohash"}
 PAIR_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 CIPHERTEXT_COUNTS = (100, 1000, 10_000, 100_000)
 RANK1_SHUFFLES = 200  # query shuffles behind a rank-1 chance level (a single shuffle's rank-1 is often 0)

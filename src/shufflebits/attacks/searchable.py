@@ -27,6 +27,10 @@ features, no pairs), ``fit(C, reference=P)``:
 - ``align-procrustes`` (rotation): principal axes of both sets (``Cov(C) = R
   Cov(P) R^T``) with each axis' sign fixed by its third moment, then a few
   rounds of nearest-neighbour pairing and Procrustes.
+- ``align-biohash`` (BioHash with b = d): each hash as a +-1 vector, the sign of
+  an orthonormal projection of the features, aligned to them as a rotation is
+  (``align-procrustes``): the signs keep the projection's principal axes, up to
+  the sign's distortion.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import InvalidInputError
 from ..registry import register
 
 QUANTILES = np.linspace(0.05, 0.95, 19)
@@ -159,6 +164,26 @@ class ProcrustesAlignment(_Inversion):
         return np.asarray(X, np.float64) @ self.W_.T
 
 
+class BioHashAlignment(_Inversion):
+    """Ciphertext only: hashes as +-1 vectors aligned like rotated features (``ProcrustesAlignment``)."""
+
+    def __init__(self, rounds: int = 5):
+        self.rounds = rounds
+
+    def fit(self, X, y=None, reference=None):
+        B, P = np.asarray(X, np.float64), np.asarray(reference, np.float64)
+        d = P.shape[1]
+        if B.shape[1] < d:  # d bits, then the padding to whole words
+            raise InvalidInputError(f"align-biohash aligns {d}-bit hashes of {d}-d features, got {B.shape[1]} bits")
+        self.alignment_ = ProcrustesAlignment(self.rounds).fit(2 * B[:, :d] - 1, reference=P)
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        d = self.alignment_.W_.shape[0]
+        return self.alignment_.predict(2 * np.asarray(X, np.float64)[:, :d] - 1)
+
+
 class BioHashInversion(_Inversion):
     """Known pairs -> each bit's direction (ridge regression of +-1 on the plaintext); a hash -> its signed sum."""
 
@@ -207,3 +232,8 @@ def _align_moments(**kwargs) -> MomentAlignment:
 @register("attack", "align-procrustes")
 def _align_procrustes(**kwargs) -> ProcrustesAlignment:
     return ProcrustesAlignment(**kwargs)
+
+
+@register("attack", "align-biohash")
+def _align_biohash(**kwargs) -> BioHashAlignment:
+    return BioHashAlignment(**kwargs)
