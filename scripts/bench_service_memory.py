@@ -5,7 +5,8 @@ warms it with one small request. Each scenario then sends that many worst-case
 requests at once: as many PNGs of a few KiB that decode to 4096x4096 RGBA
 stored turned (EXIF orientation 6, so the server also turns them upright) as
 one request's pixel budget admits, each padded with a private PNG chunk so
-that the body is just under the server's body cap. Per scenario it prints the
+that the body is just under the server's body cap (`--no-fill-body`: bare,
+so every request is admitted and only the decodes wait). Per scenario it prints the
 answers' status codes, the RSS just before (baseline), the peak (VmHWM reset
 through /proc/PID/clear_refs where allowed, else the highest sample) and the
 RSS after `--idle` seconds without requests, measured against the warm
@@ -95,11 +96,12 @@ def padded(blob: bytes, padding: int) -> bytes:
     return blob[:header_end] + chunk + blob[header_end:]
 
 
-def worst_case_request(images: int, body_cap: int) -> list[bytes]:
+def worst_case_request(images: int, body_cap: int | None) -> list[bytes]:
+    """``images`` bombs, padded to share ``body_cap`` between them when it is given."""
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned: decoded, then transposed to upright
     bomb = png(Image.new("RGBA", (BOMB_SIDE, BOMB_SIDE)), compress_level=9, exif=exif)
-    padding = (body_cap - MULTIPART_MARGIN) // images - len(bomb)
+    padding = (body_cap - MULTIPART_MARGIN) // images - len(bomb) if body_cap else 0
     return [padded(bomb, padding)] * images
 
 
@@ -177,6 +179,12 @@ def main() -> int:
         default=DEFAULT_MAX_REQUEST_PIXELS // (BOMB_SIDE * BOMB_SIDE),
         help="4096x4096 images per request (default: as many as serve's pixel budget per request admits)",
     )
+    parser.add_argument(
+        "--fill-body",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pad the images to the body cap (default); --no-fill-body sends the bare bombs of a few KiB",
+    )
     parser.add_argument("--idle", type=float, default=3.0, help="seconds without requests before 'after' is read")
     parser.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     parser.add_argument("--serve-args", default="", help="more `shufflebits serve` flags, e.g. '--max-queue 4'")
@@ -199,7 +207,7 @@ def main() -> int:
                 raise SystemExit(f"the warm-up request failed:\n{log.read_text()[-2000:]}")
             time.sleep(args.idle)
             warm_baseline = rss_mib(server.pid)
-            blobs = worst_case_request(args.images_per_request, health["max_request_bytes"])
+            blobs = worst_case_request(args.images_per_request, health["max_request_bytes"] if args.fill_body else None)
             rows = [
                 burst(url, token, server.pid, blobs, concurrency, args.idle)
                 for concurrency in args.concurrency
@@ -227,11 +235,12 @@ def main() -> int:
             f"{row['concurrency']:>10} {codes:<22} {row['wall_s']:>7.1f} {row['baseline_mib']:>9.0f} "
             f"{peak:>16} {after:>16}"
         )
-    print("MiB; peak: + over the scenario's baseline; after idle: against the warm baseline; reset: connection")
-    print("closed before an answer was read (a refusal answered before the body was read)")
+    print("MiB; peak: + over the scenario's baseline; after idle: against the warm baseline; reset: the connection")
+    print("closed before an answer was read")
     if args.json:
         document = {
             "command": command[2:],
+            "fill_body": args.fill_body,
             "warm_baseline_mib": round(warm_baseline, 1),
             "body_bytes": body,
             "images_per_request": len(blobs),
