@@ -284,3 +284,25 @@ def test_msmt17_errors(tmp_path):
     (tmp_path / "list_query.txt").write_text("0000/0000_000_07_x.jpg\n")
     with pytest.raises(ShuffleBitsError, match=r"list_query\.txt:1"):
         load_msmt17(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "RGB"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_decoded_images_are_upright_rgb_as_pillow_turns_them(mode, orientation):
+    """Converted to RGB before it is turned (less memory): the same pixels as Pillow's turn-then-convert."""
+    import io
+
+    from PIL import ImageOps
+
+    from shufflebits.data.images import decode_image
+
+    pixels = np.random.default_rng(orientation).integers(0, 256, (30, 50, 4), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode if mode != "P" else "RGB").convert(mode)  # P: opaque
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    encoded = io.BytesIO()
+    image.save(encoded, "PNG", exif=exif.tobytes())
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(encoded.getvalue()))).convert("RGB")
+    decoded = decode_image(encoded.getvalue())
+    assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), np.asarray(expected))
+    assert decoded.size == ((30, 50) if orientation >= 5 else (50, 30))

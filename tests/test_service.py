@@ -317,6 +317,10 @@ def test_serve_cli_refuses_to_run_without_a_token(monkeypatch, capsys):
     monkeypatch.delenv("SHUFFLEBITS_TOKEN", raising=False)
     assert main(["serve", "--model", "osnet_x0_25", "--port", "8123"]) == 2
     assert "token" in capsys.readouterr().err
+    for budget, said in (("0", "--memory-budget-mib must be positive"), ("8", "cannot hold one largest request")):
+        code = main(["serve", "--model", "osnet_x0_25", "--token", "t", "--memory-budget-mib", budget])
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1
 
 
 def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
@@ -340,6 +344,8 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
         str(port),
         "--encrypt-with",
         str(tmp_path / "server.key"),
+        "--memory-budget-mib",
+        "320",
     ]
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(command, env={**os.environ, "SHUFFLEBITS_TOKEN": TOKEN}, stderr=log)
@@ -354,6 +360,7 @@ def test_serve_cli_runs_a_real_model_with_a_key(tmp_path):
                 time.sleep(0.1)
         assert health["model"] == "osnet_x0_25" and health["input_size"] == [64, 32] and health["feature_dim"] == 512
         assert health["key_fingerprint"] == cipher.key.fingerprint
+        assert health["memory_budget"]["limit"] == 320 * 2**20  # --memory-budget-mib reaches the app
         with HttpBlackBox(url, TOKEN) as box:
             features = cipher.decrypt(box.features(make_images(2)))
         assert features.shape == (2, 512) and features.dtype == np.float32 and np.isfinite(features).all()

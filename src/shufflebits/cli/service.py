@@ -48,6 +48,13 @@ def register(subparsers) -> None:
         "--max-queue", type=int, default=8, help="requests admitted at once; more get 503 + Retry-After (default 8)"
     )
     parser.add_argument(
+        "--memory-budget-mib",
+        type=float,
+        default=None,
+        help="memory shared by all admitted requests (bodies, decodes, images); a request that does not fit gets "
+        "503 + Retry-After (default 384, or the least one largest request needs)",
+    )
+    parser.add_argument(
         "--threads", type=int, help="torch CPU threads for the model (default: every core but one, at least 1)"
     )
     parser.add_argument(
@@ -83,6 +90,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError(f"--threads must be at least 1, got {args.threads}")
     if args.max_request_pixels is not None and args.max_request_pixels < 1:
         raise ShuffleBitsError("--max-request-pixels must be positive")
+    if args.memory_budget_mib is not None and not args.memory_budget_mib > 0:
+        raise ShuffleBitsError(f"--memory-budget-mib must be positive, got {args.memory_budget_mib}")
     from ..data.sizes import parse_size
     from ..models import build_extractor
     from ..service.app import create_app
@@ -101,6 +110,8 @@ def run_serve(args: argparse.Namespace) -> int:
         channels_last=args.layout == "nhwc",
     )
     limits = {"max_request_pixels": args.max_request_pixels} if args.max_request_pixels is not None else {}
+    if args.memory_budget_mib is not None:
+        limits["memory_budget_bytes"] = int(args.memory_budget_mib * 2**20)
     app = create_app(
         extractor,
         token,

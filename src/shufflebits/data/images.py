@@ -61,9 +61,11 @@ def _decode(file, name: str, max_pixels: int, size: Size | None, resample: str) 
     """Decode ``file`` (a path or a binary stream) to upright RGB, resized to ``size`` (height, width) if given."""
     try:
         with _open_lazy(file, name, max_pixels, size) as image:
-            if image.getexif().get(_ORIENTATION, 1) != 1:  # exif_transpose copies even an upright image
-                image = ImageOps.exif_transpose(image)
-            return _fit(image.convert("RGB"), size, resample)
+            turned = image.getexif().get(_ORIENTATION, 1) != 1
+            rgb = image.convert("RGB")  # before turning upright: the decoded original is freed before that copy
+        if turned:  # exif_transpose copies even an upright image
+            rgb = ImageOps.exif_transpose(rgb)
+        return _fit(rgb, size, resample)
     except ShuffleBitsError:
         raise
     except Exception as error:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on corrupt data

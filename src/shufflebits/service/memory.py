@@ -28,9 +28,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# Full size, turned upright (a copy) and converted to RGB (a copy): Pillow keeps
-# every mode it decodes to in at most 4 bytes a pixel, RGB included.
-DECODE_BYTES_PER_PIXEL = 12
+# Full size, converted to RGB (a copy; the original is then freed) and turned
+# upright (a copy): Pillow keeps every mode in at most 4 bytes a pixel, RGB included.
+DECODE_BYTES_PER_PIXEL = 8
 HELD_BYTES_PER_PIXEL = 4  # the RGB image the model is given
 TRIM_EVERY_BYTES = 16 * 1024 * 1024  # Pillow's block size: smaller decodes leave little behind
 
