@@ -65,6 +65,7 @@ def test_keys_hold_every_declared_parameter_and_default_keys_keep_their_fingerpr
         ("dcpe", {"bits": 8}, r"dcpe has no parameter bits \(its parameters are beta, scale\)"),
         ("chacha20", {"beta": 1.0}, r"chacha20 has no parameter beta \(it has none\)"),
         ("dcpe", ["beta"], "dcpe parameters must map names to values"),
+        ("dcpe", {"beta": 10**400}, "beta must be a positive number"),  # an integer past float range
     ],
 )
 def test_bad_parameters_are_one_line_errors(cipher, params, message):
@@ -231,3 +232,12 @@ def test_service_answers_carry_the_parameters():
     del payload["encryption"]["params"]  # read as the defaults: another key's ciphertext
     with pytest.raises(WrongKeyError, match=r"noise=0\.0, this key has noise=0\.01"):
         cipher.decrypt(decode_answer(payload))
+
+
+@pytest.mark.parametrize("scale", [1e-50, 1e39])
+def test_a_dcpe_scale_the_features_dtype_cannot_hold_is_refused_not_encrypted_to_zeros_or_inf(scale):
+    cipher = cipher_for_key(generate_key("dcpe", scale=scale))
+    with pytest.raises(InvalidInputError, match="float32") as error:
+        cipher.encrypt(rows())
+    assert "\n" not in str(error.value)
+    assert np.isfinite(cipher.decrypt(cipher.encrypt(rows().astype(np.float64)))).all()  # float64 holds both

@@ -200,3 +200,21 @@ def test_an_edited_query_file_is_caught_in_one_line(files, tmp_path, capsys):
     np.savez(tmp_path / "old.npz", **{**arrays, "header": old})
     code = reid({**paths, "x": tmp_path / "old.npz"}, query="x")
     assert "unsupported shufflebits-ckks-query version 1" in one_line_error(capsys, code)
+
+
+def test_encrypting_refuses_to_replace_an_input_or_an_existing_file_without_force(files, tmp_path, capsys):
+    paths, _, _ = files
+    query = ["ckks-encrypt-query", "--key", str(paths["key"]), "--features", str(paths["q"])]
+    before = paths["eg"].read_bytes()
+    for forced in ([], ["--force"]):  # never the gallery it was made for
+        code = main([*query, "--gallery", str(paths["eg"]), "--out", str(paths["eg"]), *forced])
+        assert "is one of the inputs" in one_line_error(capsys, code)
+    assert paths["eg"].read_bytes() == before
+    out = tmp_path / "q.ckks.npz"
+    out.write_bytes(b"keep me")
+    assert "pass --force" in one_line_error(capsys, main([*query, "--gallery", str(paths["eg"]), "--out", str(out)]))
+    assert out.read_bytes() == b"keep me"
+    assert main([*query, "--gallery", str(paths["eg"]), "--out", str(out), "--force"]) == 0
+    assert load_query(out)[0].count == 4
+    gallery = ["ckks-encrypt", "--key", str(paths["key"]), "--features", str(paths["g"]), "--out"]
+    assert "pass --force" in one_line_error(capsys, main([*gallery, str(paths["cg"])]))

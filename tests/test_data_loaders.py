@@ -306,3 +306,37 @@ def test_decoded_images_are_upright_rgb_as_pillow_turns_them(mode, orientation):
     decoded = decode_image(encoded.getvalue())
     assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), np.asarray(expected))
     assert decoded.size == ((30, 50) if orientation >= 5 else (50, 30))
+
+
+def test_a_png_over_the_pixel_limit_is_refused_from_its_header_even_with_exif_after_the_pixels(monkeypatch):
+    """Pillow reads a PNG's EXIF by decoding it when the eXIf chunk follows the pixels: not before the limit."""
+    import io
+    import struct
+
+    from PIL import ImageOps, PngImagePlugin
+
+    from shufflebits.data.images import decode_image, decoded_pixels
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    encoded = io.BytesIO()
+    Image.fromarray(np.arange(40 * 60 * 4, dtype=np.uint8).reshape(40, 60, 4), "RGBA").save(
+        encoded, "PNG", exif=exif.tobytes()
+    )
+    data, chunks, at = encoded.getvalue(), [], 8
+    while at < len(data):
+        length = struct.unpack(">I", data[at : at + 4])[0]
+        chunks.append(data[at : at + 12 + length])
+        at += 12 + length
+    late = [c for c in chunks if c[4:8] != b"eXIf"]
+    late = data[:8] + b"".join(late[:-1] + [c for c in chunks if c[4:8] == b"eXIf"] + late[-1:])  # eXIf after IDAT
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(late))).convert("RGB")
+    assert np.array_equal(np.asarray(decode_image(late)), np.asarray(expected)) and expected.size == (40, 60)
+
+    def no_decoding(self):
+        raise AssertionError("decoded before the pixel limit was checked")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    with pytest.raises(ShuffleBitsError, match="more than the limit of 100"):
+        decoded_pixels(late, "bomb.png", max_pixels=100, size=(16, 8))
+    assert decoded_pixels(late, "ok.png", max_pixels=10_000, size=(16, 8)) == 40 * 60

@@ -317,7 +317,11 @@ def test_serve_cli_refuses_to_run_without_a_token(monkeypatch, capsys):
     monkeypatch.delenv("SHUFFLEBITS_TOKEN", raising=False)
     assert main(["serve", "--model", "osnet_x0_25", "--port", "8123"]) == 2
     assert "token" in capsys.readouterr().err
-    for budget, said in (("0", "--memory-budget-mib must be positive"), ("8", "cannot hold one largest request")):
+    for budget, said in (
+        ("0", "--memory-budget-mib must be a positive number"),
+        ("inf", "--memory-budget-mib must be a positive number"),
+        ("8", "cannot hold one largest request"),
+    ):
         code = main(["serve", "--model", "osnet_x0_25", "--token", "t", "--memory-budget-mib", budget])
         err = capsys.readouterr().err
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1

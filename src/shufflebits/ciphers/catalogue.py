@@ -273,9 +273,12 @@ def _value(cipher: str, param: Param, value) -> float | int | None:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise InvalidInputError(f"{cipher} {param.name} must be an integer in 1..d, got {value!r}")
         return int(value)
-    if not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value):
-        number = float(value)
-        if number > 0 or (param.kind == "non-negative" and number == 0):
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float range
+            number = math.inf
+        if math.isfinite(number) and (number > 0 or (param.kind == "non-negative" and number == 0)):
             return number
     rule = "a positive number" if param.kind == "positive" else "a number >= 0"
     raise InvalidInputError(f"{cipher} {param.name} must be {rule}, got {value!r}")

@@ -114,6 +114,13 @@ class Dcpe(Cipher):
         n, d = values.shape
         nonces = keyed.counter_nonces(n, self._layout(d)[1], self.nonce_source)
         out = np.empty_like(values)
+        held = np.finfo(values.dtype)
+        least, most = float(held.smallest_subnormal), float(held.max)  # compared as Python floats: no cast
+        if not least <= self.scale <= most or self.scale * self.beta / 4 > most:
+            raise InvalidInputError(
+                f"{self.name} scale {self.scale:g} and beta {self.beta:g} do not fit {values.dtype} values "
+                "(s and s * beta / 4 must be finite and s non-zero there): choose values near the features' norms"
+            )
         scale = values.dtype.type(self.scale)
 
         def work(a, b, stream):
@@ -126,6 +133,11 @@ class Dcpe(Cipher):
 
         self.order(d)  # derive the shuffle once, before the threads
         self._rows(nonces, d, work)
+        if not np.isfinite(out).all():
+            raise InvalidInputError(
+                f"{self.name} ciphertext overflows {values.dtype} at scale {self.scale:g}: scale the features "
+                "down or choose a smaller scale"
+            )
         return out.view(words.dtype), nonces
 
     def _decrypt_words(self, words, sealed: Sealed):

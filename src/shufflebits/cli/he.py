@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ShuffleBitsError
+from .crypto import add_force
 
 RELEASE_FORMAT = "shufflebits-ckks-release"
 RELEASE_VERSION = 1
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     encrypt.add_argument("--features", required=True, type=Path, help="plaintext .npz/.npy features or .parquet store")
     encrypt.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
     encrypt.add_argument("--out", required=True, type=Path)
+    add_force(encrypt)
     encrypt.set_defaults(func=encrypt_command)
     query = subparsers.add_parser(
         "ckks-encrypt-query",
@@ -47,6 +49,7 @@ def register(subparsers) -> None:
     query.add_argument("--features", required=True, type=Path, help="plaintext query .npz/.npy features or .parquet")
     query.add_argument("--gallery", required=True, type=Path, help="the CKKS gallery (.npz) the query is for")
     query.add_argument("--out", required=True, type=Path)
+    add_force(query)
     query.set_defaults(func=encrypt_query_command)
 
 
@@ -92,10 +95,19 @@ def keygen_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_overwrite(out: Path, force: bool, *inputs: Path) -> None:
+    """An existing output is kept unless ``--force``; an input is never the output."""
+    if any(out.resolve() == path.resolve() for path in inputs):
+        raise ShuffleBitsError(f"--out {out} is one of the inputs; write the ciphertexts to another file")
+    if out.is_file() and not force:
+        raise ShuffleBitsError(f"{out} exists; pass --force to replace it")
+
+
 def encrypt_command(args: argparse.Namespace) -> int:
     from ..ciphers.ckks import encrypt_gallery
     from ..ciphers.ckks_files import load_key, save_gallery
 
+    refuse_overwrite(args.out, args.force, args.key, args.features)
     key = load_key(args.key)
     loaded = plain_features(args.features)
     gallery = encrypt_gallery(key, loaded.features, metric=args.metric)
@@ -110,6 +122,7 @@ def encrypt_query_command(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise ShuffleBitsError(f"CKKS query files end in .npz, got {args.out.name}")
+    refuse_overwrite(args.out, args.force, args.key, args.features, args.gallery)
     key = load_key(args.key)
     gallery, _ = load_gallery(args.gallery, key)
     loaded = plain_features(args.features)

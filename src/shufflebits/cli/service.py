@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -90,8 +91,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ShuffleBitsError(f"--threads must be at least 1, got {args.threads}")
     if args.max_request_pixels is not None and args.max_request_pixels < 1:
         raise ShuffleBitsError("--max-request-pixels must be positive")
-    if args.memory_budget_mib is not None and not args.memory_budget_mib > 0:
-        raise ShuffleBitsError(f"--memory-budget-mib must be positive, got {args.memory_budget_mib}")
+    if args.memory_budget_mib is not None and not 0 < args.memory_budget_mib < math.inf:
+        raise ShuffleBitsError(f"--memory-budget-mib must be a positive number, got {args.memory_budget_mib}")
     from ..data.sizes import parse_size
     from ..models import build_extractor
     from ..service.app import create_app

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from ..errors import ShuffleBitsError
 
@@ -39,10 +39,14 @@ def _corrupt(name: str, error: Exception) -> ShuffleBitsError:
 
 
 def _open_lazy(file, name: str, max_pixels: int, size: Size | None) -> Image.Image:
-    """Open ``file`` without decoding pixels: drafted towards ``size`` and checked against ``max_pixels``."""
+    """Open ``file`` without decoding pixels: drafted towards ``size`` and checked against ``max_pixels``.
+
+    Only a JPEG drafts, and only its EXIF is read here (from its header): Pillow
+    reads a PNG's EXIF by decoding the whole image when it follows the pixels.
+    """
     image = Image.open(file)
     try:
-        if size is not None:
+        if size is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
             height, width = size
             if image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):
                 height, width = width, height  # drafted before it is turned upright
