@@ -64,9 +64,12 @@ def _open_lazy(file, name: str, max_pixels: int, size: Size | None) -> Image.Ima
 def _decode(file, name: str, max_pixels: int, size: Size | None, resample: str) -> Image.Image:
     """Decode ``file`` (a path or a binary stream) to upright RGB, resized to ``size`` (height, width) if given."""
     try:
-        with _open_lazy(file, name, max_pixels, size) as image:
+        image = _open_lazy(file, name, max_pixels, size)
+        try:
             turned = image.getexif().get(_ORIENTATION, 1) != 1
-            rgb = image.convert("RGB")  # before turning upright: the decoded original is freed before that copy
+            rgb = image.convert("RGB")  # before turning upright, so the decoded original is freed before that copy
+        finally:
+            image.close()  # frees the pixels too (leaving a ``with`` block would only close the file)
         if turned:  # exif_transpose copies even an upright image
             rgb = ImageOps.exif_transpose(rgb)
         return _fit(rgb, size, resample)
