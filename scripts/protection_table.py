@@ -1,6 +1,6 @@
 """Template-protection figures of a study's results.json, one line per cipher: matching on ciphertexts,
 inversion from known pairs and from ciphertexts alone, ISO/IEC 30136 unlinkability, renewability, irreversibility;
-then the inversion curves (cosine to the truth per number of known pairs or ciphertexts).
+then the inversion curves (cosine to the truth per number of known pairs or ciphertexts) and the frontier sweep.
 
 python scripts/protection_table.py quick-out/results.json
 """
@@ -57,6 +57,26 @@ def main() -> None:
             if row is not None:
                 points = "  ".join(f"{count}: {figure(cosine)}" for count, cosine in row["curve"])
                 print(f"{name} {label.split(' (')[0]}: {points}")
+    frontier = json.loads(args.results.read_text()).get("frontier")
+    if frontier:
+        print_frontier(frontier)
+
+
+def print_frontier(frontier: dict) -> None:
+    """The study's parameter sweep: one line per cipher and parameter (the report's frontier table)."""
+    probe = frontier["points"][0].get("attr_probe", "-") if frontier["points"] else "-"
+    print(f"frontier sweep (attributes: {probe}):")
+    print("scheme   parameter                        rank-1 on ciphertexts  D_sys  attributes  µs per vector  bytes")
+    for point in frontier["points"]:
+        if "bits" in point:
+            parameter = f"b = {point['bits']}"
+        else:
+            parameter = f"beta = {figure(point['beta_relative'])} x median distance"
+        print(
+            f"{point['cipher']:<8} {parameter:<32} {figure(point['reid_rank1_ciphertext']):>21}  "
+            f"{figure(point['unlinkability_dsys']):>5}  {figure(point['attr_bacc_mean']):>10}  "
+            f"{figure(point['encrypt_us_per_vector']):>13}  {point['bytes_per_vector']:>5.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -363,13 +363,16 @@ def test_the_protection_table_script_prints_each_ciphers_rows(matrix, tmp_path):
     result, _ = matrix
     rows = [row.as_dict() for row in result.rows]
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"leakage": rows}))
+    point = {"cipher": "biohash", "bits": 8, "reid_rank1_ciphertext": 0.25, "unlinkability_dsys": 0.0625}
+    point |= {"attr_bacc_mean": 0.5, "encrypt_us_per_vector": 1.5, "bytes_per_vector": 4.0, "attr_probe": "mlp"}
+    path.write_text(json.dumps({"leakage": rows, "frontier": {"points": [point]}}))
     script = Path(__file__).resolve().parents[1] / "scripts" / "protection_table.py"
     out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True).stdout
     printed = out.splitlines()
     footnote = next(i for i, line in enumerate(printed) if line.startswith("("))
     lines = {line.split()[0]: line for line in printed[1:footnote]}
-    curves = printed[footnote + 1 :]
+    curves = printed[footnote + 1 : printed.index("frontier sweep (attributes: mlp):")]
+    assert printed[-1].split() == ["biohash", "b", "=", "8", "0.250", "0.062", "0.500", "1.500", "4"]
     assert set(lines) == {r["cipher"] for r in rows if r["metric"] == "unlinkability_dsys"}
     for cipher, line in lines.items():
         for metric in ("unlinkability_dsys", "renewability_rank1", "irreversibility_success"):
