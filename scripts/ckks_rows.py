@@ -6,17 +6,21 @@ python scripts/ckks_rows.py quick-out/results.json
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.numbers import figure
+from shufflebits.study.report.page import read_results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     args = parser.parse_args()
-    results = json.loads(args.results.read_text())
+    try:
+        results = read_results(args.results, "leakage")
+    except ShuffleBitsError as error:
+        raise SystemExit(f"ckks_rows.py: {error}") from None
     rows = {r["metric"]: r for r in results["leakage"] if r["cipher"] == "ckks" and "attribute" not in r}
     if not rows:
         raise SystemExit(f"{args.results} has no ckks rows (is TenSEAL installed?)")

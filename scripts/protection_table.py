@@ -8,10 +8,11 @@ python scripts/protection_table.py quick-out/results.json
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from shufflebits.errors import ShuffleBitsError
 from shufflebits.study.numbers import figure
+from shufflebits.study.report.page import read_results
 
 COLUMNS = (
     ("reid_rank1_ciphertext", "rank-1 on ciphertexts"),
@@ -40,7 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     args = parser.parse_args()
-    leakage = json.loads(args.results.read_text())["leakage"]
+    try:
+        results = read_results(args.results, "leakage")
+    except ShuffleBitsError as error:
+        raise SystemExit(f"protection_table.py: {error}") from None
+    leakage = results["leakage"]
     rows = {(r["cipher"], r["metric"]): r for r in leakage if r.get("pairs") is None and "attribute" not in r}
     ciphers = list(dict.fromkeys(r["cipher"] for r in leakage if (r["cipher"], COLUMNS[4][0]) in rows))
     if not ciphers:
@@ -57,7 +62,7 @@ def main() -> None:
             if row is not None:
                 points = "  ".join(f"{count}: {figure(cosine)}" for count, cosine in row["curve"])
                 print(f"{name} {label.split(' (')[0]}: {points}")
-    frontier = json.loads(args.results.read_text()).get("frontier")
+    frontier = results.get("frontier")
     if frontier:
         print_frontier(frontier)
 

@@ -557,3 +557,24 @@ def test_full_table_names_every_figure_in_words_and_key_recovery_counts_its_word
     matrix = page.split('<table id="leakage-matrix">')[1].split("</table>")[0]
     assert "from 1 known plaintext–ciphertext pair (512 ciphertext words)" in matrix
     assert "1 known pairs" not in matrix and "· 1 known pair" in matrix
+
+
+def test_read_results_refuses_what_no_study_wrote_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from shufflebits.errors import ShuffleBitsError
+    from shufflebits.study.report.page import read_results
+
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"x": 1}')
+    (tmp_path / "good.json").write_text('{"leakage": []}')
+    for name, said in (("absent.json", "cannot read"), ("broken.json", "not JSON"), ("other.json", "no leakage")):
+        with pytest.raises(ShuffleBitsError, match=said) as error:
+            read_results(tmp_path / name, "leakage")
+        assert "\n" not in str(error.value)
+    assert read_results(tmp_path / "good.json", "leakage") == {"leakage": []}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "protection_table.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "other.json")], capture_output=True, text=True)
+    assert done.returncode != 0 and done.stderr.strip().count("\n") == 0 and "no leakage" in done.stderr

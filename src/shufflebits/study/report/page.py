@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic import atomic_write_text
+from ...errors import ShuffleBitsError
 from ..load import load_text, overloaded
 from .figures import bar_figure
 from .sections import (
@@ -278,3 +279,17 @@ def write_report(results: dict, figures: dict[str, str], out_dir: Path) -> tuple
     atomic_write_text(results_json, json.dumps(jsonable(results), indent=1, allow_nan=False) + "\n")
     atomic_write_text(index_html, render_html(results, figures))
     return index_html, results_json
+
+
+def read_results(path: Path, *needed: str) -> dict:
+    """A study's ``results.json`` holding the top-level keys ``needed``; anything else is a one-line error."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ShuffleBitsError(f"cannot read {path}: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ShuffleBitsError(f"{path} is not a study's results.json (not JSON: {error})") from None
+    missing = [key for key in needed if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise ShuffleBitsError(f"{path} is not a study's results.json (no {', '.join(missing)})")
+    return results
