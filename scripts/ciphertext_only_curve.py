@@ -30,6 +30,7 @@ import io
 import itertools
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -176,7 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attacker-identities", type=int, help="default: the study's attacker split")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
+    try:
+        profile = get_profile(args.profile)
+    except ShuffleBitsError as error:
+        parser.error(str(error))
+    if not Path(args.out).parent.is_dir():  # before minutes of work, not after
+        parser.error(f"output folder {Path(args.out).parent} does not exist")
     counts = sorted(set(args.counts))
     attacker_identities = args.attacker_identities or profile.user_identities // 2
     if not 2 <= args.evaluate <= counts[0] or attacker_identities < 2:
@@ -209,4 +215,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ShuffleBitsError as error:  # e.g. a profile without an installed zoo victim
+        raise SystemExit(f"ciphertext_only_curve.py: {error}") from None

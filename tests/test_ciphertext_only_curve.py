@@ -44,3 +44,21 @@ def test_curve_rows_cover_every_alignment_repeat_with_the_seed_and_print_a_table
     assert figures(first) == figures(again)  # same seed, same figures
     lines = printed.splitlines()
     assert lines[0] == population["description"] and len(lines) == 2 + len(first["rows"]) + 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--out", "absent/x.json"], "output folder absent does not exist"),
+        (["--profile", "nope"], "unknown study profile"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_before_any_work(tmp_path, argv, said):
+    import subprocess
+    import sys
+
+    argv = [*argv, "--out", str(tmp_path / "x.json")] if "--out" not in argv else argv
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 2 and said in done.stderr.splitlines()[-1] and not (tmp_path / "x.json").exists()
