@@ -190,6 +190,12 @@ def main() -> int:
     parser.add_argument("--serve-args", default="", help="more `shufflebits serve` flags, e.g. '--max-queue 4'")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = parser.parse_args()
+    if min(args.concurrency) < 1 or args.rounds < 1 or args.images_per_request < 1 or args.threads < 1:
+        parser.error("--concurrency, --rounds, --images-per-request and --threads must be positive")
+    if not args.idle >= 0:
+        parser.error("--idle must be non-negative")
+    if args.json and not Path(args.json).parent.is_dir():
+        parser.error(f"output folder {Path(args.json).parent} does not exist")
     token = secrets.token_urlsafe(16)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
