@@ -23,7 +23,6 @@ import io
 import json
 import os
 import secrets
-import socket
 import struct
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from bench_service import free_port, wait_for_health  # the service bench's: start a server, wait for it
 from PIL import Image
 
 from shufflebits.atomic import atomic_write_text
@@ -72,12 +72,6 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def png(image: Image.Image, **options) -> bytes:
@@ -154,18 +148,6 @@ def burst(url: str, token: str, pid: int, blobs: list[bytes], concurrency: int, 
         "after_idle_mib": round(rss_mib(pid), 1),
         "peak_from": "VmHWM" if exact_peak else "samples",
     }
-
-
-def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with code {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/v1/health", timeout=2).json()
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not come up")
 
 
 def main() -> int:
