@@ -221,19 +221,24 @@ def test_a_full_queue_answers_503_with_retry_after():
         assert post(server.url, [blob]).status_code == 200  # the slot is free again
 
 
+def half_sent_reply(url: str, token: str = TOKEN) -> bytes:
+    """The server's answer to a request whose body stops after its first bytes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        head = (
+            f"POST /v1/features HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n"
+        )
+        client.sendall(head.encode() + b"--x\r\n")  # then nothing more
+        return client.recv(4096)
+
+
 def test_a_half_sent_body_is_answered_408_and_frees_its_slot():
     app = create_app(Recording(), TOKEN, request_timeout=0.5, max_queue=1)
     with BackgroundServer(app) as server:
-        host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as client:
-            head = (
-                f"POST /v1/features HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
-                "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n"
-            )
-            client.sendall(head.encode() + b"--x\r\n")  # then nothing more
-            started = time.monotonic()
-            reply = client.recv(4096).decode(errors="replace")
-            assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 10
+        started = time.monotonic()
+        reply = half_sent_reply(server.url).decode(errors="replace")
+        assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 10
         assert post(server.url, [encoded(noise(32, 16))]).status_code == 200
 
 

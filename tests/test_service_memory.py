@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import platform
 import random
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import shufflebits.service.app as app_module
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.service import BackgroundServer, create_app, memory
 from shufflebits.service.memory import DECODE_BYTES_PER_PIXEL, MemoryBudget
+from test_service_limits import half_sent_reply
 
 TOKEN = "budget-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,14 +166,7 @@ def test_every_way_a_request_ends_releases_its_reservations():
         assert idle(budget)
         assert post(server.url, [png(64, 64), png(64, 64)]).status_code == 413  # pixels, from the headers
         assert idle(budget)
-        host, port = server.url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=10) as client:
-            head = (
-                f"POST /v1/features HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
-                "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n"
-            )
-            client.sendall(head.encode() + b"--x\r\n")  # then nothing more
-            assert client.recv(4096).startswith(b"HTTP/1.1 408")
+        assert half_sent_reply(server.url, TOKEN).startswith(b"HTTP/1.1 408")
         assert idle(budget)
 
 
