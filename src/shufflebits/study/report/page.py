@@ -174,6 +174,10 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
         else ""
     )
 
+    def drawn(title: str, anchor: str, name: str) -> list[str]:
+        """A section of the leakage stage's figure ``name``, only when the study drew it."""
+        return [section(title, anchor, figures[name], failures.get("leakage"))] if figures.get(name) else []
+
     sections = [
         section(
             "Leakage matrix: what each attack recovers from each kind of features",
@@ -181,35 +185,13 @@ def render_html(results: dict, figures: dict[str, str]) -> str:
             leakage,
             failures.get("leakage"),
         ),
-        *(
-            [section("Key recovery from known pairs", "known-pairs", figures["known_pairs"], failures.get("leakage"))]
-            if figures.get("known_pairs")
-            else []
+        *drawn("Key recovery from known pairs", "known-pairs", "known_pairs"),
+        *drawn(
+            "Inverting searchable ciphertexts: from known pairs, and from ciphertexts alone",
+            "inversion-curves",
+            "inversion_curves",
         ),
-        *(
-            [
-                section(
-                    "Inverting searchable ciphertexts: from known pairs, and from ciphertexts alone",
-                    "inversion-curves",
-                    figures["inversion_curves"],
-                    failures.get("leakage"),
-                )
-            ]
-            if figures.get("inversion_curves")
-            else []
-        ),
-        *(
-            [
-                section(
-                    "Template recovery from revealed scores (homomorphic matching)",
-                    "score-reveal",
-                    figures["score_reveal"],
-                    failures.get("leakage"),
-                )
-            ]
-            if figures.get("score_reveal")
-            else []
-        ),
+        *drawn("Template recovery from revealed scores (homomorphic matching)", "score-reveal", "score_reveal"),
         section(
             "Image reconstruction from features",
             "reconstruction",
