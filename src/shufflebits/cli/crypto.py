@@ -106,10 +106,13 @@ def load_cipher(path: Path, insecure_seed_key: bool):
     return cipher_for_key(key)
 
 
-def refuse_overwrite(args: argparse.Namespace) -> None:
-    """An existing output is kept unless ``--force``: a typo must not replace a feature file."""
-    if args.output.is_file() and not args.force:
-        raise ShuffleBitsError(f"{args.output} exists; pass --force to replace it")
+def refuse_overwrite(out: Path, force: bool, *inputs: Path) -> None:
+    """An existing output is kept unless ``--force`` (a typo must not replace a feature file); ``inputs`` are
+    never the output, even with it."""
+    if any(out.resolve() == path.resolve() for path in inputs):
+        raise ShuffleBitsError(f"--out {out} is one of the inputs; write the ciphertexts to another file")
+    if out.is_file() and not force:
+        raise ShuffleBitsError(f"{out} exists; pass --force to replace it")
 
 
 def keygen_command(args: argparse.Namespace) -> int:
@@ -146,7 +149,7 @@ def encrypt_command(args: argparse.Namespace) -> int:
     from ..ciphers.files import save_encrypted
     from ..features import load_features
 
-    refuse_overwrite(args)
+    refuse_overwrite(args.output, args.force)
     engine = options.engine_options(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
     if _store_command(args, cipher, "encrypt", engine):
@@ -169,7 +172,7 @@ def decrypt_command(args: argparse.Namespace) -> int:
     from ..ciphers.files import load_encrypted
     from ..features import save_features
 
-    refuse_overwrite(args)
+    refuse_overwrite(args.output, args.force)
     engine = options.engine_options(args)
     cipher = load_cipher(args.key, args.insecure_seed_key)
     if _store_command(args, cipher, "decrypt", engine):

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ShuffleBitsError
-from .crypto import add_force
+from .crypto import add_force, refuse_overwrite
 
 RELEASE_FORMAT = "shufflebits-ckks-release"
 RELEASE_VERSION = 1
@@ -93,14 +93,6 @@ def keygen_command(args: argparse.Namespace) -> int:
     save_key(args.out, key)
     print(f"wrote {args.out} (ckks, fingerprint {key.fingerprint})")
     return 0
-
-
-def refuse_overwrite(out: Path, force: bool, *inputs: Path) -> None:
-    """An existing output is kept unless ``--force``; an input is never the output."""
-    if any(out.resolve() == path.resolve() for path in inputs):
-        raise ShuffleBitsError(f"--out {out} is one of the inputs; write the ciphertexts to another file")
-    if out.is_file() and not force:
-        raise ShuffleBitsError(f"{out} exists; pass --force to replace it")
 
 
 def encrypt_command(args: argparse.Namespace) -> int:
