@@ -137,8 +137,10 @@ def key_tensor(key: bytes, device) -> torch.Tensor:
 
 
 def _keystream_lanes(key_words, counters, nonce0, nonce1, nonce2) -> torch.Tensor:
-    """The 20 rounds on contiguous int32 lanes ``(m,)``: ``(16, m)`` keystream words. Row-major
-    output and contiguous inputs keep inductor's fused loop vectorised (strided loads are not)."""
+    """The 20 rounds on contiguous int32 lanes ``(m,)``: ``(m, 16)`` keystream words, one block
+    per row. Contiguous inputs keep inductor's fused loop vectorised (strided loads are not);
+    stacking on the last axis lets that loop write the blocks in place, where a ``(16, m)``
+    result needed a transposing copy that cost more than the rounds."""
     init = [torch.full_like(counters, word) for word in _SIGMA]
     init += [key_words[k].expand_as(counters) for k in range(8)]
     init += [counters, nonce0, nonce1, nonce2]
@@ -152,7 +154,7 @@ def _keystream_lanes(key_words, counters, nonce0, nonce1, nonce2) -> torch.Tenso
         _quarter(s, 1, 6, 11, 12)
         _quarter(s, 2, 7, 8, 13)
         _quarter(s, 3, 4, 9, 14)
-    return torch.stack([s[i] + init[i] for i in range(16)])
+    return torch.stack([s[i] + init[i] for i in range(16)], dim=1)
 
 
 _COMPILED: dict = {}
@@ -189,7 +191,7 @@ def chacha20_blocks(
     ``compiled_keystream`` (eager where it is unavailable); same bits either way."""
     run = (compiled_keystream() if compiled else None) or _keystream_lanes
     lanes = [nonce_words[:, k].contiguous() for k in range(3)]
-    return run(key_words, counters.contiguous(), *lanes).T
+    return run(key_words, counters.contiguous(), *lanes)
 
 
 def chacha20_rows(
@@ -213,5 +215,5 @@ def xor_pad(words: torch.Tensor, key_words: torch.Tensor, nonces: torch.Tensor, 
     out = torch.empty_like(words)
     for part in _chunks(words, _PAD_BLOCKS // max(1, -(-row_bytes // 64))):
         pad = chacha20_rows(key_words, nonces[part], row_bytes, compiled).contiguous()
-        out[part] = words[part] ^ pad.view(words.dtype).reshape(-1, d)
+        torch.bitwise_xor(words[part], pad.view(words.dtype).reshape(-1, d), out=out[part])
     return out
