@@ -191,6 +191,11 @@ def test_version_is_the_installed_distributions(capsys):
     assert done.value.code == 0 and capsys.readouterr().out == f"shufflebits {version('shufflebits')}\n"
 
 
+def test_bench_cost_refuses_an_empty_gallery_in_one_line(capsys):
+    code, out, err = run(capsys, "bench", "--cost", "--templates", "0")
+    assert code == 2 and not out and err == "shufflebits: error: --templates must be at least 1\n"
+
+
 def test_bench_prints_each_row_once_in_words(capsys):
     from shufflebits.ciphers.bench import run_benchmark
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..ciphers.catalogue import Param, check_params, cipher_names, format_params, spec
+from ..ciphers.cost import GALLERY
 from ..errors import ShuffleBitsError
 from . import options
 
@@ -64,8 +65,14 @@ def register(subparsers) -> None:
     bench.add_argument(
         "--cost",
         action="store_true",
-        help="instead: per cipher, µs per encryption, µs per 1:1 comparison, ms per 1:N search over 10,000 "
+        help="instead: per cipher, µs per encryption, µs per 1:1 comparison, ms per 1:N search over --templates "
         "templates and bytes per protected vector",
+    )
+    bench.add_argument(
+        "--templates",
+        type=int,
+        default=GALLERY,
+        help=f"with --cost: the gallery of the 1:N search (default {GALLERY:,})",
     )
     bench.set_defaults(func=bench_command)
 
@@ -307,7 +314,9 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.cost:
         from ..ciphers.cost import cost_lines, cost_rows
 
-        rows = cost_rows()
+        if args.templates < 1:
+            raise ShuffleBitsError("--templates must be at least 1")
+        rows = cost_rows(gallery=args.templates)
         print(json.dumps(rows, indent=2) if args.json else "\n".join(cost_lines(rows)))
         return 0
     if args.size_mib <= 0:
