@@ -231,6 +231,7 @@ def test_matrix_attacks_are_clones_of_the_registered_ones():
         **AttributeInference().get_params(),
         "view": "bits",
         "hidden": profile.bits_hidden,
+        "input_dropout": 0.0,  # the bit view's 16,384 inputs per vector: no mask to draw
         "epochs": profile.mlp_epochs,
         "random_state": 3,
     }
@@ -238,6 +239,7 @@ def test_matrix_attacks_are_clones_of_the_registered_ones():
     assert paper is not matrix.attribute_model("paper", None)  # a fresh clone each time
     assert matrix.attribute_model("mlp", "invariants").hidden == matrix.attribute_model("mlp", None).hidden
     assert matrix.attribute_model("mlp", None).hidden == profile.hidden
+    assert matrix.attribute_model("mlp", None).input_dropout == AttributeInference().input_dropout > 0
     assert all(p.bits_hidden <= p.hidden for p in (q.attacks for q in PROFILES.values()))
     decoder = matrix.reconstructor("autoencoder", view="invariants")
     assert isinstance(decoder, Reconstructor) and decoder.get_params() == {

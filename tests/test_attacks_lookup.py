@@ -118,6 +118,25 @@ def test_success_rate_and_transfer_figures_of_perfect_and_shuffled_reconstructio
     assert shifted["success_rate"] < 0.2 and shifted["transfer"]["success_rate"] < 0.2
 
 
+def test_a_capped_transfer_model_judges_a_seeded_sample_of_the_users(world):
+    """``TransferModel.queries``: the same figures as judging only those users' rows, counted in ``n``."""
+    _, query, gallery, embed = world
+    other = ToyEmbed(32, (16, 8), seed=5)
+    capped = TransferModel("toy-5", other, other(query.images), other(gallery.images), queries=len(query) // 2)
+    rows = capped.judged_rows(len(query), seed=3)
+    assert len(rows) == len(query) // 2 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, capped.judged_rows(len(query), seed=3))
+    wrong = query.images[np.roll(np.arange(len(query)), 2)]
+    reconstructions = np.where(np.arange(len(query))[:, None, None, None] % 3 == 0, query.images, wrong)
+    got = evaluate_reconstruction(reconstructions, query, embed, gallery=gallery, transfer=capped, seed=3)["transfer"]
+    sub = query.take(rows)
+    alone = TransferModel("toy-5", other, other(sub.images), other(gallery.images))
+    want = evaluate_reconstruction(reconstructions[rows], sub, embed, gallery=gallery, transfer=alone)["transfer"]
+    assert got["n"] == len(rows) and want["n"] == len(rows)
+    for figure in ("rank1", "success_rate", "threshold"):
+        assert got[figure] == want[figure]
+
+
 def test_a_decoder_counts_only_if_it_beats_the_lookup_on_validation():
     lookup, decoder = NearestLookup(), Reconstructor()
     empty = np.zeros((1, 1))

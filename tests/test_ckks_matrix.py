@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -153,19 +155,26 @@ def test_the_readme_script_prints_every_ckks_row(rows, tmp_path):
     assert "irreversibility (ISO/IEC 30136, FMR 0.001" in out
 
 
-def test_reconstruction_on_a_query_subsample_keeps_every_model_on_the_same_rows(monkeypatch):
+def test_reconstruction_on_a_query_subsample_keeps_every_model_on_the_same_rows():
     """More queries than the CKKS rows sample: the victim's and the second model's figures use the same rows."""
-    from shufflebits.attacks import TransferModel, homomorphic
+    from shufflebits.attacks import TransferModel
     from shufflebits.attacks.leakage import leakage_matrix
+    from shufflebits.attacks.types import CkksSample
     from shufflebits.study.profiles import PROFILES
     from test_attacks_helpers import ToyEmbed
 
     attacker, query, gallery, embed = make_world(identities=60, per_id=4, d=24, size=(16, 8))
-    monkeypatch.setattr(homomorphic, "QUERIES", len(query) // 3)
     other = ToyEmbed(16, (16, 8), seed=5)
     transfer = TransferModel("toy-5", other, other(query.images), other(gallery.images))
     result = leakage_matrix(
-        attacker, query, gallery, embed, profile=PROFILES["smoke"].attacks, seed=0, ciphers=("ckks",), transfer=transfer
+        attacker,
+        query,
+        gallery,
+        embed,
+        profile=replace(PROFILES["smoke"].attacks, ckks=CkksSample(queries=len(query) // 3)),
+        seed=0,
+        ciphers=("ckks",),
+        transfer=transfer,
     )
     rows = {row.metric: row for row in result.rows if row.cipher == "ckks" and row.metric.startswith("recon_")}
     assert {"recon_rank1", "recon_rank1_transfer", "recon_success_rate_transfer"} <= set(rows)

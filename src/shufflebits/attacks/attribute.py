@@ -44,10 +44,10 @@ def _validation_split(n: int, groups: np.ndarray | None, fraction: float, rng: n
 class _MLP(nn.Module):
     """Shared trunk, one linear head per attribute."""
 
-    def __init__(self, d: int, hidden: int, classes: list[int], dropout: float):
+    def __init__(self, d: int, hidden: int, classes: list[int], dropout: float, input_dropout: float):
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Dropout(dropout / 2),
+            nn.Dropout(input_dropout),
             nn.Linear(d, hidden),
             nn.BatchNorm1d(hidden),
             nn.ReLU(),
@@ -96,7 +96,8 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
     ``config="paper"``: per-attribute BatchNorm -> Dense, Adam 5e-5 then 1e-5
     from half-way, batch 128, 100 epochs, class-balanced loss per head.
     ``config="mlp"`` (default): a shared two-layer MLP trunk, early-stopped on
-    the validation split (at most ``epochs``, default 60).
+    the validation split (at most ``epochs``, default 60), with ``dropout``
+    between its layers and ``input_dropout`` on its inputs.
     ``view`` turns ciphertext words into features first (see ``views.VIEWS``);
     ``None`` takes ``X`` as features. ``y`` is ``(n, attributes)`` class
     indices, or ``(n,)`` for one attribute; -1 marks a missing label, left out
@@ -113,6 +114,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         batch_size: int = 128,
         hidden: int = 512,
         dropout: float = 0.3,
+        input_dropout: float = 0.15,
         lr: float | None = None,
         patience: int = 10,
         validation_fraction: float = 0.2,
@@ -126,6 +128,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.hidden = hidden
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.lr = lr
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -207,7 +210,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
             self.model_ = _PaperHeads(d, self.num_classes_).to(self.device)
             optimizer = torch.optim.Adam(self.model_.parameters(), lr=lr)
         else:
-            self.model_ = _MLP(d, self.hidden, self.num_classes_, self.dropout).to(self.device)
+            self.model_ = _MLP(d, self.hidden, self.num_classes_, self.dropout, self.input_dropout).to(self.device)
             optimizer = torch.optim.Adam(self.model_.parameters(), lr=lr, weight_decay=1e-4)
         losses = self._losses(Y_train)
 

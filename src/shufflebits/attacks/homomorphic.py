@@ -3,7 +3,7 @@
 CKKS scoring costs about 70 ms per query at N = 8192 on one core, so the rows
 run on subsamples, their sizes in each row:
 
-- ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``: ``QUERIES`` queries scored
+- ``reid_rank1_ciphertext`` / ``reid_map_ciphertext``: ``CkksSample.queries`` queries scored
   against the users' whole gallery (column-packed, the attacker's enrolled
   templates beside it), the scores decrypted by the key holder, which ranks;
   ``plaintext_rank1`` / ``plaintext_map``: the same queries on the features.
@@ -54,13 +54,8 @@ from ..reid import distance_matrix, evaluate, evaluate_ranking
 from .iso30136 import FMR, dsys, inversion_success
 from .reconstruction_eval import rank1, rank1_chance
 from .scorereveal import inner_products, score_reveal_curve
-from .types import LabelledFeatures, LeakageRow
+from .types import CkksSample, LabelledFeatures, LeakageRow
 
-QUERIES = 200  # queries matched through CKKS: one flipped rank-1 is 0.5 points
-WRONG_KEY_QUERIES = 100  # of those, matched again under the renewed key
-ATTACKER_POOL = 1024  # the attacker's templates enrolled beside the users' gallery (prior and score-reveal pool)
-ATTRIBUTE_ATTACKER = 500  # attacker templates encrypted one per ciphertext for same-key learning
-LINK_GALLERY = 300  # gallery templates encrypted one per ciphertext (under B, and A for linking), queries' people first
 COEFFICIENTS = 256  # per polynomial: the ciphertext's fixed-size view
 TOP_K = 5  # ids the key holder releases in the top-k score-reveal row
 
@@ -75,19 +70,6 @@ class CkksViews:
     users: LabelledFeatures  # the sampled queries, with their images where the query set has them
     users_rows: np.ndarray  # the rows of the query set that ``users`` holds, in order
     users_view: np.ndarray
-
-
-def take(features: LabelledFeatures, rows: np.ndarray) -> LabelledFeatures:
-    """The labelled rows ``rows`` of ``features``, with their images if it has them."""
-    return LabelledFeatures(
-        features=features.features[rows],
-        labels=features.labels[rows],
-        attribute_names=features.attribute_names,
-        num_classes=features.num_classes,
-        pids=features.pids[rows],
-        camids=features.camids[rows],
-        images=None if features.images is None else features.images[rows],
-    )
 
 
 def coefficient_view(key: CkksKey, features) -> np.ndarray:
@@ -155,14 +137,20 @@ def _irreversibility(name: str, last: dict, users, gallery, enrolled: int, rng) 
 
 
 def ckks_rows(
-    name: str, attacker: LabelledFeatures, query: LabelledFeatures, gallery: LabelledFeatures, seed: int
+    name: str,
+    attacker: LabelledFeatures,
+    query: LabelledFeatures,
+    gallery: LabelledFeatures,
+    seed: int,
+    sample: CkksSample = CkksSample(),
 ) -> tuple[list[LeakageRow], CkksViews]:
-    """The CKKS rows of the matrix (module docstring) and the views the attribute attack learns from."""
+    """The CKKS rows of the matrix (module docstring) and the views the attribute attack learns from,
+    on ``sample``'s subsample sizes (the link gallery holds the queries' people first)."""
     rng = np.random.default_rng(seed)
     first, renewed = (Ckks(generate_key(seed=(2 * seed + k) % 2**64)) for k in range(2))
-    users_rows = np.sort(rng.permutation(len(query))[:QUERIES])
-    users = take(query, users_rows)
-    enrolled = attacker.features[np.sort(rng.permutation(len(attacker))[:ATTACKER_POOL])].astype(np.float64)
+    users_rows = np.sort(rng.permutation(len(query))[: sample.queries])
+    users = query.take(users_rows)
+    enrolled = attacker.features[np.sort(rng.permutation(len(attacker))[: sample.attacker_pool])].astype(np.float64)
     q, g = users.features.astype(np.float64), gallery.features.astype(np.float64)
     sizes = {"n_query": len(q), "n_gallery": len(g)}
 
@@ -199,7 +187,7 @@ def ckks_rows(
         ),
     ]
 
-    wrong = take(users, np.arange(min(WRONG_KEY_QUERIES, len(users))))
+    wrong = users.take(np.arange(min(sample.wrong_key_queries, len(users))))
     renewed_scores = score(renewed.encrypt_gallery(g), q[: len(wrong)])
     noise = read_with(first.key, renewed_scores)
     noise_order = _ranking(noise)
@@ -222,8 +210,8 @@ def ckks_rows(
     )
 
     mine = np.isin(gallery.pids, users.pids)
-    linked = np.concatenate([np.flatnonzero(mine), rng.permutation(np.flatnonzero(~mine))])[:LINK_GALLERY]
-    linked_gallery = take(gallery, np.sort(linked))
+    linked = np.concatenate([np.flatnonzero(mine), rng.permutation(np.flatnonzero(~mine))])[: sample.link_gallery]
+    linked_gallery = gallery.take(np.sort(linked))
     users_view = coefficient_view(first.key, q)
     gallery_view = coefficient_view(renewed.key, linked_gallery.features)
     link = dsys(*_mated(-distance_matrix(users_view, gallery_view, "cosine"), users.pids, linked_gallery.pids))
@@ -276,8 +264,8 @@ def ckks_rows(
 
     rows.append(_irreversibility(name, last, users, gallery, curve[-1]["n"], rng))
 
-    own_rows = np.sort(rng.permutation(len(attacker))[:ATTRIBUTE_ATTACKER])
-    own = take(attacker, own_rows)
+    own_rows = np.sort(rng.permutation(len(attacker))[: sample.attribute_attacker])
+    own = attacker.take(own_rows)
     views = CkksViews(own, own_rows, coefficient_view(first.key, own.features), users, users_rows, users_view)
     same_key = coefficient_view(first.key, linked_gallery.features)
     null = rank1_chance(users_view, same_key, users, linked_gallery, seed)

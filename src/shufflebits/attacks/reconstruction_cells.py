@@ -82,7 +82,7 @@ def _metrics(result: dict) -> dict[str, tuple[float, float, dict]]:
         figures["recon_attr_bacc_mean"] = (scores["mean"], scores["chance_mean"], {})
     if "transfer" in result:
         transfer = result["transfer"]
-        model = {"transfer_model": transfer["model"]}
+        model = {"transfer_model": transfer["model"], "users_judged": transfer["n"]}
         figures["recon_rank1_transfer"] = (transfer["rank1"], transfer["rank1_chance"], model)
         figures["recon_success_rate_transfer"] = (
             transfer["success_rate"],

@@ -38,6 +38,30 @@ class LabelledFeatures:
     def __len__(self) -> int:
         return len(self.features)
 
+    def take(self, rows: np.ndarray) -> LabelledFeatures:
+        """The labelled rows ``rows``, with their images if there are any."""
+        return LabelledFeatures(
+            features=self.features[rows],
+            labels=self.labels[rows],
+            attribute_names=self.attribute_names,
+            num_classes=self.num_classes,
+            pids=self.pids[rows],
+            camids=self.camids[rows],
+            images=None if self.images is None else self.images[rows],
+        )
+
+
+@dataclass(frozen=True)
+class CkksSample:
+    """How many templates the CKKS rows (``attacks.homomorphic``) use: each template encrypted
+    alone costs about 14 ms (a seeded SEAL context), each query scored about 70 ms."""
+
+    queries: int = 200  # queries matched through CKKS: one flipped rank-1 is 0.5 points
+    wrong_key_queries: int = 100  # of those, matched again under the renewed key
+    attacker_pool: int = 1024  # the attacker's templates enrolled beside the users' gallery (prior, score reveal)
+    attribute_attacker: int = 500  # attacker templates encrypted one per ciphertext for same-key learning
+    link_gallery: int = 300  # gallery templates encrypted one per ciphertext (under B, and A for linking)
+
 
 @dataclass(frozen=True)
 class AttackProfile:
@@ -53,6 +77,8 @@ class AttackProfile:
     surrogate_epochs: int
     permutations: int  # label shuffles behind each chance interval
     known_pairs: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # pairs the known-pair key recovery is given, each
+    transfer_queries: int | None = None  # users whose reconstructions the second re-ID model judges; None: all
+    ckks: CkksSample = field(default_factory=CkksSample)
 
 
 _ROW_FIELDS = ("cipher", "attack", "metric", "value", "chance", "n", "attribute", "pairs")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..attacks.types import AttackProfile
+from ..attacks.types import AttackProfile, CkksSample
 from ..errors import ShuffleBitsError
 
 
@@ -102,6 +102,10 @@ PROFILES: dict[str, Profile] = {
             surrogate_epochs=3,
             permutations=200,
             known_pairs=(1, 4, 16, 64),
+            transfer_queries=256,  # of about 970 users: the 256x128 second model costs 4x the victim per image
+            ckks=CkksSample(
+                queries=100, wrong_key_queries=50, attacker_pool=512, attribute_attacker=250, link_gallery=150
+            ),
         ),
         recon_size=(32, 16),
         bench_mib=8,
