@@ -10,7 +10,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from shufflebits.attacks import NearestLookup, Reconstructor, TransferModel, match_threshold, success_rate
-from shufflebits.attacks.reconstruction_cells import Candidate, choose
+from shufflebits.attacks.reconstruction_cells import Candidate, attacker_split, choose, judged_users
 from shufflebits.attacks.reconstruction_eval import evaluate_reconstruction
 from shufflebits.errors import ShuffleBitsError
 from shufflebits.registry import available, create_attack
@@ -118,23 +118,25 @@ def test_success_rate_and_transfer_figures_of_perfect_and_shuffled_reconstructio
     assert shifted["success_rate"] < 0.2 and shifted["transfer"]["success_rate"] < 0.2
 
 
-def test_a_capped_transfer_model_judges_a_seeded_sample_of_the_users(world):
-    """``TransferModel.queries``: the same figures as judging only those users' rows, counted in ``n``."""
-    _, query, gallery, embed = world
-    other = ToyEmbed(32, (16, 8), seed=5)
-    capped = TransferModel("toy-5", other, other(query.images), other(gallery.images), queries=len(query) // 2)
-    rows = capped.judged_rows(len(query), seed=3)
-    assert len(rows) == len(query) // 2 and np.all(np.diff(rows) > 0)
-    assert np.array_equal(rows, capped.judged_rows(len(query), seed=3))
-    wrong = query.images[np.roll(np.arange(len(query)), 2)]
-    reconstructions = np.where(np.arange(len(query))[:, None, None, None] % 3 == 0, query.images, wrong)
-    got = evaluate_reconstruction(reconstructions, query, embed, gallery=gallery, transfer=capped, seed=3)["transfer"]
-    sub = query.take(rows)
-    alone = TransferModel("toy-5", other, other(sub.images), other(gallery.images))
-    want = evaluate_reconstruction(reconstructions[rows], sub, embed, gallery=gallery, transfer=alone)["transfer"]
-    assert got["n"] == len(rows) and want["n"] == len(rows)
-    for figure in ("rank1", "success_rate", "threshold"):
-        assert got[figure] == want[figure]
+def test_a_capped_matrix_judges_a_seeded_sample_of_users_each_against_its_own_reconstruction(world):
+    """``recon_queries``: the rows count the sampled users, and users who copy attacker images come back at
+    distance 0 only if every judged user stays aligned with its own reconstruction."""
+    from shufflebits.attacks.leakage import leakage_matrix
+    from shufflebits.study.profiles import PROFILES
+
+    attacker, query, gallery, embed = world
+    train, _ = attacker_split(attacker, seed=0)
+    copied = train[: len(query)]
+    users = dataclasses.replace(query, features=attacker.features[copied], images=attacker.images[copied])
+    cap = len(query) // 2
+    profile = dataclasses.replace(PROFILES["smoke"].attacks, recon_queries=cap)
+    result = leakage_matrix(attacker, users, gallery, embed, profile=profile, seed=0, ciphers=(), progress=False)
+    rows = [r for r in result.rows if r.cipher == "plaintext" and r.metric.startswith("recon_")]
+    assert rows and {r.n for r in rows} == {cap}
+    distance = next(r for r in rows if r.metric == "recon_cosine_distance")
+    assert distance.details["candidates"]["nn-lookup"]["value"] < 1e-6 < distance.chance
+    assert judged_users(len(query), cap, 0).tolist() == judged_users(len(query), cap, 0).tolist() != list(range(cap))
+    assert judged_users(len(query), None, 0).tolist() == list(range(len(query)))
 
 
 def test_a_decoder_counts_only_if_it_beats_the_lookup_on_validation():

@@ -76,6 +76,19 @@ def test_encrypted_query_ranks_equal_the_plaintext_querys_and_numpys(files, tmp_
     assert encrypted.count == 4 and all(len(row) == -(-(DIM + 1) // 2) for row in encrypted.weights)
 
 
+def test_encrypt_query_rows_keeps_the_first_queries_with_their_labels(files, tmp_path, capsys):
+    paths, query, gallery = files
+    first = tmp_path / "first.npz"
+    command = ["ckks-encrypt-query", "--key", str(paths["key"]), "--features", str(paths["q"]), "--gallery"]
+    assert main([*command, str(paths["eg"]), "--rows", "2", "--out", str(first)]) == 0
+    encrypted, labels = load_query(first)
+    assert encrypted.count == 2 and list(labels["pids"]) == [0, 1]
+    expected = np.argsort(-numpy_scores(query[:2], gallery, "euclidean"), axis=1)
+    assert released({**paths, "first": first}, tmp_path, "--top-k", 12, query="first")["ids"] == expected.tolist()
+    assert main([*command, str(paths["eg"]), "--rows", "0", "--out", str(tmp_path / "none.npz")]) == 2
+    assert "--rows must be at least 1" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()
+
+
 def test_the_default_release_is_top_1_ids_and_top_k_writes_k(files, tmp_path):
     paths, query, gallery = files
     expected = np.argsort(-numpy_scores(query, gallery, "euclidean"), axis=1)

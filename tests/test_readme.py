@@ -6,9 +6,8 @@ module; the Parquet, service, Ray, ONNX, searchable and CKKS blocks then run in
 that folder. Only the numbers after the size flags in ``SMALL`` change (so 32
 identities fill one P x K batch of 16 identities x 4 images); every other word
 is as typed, except these substitutions, each in the test that makes it:
-a free port for ``--port 8000`` (and in the ``curl`` URL), ``--templates 100``
-after ``bench --cost`` (10,000 by default), and the CKKS encrypted query made
-from q.npz's first 2 rows (about 32 MiB each) instead of all of them.
+a free port for ``--port 8000`` (and in the ``curl`` URL) and ``--templates 100``
+after ``bench --cost`` (10,000 by default).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 
 from shufflebits.ciphers import cipher_for_key, load_key
-from shufflebits.features import load_features, save_features
+from shufflebits.features import load_features
 from shufflebits.service import HttpBlackBox
 from shufflebits.service.wire import decode_answer
 from shufflebits.stores import read_plain
@@ -251,17 +250,9 @@ def test_readme_searchable_block_ranks_ciphertexts_without_the_key(walked):
 @pytest.mark.skipif(importlib.util.find_spec("tenseal") is None, reason="tenseal is not installed (shufflebits[he])")
 def test_readme_ckks_block_releases_the_nearest_gallery_rows(walked):
     query, first = load_features(walked.work / "q.npz"), 2
-    save_features(
-        walked.work / "q.first2.npz",
-        query.features[:first],
-        query.image_paths[:first],
-        pids=query.pids[:first],
-        camids=query.camids[:first],
-    )
     commands = [small_cost(command) for command in block(CKKS_MARKER)]
-    encrypt_query = [i for i, command in enumerate(commands) if command.split()[1] == "ckks-encrypt-query"]
-    assert len(encrypt_query) == 1 and "--features q.npz" in commands[encrypt_query[0]]
-    commands[encrypt_query[0]] = commands[encrypt_query[0]].replace("--features q.npz", "--features q.first2.npz")
+    encrypt_query = [command for command in commands if command.split()[1] == "ckks-encrypt-query"]
+    assert len(encrypt_query) == 1 and f"--rows {first} " in encrypt_query[0]
     out = sh(walked.work, walked.env, commands)
     assert len([line for line in out.splitlines() if line.startswith("rank-1 ") and "ranked by ckks" in line]) == 3
     release = json.loads((walked.work / "ids.json").read_text())  # the last reid's: the encrypted queries'

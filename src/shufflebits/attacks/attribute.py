@@ -178,9 +178,10 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
             raise ShuffleBitsError("the validation split took every row; pass more groups or lower validation_fraction")
         self.validation_index_ = val_idx
 
-        Z_all = apply_view(self.view, X).astype(np.float64)
-        self.mean_ = Z_all[train_idx].mean(axis=0)
-        scale = Z_all[train_idx].std(axis=0)
+        Z_all = apply_view(self.view, X)
+        train = Z_all[train_idx].astype(np.float64)
+        self.mean_ = train.mean(axis=0)
+        scale = train.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         Z = torch.from_numpy(standardized(Z_all, self.mean_, self.scale_)).to(self.device)  # clipped as in predict
         Y = torch.from_numpy(y).to(self.device)

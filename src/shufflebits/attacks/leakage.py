@@ -31,7 +31,7 @@ from .keyrecovery import recover_permutation, score_recovery, true_permutation
 from .knownpairs import known_pair_attack, pair_curve, validate_key
 from .protection import ciphertext_reid_rows, iso_rows, searchable_rows
 from .reconstruction import VARIANTS, Reconstructor
-from .reconstruction_cells import Candidate, attacker_split, reconstruction_rows
+from .reconstruction_cells import Candidate, attacker_split, judged_users, reconstruction_rows
 from .reconstruction_eval import TransferModel, rank1, rank1_chance
 from .scoring import attribute_scores, permutation_null
 from .types import AttackProfile, LabelledFeatures, LeakageResult, LeakageRow
@@ -109,11 +109,7 @@ class _Matrix:
         self, attacker, query, gallery, embed, profile: AttackProfile, seed, device, progress, transfer=None, copy=None
     ):
         self.attacker, self.query, self.gallery, self.embed = attacker, query, gallery, _RememberedEmbed(embed)
-        self.transfer = (
-            None
-            if transfer is None
-            else replace(transfer, embed=_RememberedEmbed(transfer.embed), queries=profile.transfer_queries)
-        )
+        self.transfer = transfer if transfer is None else replace(transfer, embed=_RememberedEmbed(transfer.embed))
         self.users = _concat(query, gallery)
         self.profile, self.seed, self.device, self.progress = profile, seed, device, progress
         self.rows: list[LeakageRow] = []
@@ -122,6 +118,7 @@ class _Matrix:
         self.view_attacks: dict[tuple, tuple[float, np.ndarray]] = {}  # see ``view_attack``
         self.can_reconstruct = attacker.images is not None and query.images is not None
         self.recon_train, self.recon_validation = attacker_split(attacker, seed)
+        self.judged_users = judged_users(len(query), profile.recon_queries, seed)
         self.pixel_model: AttributeInference | None = None
         self.image_ceiling: float | None = None
         common = dict(device=device, random_state=seed, progress=progress)
@@ -248,14 +245,19 @@ class _Matrix:
         """The validation-chosen reconstruction's rows (``reconstruction_cells``) and every candidate's grid.
 
         ``validation_rows`` and ``users`` (``(LabelledFeatures, rows of the query set)``)
-        default to the attacker's whole held-out split and every user query; a
-        cipher attacked on subsamples passes its own.
+        default to the attacker's whole held-out split and the profile's
+        ``recon_queries`` users (``judged_users``); a cipher attacked on
+        subsamples passes its own (candidates' ``user_inputs`` on those rows).
         """
-        query, transfer = self.query, self.transfer
-        if users is not None:
+        transfer = self.transfer
+        if users is None:
+            rows = self.judged_users
+            candidates = {attack: replace(c, user_inputs=c.user_inputs[rows]) for attack, c in candidates.items()}
+            query = self.query.take(rows)
+        else:
             query, rows = users
-            if transfer is not None:
-                transfer = replace(transfer, query_features=transfer.query_features[rows])
+        if transfer is not None:
+            transfer = replace(transfer, query_features=transfer.query_features[rows])
         rows, grids = reconstruction_rows(
             cipher,
             candidates,

@@ -50,6 +50,17 @@ def attacker_split(attacker: LabelledFeatures, seed: int) -> tuple[np.ndarray, n
     return train, val
 
 
+def judged_users(n: int, cap: int | None, seed: int) -> np.ndarray:
+    """The query rows whose reconstructions are judged: all ``n``, or a seeded sample of ``cap``, in order.
+
+    Judging costs a pass through the victim and through the second model per
+    user and candidate; the sample is the same for every cipher of a run.
+    """
+    if cap is None or cap >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:cap])
+
+
 def validation_distance(candidate: Candidate, targets: np.ndarray, embed) -> float:
     """Mean cosine distance of the re-embedded held-out reconstructions to the attacker's own features."""
     features = _embed(embed, candidate.model.predict(candidate.validation_inputs))
@@ -82,7 +93,7 @@ def _metrics(result: dict) -> dict[str, tuple[float, float, dict]]:
         figures["recon_attr_bacc_mean"] = (scores["mean"], scores["chance_mean"], {})
     if "transfer" in result:
         transfer = result["transfer"]
-        model = {"transfer_model": transfer["model"], "users_judged": transfer["n"]}
+        model = {"transfer_model": transfer["model"]}
         figures["recon_rank1_transfer"] = (transfer["rank1"], transfer["rank1_chance"], model)
         figures["recon_success_rate_transfer"] = (
             transfer["success_rate"],

@@ -153,23 +153,13 @@ class TransferModel:
 
     ``embed`` maps images ``(n, 3, h, w)`` in [0, 1] to its features;
     ``query_features`` / ``gallery_features`` are the users' original images
-    through it (rows as the victim's query and gallery). ``queries``: at most
-    this many users' reconstructions go through it (a seeded sample, the same
-    rows for every cipher of a run: a larger model costs more per image than
-    the victim); ``None`` judges every one.
+    through it (rows as the victim's query and gallery).
     """
 
     name: str
     embed: Callable[[np.ndarray], np.ndarray]
     query_features: np.ndarray
     gallery_features: np.ndarray
-    queries: int | None = None
-
-    def judged_rows(self, n: int, seed: int) -> np.ndarray:
-        """The rows of ``n`` users' reconstructions that go through the model, in order."""
-        if self.queries is None or self.queries >= n:
-            return np.arange(n)
-        return np.sort(np.random.default_rng(seed).permutation(n)[: self.queries])
 
 
 def _identification(recon_features, query_features, gallery_features, query, gallery, order, threshold, seed) -> dict:
@@ -208,8 +198,7 @@ def evaluate_reconstruction(
     at the victim's threshold for false-match rate ``FMR``, ``match_threshold``)
     and their chances (``rank1_chance``, ``success_chance``: the same
     reconstructions shuffled across people); with a ``transfer`` model too,
-    the same figures through it under ``transfer`` (on ``transfer.judged_rows``,
-    their count in ``n``). With an
+    the same figures through it under ``transfer``. With an
     ``attribute_model`` (trained on plaintext features): ``attributes``, its
     scores on the re-embedded reconstructions. ``image_attributes`` (images ->
     predicted classes ``(n, a)``): ``image_attributes`` scores of an attribute
@@ -235,15 +224,12 @@ def evaluate_reconstruction(
         result.update(figures)
         result["gallery_identities"] = int(np.unique(gallery.pids).size)
         if transfer is not None:
-            rows = transfer.judged_rows(len(originals), seed)
-            judged, qt, gt = query.take(rows), transfer.query_features[rows], transfer.gallery_features
-            threshold = match_threshold(judged, gallery, qt, gt)
-            recon_transfer = _embed(transfer.embed, reconstructions[rows])
-            shuffle = order if len(rows) == len(originals) else rng.permutation(len(rows))
+            qt, gt = transfer.query_features, transfer.gallery_features
+            threshold = match_threshold(query, gallery, qt, gt)
+            recon_transfer = _embed(transfer.embed, reconstructions)
             result["transfer"] = {
                 "model": transfer.name,
-                "n": len(rows),
-                **_identification(recon_transfer, qt, gt, judged, gallery, shuffle, threshold, seed),
+                **_identification(recon_transfer, qt, gt, query, gallery, order, threshold, seed),
             }
     if attribute_model is not None:
         result["attributes"] = attribute_model.attribute_scores(recon_features, query.labels)

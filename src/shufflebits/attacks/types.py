@@ -77,7 +77,7 @@ class AttackProfile:
     surrogate_epochs: int
     permutations: int  # label shuffles behind each chance interval
     known_pairs: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # pairs the known-pair key recovery is given, each
-    transfer_queries: int | None = None  # users whose reconstructions the second re-ID model judges; None: all
+    recon_queries: int | None = None  # users whose reconstructions are judged (a seeded sample); None: all
     ckks: CkksSample = field(default_factory=CkksSample)
 
 

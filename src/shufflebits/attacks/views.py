@@ -54,9 +54,14 @@ def validated(estimator, *args, **kwargs):
         return validate_data(estimator, *args, **kwargs)
 
 
-def standardized(Z: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """float32 z-scores of a view, clipped to +-``Z_LIMIT``."""
-    return np.clip((Z.astype(np.float64) - mean) / scale, -Z_LIMIT, Z_LIMIT).astype(np.float32)
+def standardized(Z: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: int = 256) -> np.ndarray:
+    """float32 z-scores of a view, clipped to +-``Z_LIMIT``: computed in float64 ``rows`` rows at a
+    time, so a wide view (16,384 bits per vector) never holds a float64 copy of itself."""
+    out = np.empty(Z.shape, dtype=np.float32)
+    for start in range(0, len(Z), rows):
+        part = (Z[start : start + rows].astype(np.float64) - mean) / scale
+        out[start : start + rows] = np.clip(part, -Z_LIMIT, Z_LIMIT, out=part)
+    return out
 
 
 def word_bits(words: np.ndarray) -> np.ndarray:
@@ -73,9 +78,10 @@ def bits_to_words(bits: np.ndarray) -> np.ndarray:
 
 
 def bit_view(words: np.ndarray) -> np.ndarray:
-    """``(n, d * 32)`` float32 features in {0, 1}: every ciphertext bit as an input."""
+    """``(n, d * 32)`` uint8 features in {0, 1}: every ciphertext bit as an input (a byte each, a
+    quarter of float32's memory: attacks standardise views in float64 blocks anyway)."""
     bits = word_bits(words)
-    return bits.reshape(len(bits), -1).astype(np.float32)
+    return bits.reshape(len(bits), -1)
 
 
 def popcount_view(words: np.ndarray) -> np.ndarray:

@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     query.add_argument("--features", required=True, type=Path, help="plaintext query .npz/.npy features or .parquet")
     query.add_argument("--gallery", required=True, type=Path, help="the CKKS gallery (.npz) the query is for")
     query.add_argument("--out", required=True, type=Path)
+    query.add_argument(
+        "--rows", type=int, default=None, help="encrypt only the first ROWS queries (each is about 32 MiB); default all"
+    )
     add_force(query)
     query.set_defaults(func=encrypt_query_command)
 
@@ -114,12 +117,16 @@ def encrypt_query_command(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise ShuffleBitsError(f"CKKS query files end in .npz, got {args.out.name}")
+    if args.rows is not None and args.rows < 1:
+        raise ShuffleBitsError(f"--rows must be at least 1, got {args.rows}")
     refuse_overwrite(args.out, args.force, args.key, args.features, args.gallery)
     key = load_key(args.key)
     gallery, _ = load_gallery(args.gallery, key)
     loaded = plain_features(args.features)
-    query = encrypt_query(key, gallery, loaded.features)
-    save_query(args.out, key, query, image_paths=loaded.image_paths, pids=loaded.pids, camids=loaded.camids)
+    rows = slice(None, args.rows)
+    pids, camids = (None if labels is None else labels[rows] for labels in (loaded.pids, loaded.camids))
+    query = encrypt_query(key, gallery, loaded.features[rows])
+    save_query(args.out, key, query, image_paths=list(loaded.image_paths)[rows], pids=pids, camids=camids)
     print(f"wrote {args.out} ({query.count} encrypted queries, {query.nbytes / query.count:,.0f} bytes each)")
     return 0
 

@@ -102,7 +102,7 @@ PROFILES: dict[str, Profile] = {
             surrogate_epochs=3,
             permutations=200,
             known_pairs=(1, 4, 16, 64),
-            transfer_queries=256,  # of about 970 users: the 256x128 second model costs 4x the victim per image
+            recon_queries=256,  # of about 970 users: each goes through the victim and the 256x128 second model
             ckks=CkksSample(
                 queries=100, wrong_key_queries=50, attacker_pool=512, attribute_attacker=250, link_gallery=150
             ),
