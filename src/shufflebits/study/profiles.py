@@ -104,7 +104,7 @@ PROFILES: dict[str, Profile] = {
             known_pairs=(1, 4, 16, 64),
             recon_queries=256,  # of about 970 users: each goes through the victim and the 256x128 second model
             ckks=CkksSample(
-                queries=100, wrong_key_queries=50, attacker_pool=512, attribute_attacker=250, link_gallery=150
+                queries=64, wrong_key_queries=32, attacker_pool=512, attribute_attacker=200, link_gallery=128
             ),
         ),
         recon_size=(32, 16),
