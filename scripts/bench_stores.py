@@ -3,12 +3,16 @@
 Store rows: a plaintext store of ``--vectors`` x ``--dim`` float32 is written to
 a temporary folder, then ``encrypt_store`` and ``decrypt_store`` run in a child
 process each (its peak RSS is the figure: bounded by row groups, not by the
-store). They are compared with the same cipher encrypting one row group held
-in memory. The 10M-vector time is the measured rate extrapolated (the work is
-linear in rows; memory does not grow). FAISS rows: one query at a time against
-a ``--gallery`` x ``--dim`` gallery (exact flat index, top 10), median latency
-on one FAISS thread and on all cores, beside the floor of any exact float32
-search here: one pass over the gallery's bytes (BLAS ``gallery @ query``).
+store), the cipher warmed up first as for the in-memory rate. They are compared
+with the same cipher encrypting one row group held in memory, and with what
+bounds any of them: the file's bytes copied as the stores read and write them
+(no Parquet), the store copied through Parquet (no cipher), and the HMAC-SHA256
+row-group tags every encrypted store carries. The 10M-vector time is the
+measured rate extrapolated (the work is linear in rows; memory does not grow).
+FAISS rows: one query at a time against a ``--gallery`` x ``--dim`` gallery
+(exact flat index, top 10), median latency on one FAISS thread and on all
+cores, beside the floor of any exact float32 search here: one pass over the
+gallery's bytes (BLAS ``gallery @ query``).
 
 Ray rows (``--ray-workers N``, needs ``shufflebits[ray]``): the same store
 encrypted by the local engine and by ``--engine ray`` on a local Ray of N CPUs,
@@ -37,30 +41,43 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 from shufflebits.ciphers import create_cipher
 from shufflebits.reid.search import GalleryIndex
 from shufflebits.stores import plain_batch, plain_writer
 from shufflebits.stores.plain import plain_schema
-from shufflebits.stores.schema import rows_per_group
+from shufflebits.stores.schema import binary_array, rows_per_group
+from shufflebits.stores.tags import row_group_tag, tag_key
 
 SMALL_STORE = 1000  # vectors: the Ray rows' tiny input (warm-up, fixed cost)
 
 CHILD = """
 import json, resource, sys, time
+import numpy as np
+from shufflebits.atomic import atomic_write
 from shufflebits.ciphers import load_key, cipher_for_key
 from shufflebits.stores import encrypt_store, decrypt_store
 from shufflebits.stores.overlap import prefetched
 from shufflebits.stores.plain import plain_batches, plain_writer
-action, key, source, target = sys.argv[1:]
+from shufflebits.stores.schema import DROP_BEHIND, ROW_GROUP_BYTES, DropBehind, drop_cached
+action, key, source, target, dim = sys.argv[1:]
 start = time.perf_counter()
-if action == "copy":
+if action == "file":  # the bytes only, read and written as the stores do: 16 MiB reads, pages dropped behind
+    with open(source, "rb") as handle, atomic_write(target) as out:
+        sink = DropBehind(out) if DROP_BEHIND else out
+        while chunk := handle.read(ROW_GROUP_BYTES):
+            sink.write(chunk)
+            if DROP_BEHIND:
+                drop_cached(handle.fileno(), 0, handle.tell())
+elif action == "copy":
     schema, batches = plain_batches(source)
     with plain_writer(target, schema) as write:
         for batch in prefetched(batches):  # overlapped as encrypt_store overlaps them
             write(batch)
 else:
     cipher = cipher_for_key(load_key(key))
+    cipher.decrypt(cipher.encrypt(np.zeros((64, int(dim)), np.float32)))  # warm-up, as in_memory_rate's
     start = time.perf_counter()
     (encrypt_store if action == "encrypt" else decrypt_store)(source, target, cipher)
 seconds = time.perf_counter() - start
@@ -91,9 +108,18 @@ def in_memory_rate(cipher, dim: int) -> float:
     return len(batch) / best
 
 
-def child(action: str, key: Path, source: Path, target: Path) -> dict:
+def tag_rate(dim: int) -> float:
+    """Vectors/s of the HMAC-SHA256 row-group tags alone (one row group of ids and ciphertext): bounds any cipher."""
+    count = rows_per_group(dim)
+    ciphertext = np.random.default_rng(3).integers(0, 256, (count, 4 * dim), np.uint8)
+    batch = pa.record_batch({"id": [str(i) for i in range(count)], "ciphertext": binary_array(ciphertext)})
+    key = tag_key(create_cipher("chacha20").key)
+    return count / best_of(lambda: row_group_tag(key, b"header", 0, 0, batch))
+
+
+def child(action: str, key: Path, source: Path, target: Path, dim: int) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, action, str(key), str(source), str(target)],
+        [sys.executable, "-c", CHILD, action, str(key), str(source), str(target), str(dim)],
         check=True,
         capture_output=True,
         text=True,
@@ -106,26 +132,31 @@ def store_rows(args, folder: Path) -> list[dict]:
 
     plain = folder / "plain.parquet"
     write_store(plain, args.vectors, args.dim)
-    copied = child("copy", folder / "none", plain, folder / "copy.parquet")
-    (folder / "copy.parquet").unlink()
-    ceiling = args.vectors / copied["seconds"]
-    rows = [
-        {
-            "name": "store copy, no cipher",
-            "vectors": args.vectors,
-            "dim": args.dim,
-            "vectors_per_s": ceiling,
-            "peak_rss_mib": copied["peak_rss_mib"],
-            "seconds_for_10M": 10_000_000 / ceiling,
-        }
-    ]
+    rows = []
+    for action, name in (("file", "file copy, no Parquet"), ("copy", "store copy, no cipher")):
+        copied = child(action, folder / "none", plain, folder / "copy.parquet", args.dim)
+        (folder / "copy.parquet").unlink()
+        rate = args.vectors / copied["seconds"]
+        rows.append(
+            {
+                "name": name,
+                "vectors": args.vectors,
+                "dim": args.dim,
+                "vectors_per_s": rate,
+                "peak_rss_mib": copied["peak_rss_mib"],
+                "seconds_for_10M": 10_000_000 / rate,
+            }
+        )
+    ceiling = rows[-1]["vectors_per_s"]
+    tags = tag_rate(args.dim)
+    rows.append({"name": "row-group tags, in memory", "vectors": args.vectors, "dim": args.dim, "vectors_per_s": tags})
     for name in args.ciphers.split(","):
         cipher = create_cipher(name)
         key = folder / f"{name}.key.json"
         save_key(key, cipher.key)
         memory = in_memory_rate(cipher, args.dim)
-        encrypted = child("encrypt", key, plain, folder / "enc.parquet")
-        decrypted = child("decrypt", key, folder / "enc.parquet", folder / "dec.parquet")
+        encrypted = child("encrypt", key, plain, folder / "enc.parquet", args.dim)
+        decrypted = child("decrypt", key, folder / "enc.parquet", folder / "dec.parquet", args.dim)
         for action, run in (("encrypt", encrypted), ("decrypt", decrypted)):
             rate = args.vectors / run["seconds"]
             rows.append(
@@ -323,10 +354,12 @@ def main() -> None:
                     f" ({row['fraction_of_copy']:.0%} of the copy, "
                     f"{row['fraction_of_in_memory']:.0%} of in-memory encrypt {memory:.0f}/s)"
                 )
-            print(
-                f"{row['name']:<28} {row['vectors_per_s']:>10.0f} vectors/s{share}, "
-                f"peak RSS {row['peak_rss_mib']:.0f} MiB, 10M vectors: {row['seconds_for_10M'] / 60:.1f} min"
+            cost = (
+                f", peak RSS {row['peak_rss_mib']:.0f} MiB, 10M vectors: {row['seconds_for_10M'] / 60:.1f} min"
+                if "peak_rss_mib" in row
+                else " (one row group on one thread)"
             )
+            print(f"{row['name']:<28} {row['vectors_per_s']:>10.0f} vectors/s{share}{cost}")
         elif "gib_per_s" in row:
             print(
                 f"{row['name']:<44} {row['median_ms']:.1f} ms median ({row['max_ms']:.1f} max) "

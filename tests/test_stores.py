@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,8 @@ import pytest
 from shufflebits.ciphers import cipher_names, create_cipher, spec
 from shufflebits.cli import main
 from shufflebits.errors import IntegrityError, ShuffleBitsError, WrongKeyError
-from shufflebits.stores import decrypt_store, encrypt_store, read_plain, read_store, write_plain
+from shufflebits.stores import decrypt_store, encrypt_store, read_plain, read_store, schema, write_plain
+from shufflebits.stores.plain import plain_batches
 from shufflebits.stores.schema import TAGS_KEY
 
 N, D = 50, 8
@@ -100,6 +102,45 @@ def test_deterministic_ciphertext_is_the_in_memory_ciphers(tmp_path, store, feat
     stored = np.frombuffer(column.buffers()[1], np.uint8).reshape(N, -1)
     expected = np.ascontiguousarray(cipher.encrypt(features).payload()).view(np.uint8)
     assert stored.tobytes() == expected.tobytes()
+
+
+def test_reads_drop_each_row_group_from_the_page_cache_once_its_rows_are_read(store, monkeypatch):
+    path, _ = store
+    drops = []
+    monkeypatch.setattr(
+        schema, "drop_row_groups", lambda _file, _parquet, first, stop: drops.extend(range(first, stop))
+    )
+    meta = pq.ParquetFile(path).metadata
+    ends = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    read = 0
+    for batch in plain_batches(path, rows=16)[1]:  # batches that straddle row groups
+        read += batch.num_rows
+        assert drops == [group for group, end in enumerate(ends) if end <= read]
+    assert drops == list(range(meta.num_row_groups))
+
+
+@pytest.mark.skipif(not schema.DROP_BEHIND, reason="drop-behind needs posix_fadvise")
+def test_streams_drop_the_pages_they_read_and_write_and_keep_every_byte(tmp_path, store, features, monkeypatch):
+    path, _ = store
+    advised = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        advised.append((os.fstat(fd).st_ino, offset, offset + length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    monkeypatch.setattr(schema, "DROP_BYTES", 1)  # a step per write
+    cipher = create_cipher("chacha20")
+    encrypt_store(path, tmp_path / "enc.parquet", cipher, rows=16)
+    decrypt_store(tmp_path / "enc.parquet", tmp_path / "dec.parquet", cipher)
+    written = [start for inode, start, _ in advised if inode == (tmp_path / "dec.parquet").stat().st_ino]
+    assert written[0] == 0 and written == sorted(written)  # steps from the start of the file, in order
+    for file in (path, tmp_path / "enc.parquet", tmp_path / "dec.parquet"):  # read; written, then read; written
+        spans = [(start, stop) for inode, start, stop in advised if inode == file.stat().st_ino]
+        assert spans and max(stop for _, stop in spans) <= file.stat().st_size, file.name
+    assert read_plain(tmp_path / "dec.parquet").features.tobytes() == features.tobytes()
+    assert leftovers(tmp_path) == []
 
 
 def test_write_and_read_plain_and_a_folder_store(tmp_path, features):

@@ -17,6 +17,7 @@ from .schema import (
     ID,
     VECTOR,
     check_plain_schema,
+    dropped_behind,
     encode_header,
     open_parquet,
     parquet_writer,
@@ -112,8 +113,8 @@ def plain_batches(path: str | os.PathLike, rows: int | None = None) -> tuple[pa.
     step = rows or rows_per_group(dim)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for _, parquet in opened:
-            yield from parquet.iter_batches(batch_size=step)
+        for file, parquet in opened:
+            yield from dropped_behind(file, parquet, parquet.iter_batches(batch_size=step))
 
     return schema, batches()
 

@@ -40,6 +40,7 @@ from .schema import (
     VECTOR,
     binary_array,
     binary_rows,
+    drop_row_groups,
     encode_header,
     header_of,
     open_parquet,
@@ -233,6 +234,7 @@ def open_group(file: SealedFile, index: int, offset: int, cipher: Cipher, schema
     """
     record = spec(cipher.name)
     table = file.parquet.read_row_group(index)
+    drop_row_groups(file.path, file.parquet, index, index + 1)
     if not hmac.compare_digest(
         file.tags[index], row_group_tag(tag_key(cipher.key), file.raw_header, index, offset, table)
     ):
