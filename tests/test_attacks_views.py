@@ -9,6 +9,7 @@ from shufflebits.attacks.views import (
     apply_view,
     as_words,
     bit_view,
+    column_statistics,
     float_view,
     invariant_view,
     partial_decrypt,
@@ -91,3 +92,16 @@ def test_standardized_float_view_of_ciphertext_stays_finite():
         out = standardized(Z, np.zeros(2), np.full(2, 1e-3))
     assert out.dtype == np.float32 and np.isfinite(out).all()
     assert out.max() == Z_LIMIT and out.min() == -Z_LIMIT
+
+
+def test_column_statistics_in_blocks_equal_numpys_over_the_rows():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(3.0, 2.0, (700, 9)).astype(np.float32)
+    rows = np.sort(rng.choice(700, 500, replace=False))
+    mean, std = column_statistics(Z, rows, block=64)
+    assert np.allclose(mean, Z[rows].astype(np.float64).mean(axis=0), rtol=1e-12, atol=0)
+    assert np.allclose(std, Z[rows].astype(np.float64).std(axis=0), rtol=1e-12, atol=0)
+    bits = bit_view(rng.integers(0, 2**32, (300, 4), dtype=np.uint32))
+    assert bits.dtype == np.uint8 and apply_view(None, bits) is bits  # bytes stay bytes: exact in float64
+    mean, std = column_statistics(bits, np.arange(300))
+    assert np.array_equal(mean, bits.mean(axis=0)) and np.allclose(std, bits.std(axis=0), rtol=1e-12)

@@ -24,7 +24,7 @@ from ..errors import ShuffleBitsError
 from ..registry import register
 from ..runtime import torch_threads
 from .scoring import attribute_scores
-from .views import apply_view, standardized, validated
+from .views import apply_view, column_statistics, standardized, validated
 
 CONFIGS = ("mlp", "paper")
 
@@ -179,9 +179,7 @@ class AttributeInference(ClassifierMixin, BaseEstimator):
         self.validation_index_ = val_idx
 
         Z_all = apply_view(self.view, X)
-        train = Z_all[train_idx].astype(np.float64)
-        self.mean_ = train.mean(axis=0)
-        scale = train.std(axis=0)
+        self.mean_, scale = column_statistics(Z_all, train_idx)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         Z = torch.from_numpy(standardized(Z_all, self.mean_, self.scale_)).to(self.device)  # clipped as in predict
         Y = torch.from_numpy(y).to(self.device)

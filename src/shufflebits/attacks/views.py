@@ -54,6 +54,15 @@ def validated(estimator, *args, **kwargs):
         return validate_data(estimator, *args, **kwargs)
 
 
+def column_statistics(Z: np.ndarray, rows: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """float64 mean and standard deviation of each column of ``Z[rows]``, ``block`` rows at a time
+    (two passes), so a wide view never holds a float64 copy of itself."""
+    blocks = [rows[start : start + block] for start in range(0, len(rows), block)]
+    mean = sum(Z[part].sum(axis=0, dtype=np.float64) for part in blocks) / len(rows)
+    squares = sum(((Z[part].astype(np.float64) - mean) ** 2).sum(axis=0) for part in blocks)
+    return mean, np.sqrt(squares / len(rows))
+
+
 def standardized(Z: np.ndarray, mean: np.ndarray, scale: np.ndarray, rows: int = 256) -> np.ndarray:
     """float32 z-scores of a view, clipped to +-``Z_LIMIT``: computed in float64 ``rows`` rows at a
     time, so a wide view (16,384 bits per vector) never holds a float64 copy of itself."""
@@ -100,9 +109,11 @@ def invariant_view(words: np.ndarray) -> np.ndarray:
 
 
 def apply_view(name: str | None, X: np.ndarray) -> np.ndarray:
-    """``X`` through the named view; ``None`` means ``X`` are already features."""
+    """``X`` through the named view; ``None`` means ``X`` are already features (integers, such as
+    the bit view's bytes, kept as they are: exact in the float64 z-scores; anything else as float32)."""
     if name is None:
-        return np.asarray(X, dtype=np.float32)
+        X = np.asarray(X)
+        return X if X.dtype.kind in "bui" else X.astype(np.float32, copy=False)
     views = {
         "float": float_view,
         "bits": bit_view,
