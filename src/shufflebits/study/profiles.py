@@ -102,9 +102,9 @@ PROFILES: dict[str, Profile] = {
             surrogate_epochs=3,
             permutations=200,
             known_pairs=(1, 4, 16, 64),
-            recon_queries=256,  # of about 970 users: each goes through the victim and the 256x128 second model
+            recon_queries=200,  # of about 970 users: each goes through the victim and the 256x128 second model
             ckks=CkksSample(
-                queries=64, wrong_key_queries=32, attacker_pool=512, attribute_attacker=200, link_gallery=128
+                queries=64, wrong_key_queries=32, attacker_pool=256, attribute_attacker=160, link_gallery=96
             ),
         ),
         recon_size=(32, 16),
