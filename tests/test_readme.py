@@ -41,7 +41,7 @@ from shufflebits.stores import read_plain
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"--identities": "32", "--images-per-identity": "4", "--epochs": "1", "--size-mib": "0.25"}
 SERVICE_MARKER = "<!-- service: run after the walk-through by tests/test_readme.py -->"
-RAY_MARKER = "<!-- ray: run after the Parquet block by tests/test_readme.py (slow) -->"
+RAY_MARKER = "<!-- ray: run after the Parquet block by tests/test_readme.py -->"
 ONNX_MARKER = "<!-- onnx: run after the walk-through by tests/test_readme.py -->"
 SEARCHABLE_MARKER = "<!-- searchable: run after the walk-through by tests/test_readme.py -->"
 CKKS_MARKER = "<!-- ckks: run after the walk-through by tests/test_readme.py -->"
@@ -215,7 +215,7 @@ def test_readme_service_block_answers_ciphertext_that_the_server_key_decrypts(wa
     np.testing.assert_allclose(features, query.features[row : row + 1], rtol=0, atol=1e-5)  # extract's features
 
 
-@pytest.mark.slow  # each command starts a local Ray: 27-52 s for the three on 2 shared cores
+# each command starts a local Ray (27-52 s for the three on 2 shared cores): in the suite, so CI runs the block
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (shufflebits[ray])")
 def test_readme_ray_block_gives_the_local_engines_stores(walked):
     sh(walked.work, walked.env, block(RAY_MARKER))
