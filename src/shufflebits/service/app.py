@@ -31,6 +31,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -169,7 +170,14 @@ def create_app(
             f"a memory budget of {memory_budget_bytes} bytes cannot hold one largest request beside one largest "
             f"decode; with these limits it needs at least {least_budget} bytes ({least_budget / 2**20:.0f} MiB)"
         )
-    budget = MemoryBudget(memory_budget_bytes, decode_share, trim=release_free_memory)
+    trimmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shufflebits-trim")
+
+    def trim_later() -> None:
+        """``release_free_memory`` on the trimming thread: a trim walks the whole heap (milliseconds
+        on a large one), so neither the event loop nor the request that freed the memory waits."""
+        trimmer.submit(lambda: release_free_memory())
+
+    budget = MemoryBudget(memory_budget_bytes, decode_share, trim=trim_later)
     batcher = Batcher(extractor, max_batch=max_batch, max_wait_ms=max_wait_ms)
     cipher_lock = threading.Lock()
     decode_slots = threading.BoundedSemaphore(decode_workers)
@@ -202,7 +210,7 @@ def create_app(
             admitted[0] -= 1
             drained = admitted[0] == 0
         if drained:  # what the requests freed after their last decode (bodies, answers, model buffers)
-            release_free_memory()
+            trim_later()
 
     def keep(hold: Hold, nbytes: int) -> None:
         if not hold.resize(nbytes):
