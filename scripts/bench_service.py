@@ -47,6 +47,15 @@ def jpeg_crops(count: int, height: int, width: int) -> list[bytes]:
     return crops
 
 
+def start_server(command: list[str], token: str, scratch: str) -> tuple[subprocess.Popen, Path]:
+    """``command`` run as a server that accepts ``token``, its output in ``scratch/server.log``."""
+    log = Path(scratch) / "server.log"
+    with log.open("w") as log_file:
+        environment = {**os.environ, "SHUFFLEBITS_TOKEN": token}
+        server = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+    return server, log
+
+
 def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,10 +94,7 @@ def measure(
             key_path = Path(scratch) / "server.key"
             save_key(key_path, generate_key(args.cipher))
             command += ["--encrypt-with", str(key_path)]
-        log = Path(scratch) / "server.log"
-        with log.open("w") as log_file:
-            environment = {**os.environ, "SHUFFLEBITS_TOKEN": token}
-            server = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+        server, log = start_server(command, token, scratch)
         try:
             health = wait_for_health(url, server, log)
             crops = jpeg_crops(64, height, width)

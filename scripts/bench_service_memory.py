@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_service import free_port, wait_for_health  # the service bench's: start a server, wait for it
+from bench_service import free_port, start_server, wait_for_health  # the service bench's: start a server, wait
 from PIL import Image
 
 from shufflebits.atomic import atomic_write_text
@@ -184,10 +183,7 @@ def main() -> int:
     command = [sys.executable, "-m", "shufflebits", "serve", "--model", args.model, "--port", str(port)]
     command += ["--threads", str(args.threads), *args.serve_args.split()]
     with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "server.log"
-        with log.open("w") as log_file:
-            environment = {**os.environ, "SHUFFLEBITS_TOKEN": token}
-            server = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+        server, log = start_server(command, token, scratch)
         try:
             health = wait_for_health(url, server, log)
             warm = png(Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 128, 3), dtype=np.uint8)))
