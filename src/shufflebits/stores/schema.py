@@ -9,8 +9,7 @@ Streams drop their pages from the page cache behind them (Linux,
 through a store larger than memory gains nothing from caching it. Recycling a
 few cached pages instead of taking fresh ones for the whole store is also what
 makes streaming fast on the benchmark's virtual machine, where fresh memory
-costs the kernel seconds per GB (a host fault per page) and copying the bytes
-a few tenths: a 400,000-vector store copy went from 4-9 s to under 2.
+costs the kernel a host fault per page, far more than copying the bytes.
 """
 
 from __future__ import annotations
